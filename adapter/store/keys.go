@@ -1,0 +1,65 @@
+// Package store is kar's Redis adapter (github.com/redis/go-redis/v9): the
+// client setup and the one key scheme of the project.
+package store
+
+import "strconv"
+
+// Keys is the Redis key scheme of one application. Every key kar writes
+// starts with "kar:{app}:" so one Redis serves many applications and `kar
+// purge` can find all of an application's keys; the braces are a Redis
+// Cluster hash tag, keeping an application's keys in one slot so that Lua
+// scripts and transactions may touch several of them.
+type Keys struct{ prefix string }
+
+// NewKeys returns the key scheme of app (already checked by config.ValidApp).
+func NewKeys(app string) Keys { return Keys{prefix: "kar:{" + app + "}:"} }
+
+// Pattern matches every key of the application (for SCAN).
+func (k Keys) Pattern() string { return k.prefix + "*" }
+
+// Sidecars is the set of the ids of sidecars that joined and have not been seen to leave.
+func (k Keys) Sidecars() string { return k.prefix + "sidecars" }
+
+// Sidecar holds one sidecar's registration (JSON), expiring with its lease.
+func (k Keys) Sidecar(id string) string { return k.prefix + "sidecar:" + id }
+
+// Members is the pub/sub channel announcing joins and leaves.
+func (k Keys) Members() string { return k.prefix + "members" }
+
+// Lease is the owner of Kafka partition p of the application's topic.
+func (k Keys) Lease(p int32) string { return k.prefix + "lease:" + strconv.Itoa(int(p)) }
+
+// Offset is the next offset of partition p not yet known to be finished.
+func (k Keys) Offset(p int32) string { return k.prefix + "offset:" + strconv.Itoa(int(p)) }
+
+// Placement maps an actor instance to the sidecar hosting it.
+func (k Keys) Placement(actorType, id string) string {
+	return k.prefix + "placement:" + actorType + ":" + id
+}
+
+// ActorState is the hash of one actor instance's state.
+func (k Keys) ActorState(actorType, id string) string {
+	return k.prefix + "state:" + actorType + ":" + id
+}
+
+// ActorSubmap is the hash of one sub-map of an actor instance's state.
+func (k Keys) ActorSubmap(actorType, id, key string) string {
+	return k.prefix + "submap:" + actorType + ":" + id + ":" + key
+}
+
+// ActorSubmaps is the set of the sub-map keys an actor instance has.
+func (k Keys) ActorSubmaps(actorType, id string) string {
+	return k.prefix + "submaps:" + actorType + ":" + id
+}
+
+// Reminders is the hash of all reminders (field: type/id/reminderId).
+func (k Keys) Reminders() string { return k.prefix + "reminders" }
+
+// ReminderSchedule is the sorted set of reminder fields by next fire time (ms).
+func (k Keys) ReminderSchedule() string { return k.prefix + "reminder-schedule" }
+
+// Subscriptions is the hash of all event subscriptions (field: type/id/subscriptionId).
+func (k Keys) Subscriptions() string { return k.prefix + "subscriptions" }
+
+// Response holds the result of a tail-call step, committed with the next step.
+func (k Keys) Response(requestID string) string { return k.prefix + "response:" + requestID }

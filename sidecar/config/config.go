@@ -1,0 +1,369 @@
+// Package config holds the one configuration loader of kar.
+//
+// Every setting is one field of a tagged struct: `envconfig` names its
+// environment variable (read through github.com/kelseyhightower/envconfig),
+// `flag` its command-line twin, `default` its default and `desc` its help.
+// Sources, lowest priority first: defaults, files in the config directory
+// (one file per lower-case env key, as Kubernetes mounts the secret
+// kar.ibm.com.runtime-config), the environment, KAR_EXTRA_ARGS, then the
+// command line.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// DefaultConfigDir is where Kubernetes mounts the secret kar.ibm.com.runtime-config.
+const DefaultConfigDir = "/var/run/secrets/kar.ibm.com"
+
+// Backend is how to reach Kafka and Redis. Every kar command that talks to
+// the mesh embeds it.
+type Backend struct {
+	KafkaBrokers       []string `envconfig:"KAFKA_BROKERS" flag:"kafka_brokers" default:"localhost:31093" desc:"comma-separated Kafka bootstrap brokers"`
+	KafkaVersion       string   `envconfig:"KAFKA_VERSION" flag:"kafka_version" default:"2.8.0" desc:"Kafka protocol version to speak"`
+	KafkaEnableTLS     bool     `envconfig:"KAFKA_ENABLE_TLS" flag:"kafka_enable_tls" desc:"connect to Kafka over TLS"`
+	KafkaUsername      string   `envconfig:"KAFKA_USERNAME" flag:"kafka_username" default:"token" desc:"SASL PLAIN user for Kafka (used when KAFKA_PASSWORD is set)"`
+	KafkaPassword      string   `envconfig:"KAFKA_PASSWORD" secret:"true" desc:"SASL PLAIN password for Kafka (environment or config dir only)"`
+	KafkaTLSSkipVerify bool     `envconfig:"KAFKA_TLS_SKIP_VERIFY" flag:"kafka_tls_skip_verify" desc:"do not verify the Kafka server certificate"`
+	KafkaCA            string   `envconfig:"KAFKA_CA" desc:"base64 PEM CA certificate for Kafka TLS"`
+
+	RedisHost          string `envconfig:"REDIS_HOST" flag:"redis_host" default:"localhost" desc:"Redis host"`
+	RedisPort          int    `envconfig:"REDIS_PORT" flag:"redis_port" default:"31379" desc:"Redis port"`
+	RedisEnableTLS     bool   `envconfig:"REDIS_ENABLE_TLS" flag:"redis_enable_tls" desc:"connect to Redis over TLS"`
+	RedisUser          string `envconfig:"REDIS_USER" flag:"redis_user" desc:"Redis ACL user"`
+	RedisPassword      string `envconfig:"REDIS_PASSWORD" secret:"true" desc:"Redis password (environment or config dir only)"`
+	RedisCA            string `envconfig:"REDIS_CA" desc:"base64 PEM CA certificate for Redis TLS"`
+	RedisTLSSkipVerify bool   `envconfig:"REDIS_TLS_SKIP_VERIFY" flag:"redis_tls_skip_verify" desc:"do not verify the Redis server certificate"`
+
+	// LeaseTTL bounds how long a killed sidecar's pending work waits before
+	// a live sidecar adopts it.
+	LeaseTTL time.Duration `envconfig:"KAR_LEASE_TTL" flag:"lease_ttl" default:"3s" desc:"how long a sidecar's partition lease lives without renewal"`
+}
+
+// Run is the configuration of `kar run`: one sidecar beside one component.
+type Run struct {
+	Backend
+	App                     string        `envconfig:"KAR_APP" flag:"app" desc:"name of the application (required)"`
+	Service                 string        `envconfig:"KAR_SERVICE" flag:"service" desc:"name of the service this component joins"`
+	Actors                  []string      `envconfig:"KAR_ACTORS" flag:"actors" desc:"comma-separated actor types this component hosts"`
+	AppPort                 int           `envconfig:"KAR_APP_PORT" flag:"app_port" default:"8080" desc:"port the component listens on"`
+	RuntimePort             int           `envconfig:"KAR_RUNTIME_PORT" flag:"runtime_port" desc:"port of the sidecar's REST API (0: any free port)"`
+	Verbose                 string        `envconfig:"KAR_VERBOSE" flag:"v" default:"error" desc:"log level: error, warn, info, debug"`
+	H2C                     bool          `envconfig:"KAR_H2C" flag:"h2c" desc:"speak HTTP/2 cleartext to the component"`
+	MissingComponentTimeout time.Duration `envconfig:"KAR_MISSING_COMPONENT_TIMEOUT" flag:"missing_component_timeout" default:"120s" desc:"how long a request waits for a component of its service to join"`
+	ActorBusyTimeout        time.Duration `envconfig:"KAR_ACTOR_BUSY_TIMEOUT" flag:"actor_busy_timeout" default:"120s" desc:"how long an actor call waits for the instance to become free (0: forever)"`
+	ActorCollectorInterval  time.Duration `envconfig:"KAR_ACTOR_COLLECTOR_INTERVAL" flag:"actor_collector_interval" default:"10m" desc:"idle actor instances are deactivated after this long"`
+	RequestTimeout          time.Duration `envconfig:"KAR_REQUEST_TIMEOUT" flag:"request_timeout" default:"0s" desc:"give up on a synchronous call after this long (0: never)"`
+	AppReadyTimeout         time.Duration `envconfig:"KAR_APP_READY_TIMEOUT" flag:"app_ready_timeout" default:"60s" desc:"how long a service component may take to listen on its port before it joins anyway"`
+	ConfigDir               string        `envconfig:"KAR_CONFIG_DIR" flag:"config_dir" default:"/var/run/secrets/kar.ibm.com" desc:"directory of configuration files, one per lower-case key"`
+	ExtraArgs               string        `envconfig:"KAR_EXTRA_ARGS" desc:"extra kar run flags, read before the command line"`
+}
+
+// Client is the configuration of the one-shot commands (kar rest, invoke, get, purge, drain).
+type Client struct {
+	Backend
+	App                     string        `envconfig:"KAR_APP" flag:"app" desc:"name of the application (required)"`
+	Verbose                 string        `envconfig:"KAR_VERBOSE" flag:"v" default:"error" desc:"log level: error, warn, info, debug"`
+	ContentType             string        `flag:"content_type" default:"application/json" desc:"content type of the request body (kar rest)"`
+	RequestTimeout          time.Duration `envconfig:"KAR_REQUEST_TIMEOUT" flag:"request_timeout" default:"0s" desc:"give up on the call after this long (0: never)"`
+	ConfigDir               string        `envconfig:"KAR_CONFIG_DIR" flag:"config_dir" default:"/var/run/secrets/kar.ibm.com" desc:"directory of configuration files, one per lower-case key"`
+	MissingComponentTimeout time.Duration `envconfig:"KAR_MISSING_COMPONENT_TIMEOUT" flag:"missing_component_timeout" default:"120s" desc:"how long a request waits for a component of its service to join"`
+}
+
+// ErrHelp is returned by Load when -h or -help was given; usage was printed.
+var ErrHelp = flag.ErrHelp
+
+// Load fills cfg (a pointer to Run, Client or any struct tagged like them)
+// from defaults, the config directory, the environment, KAR_EXTRA_ARGS (when
+// the struct has it) and args, and returns the positional arguments left
+// after the flags. Usage goes to usageOut on -h. Errors name the offending
+// key and say how to fix it.
+func Load(cfg any, name string, args []string, usageOut io.Writer) ([]string, error) {
+	fields := collect(reflect.ValueOf(cfg).Elem())
+
+	// Defaults and environment, through envconfig.
+	if err := envconfig.Process("", cfg); err != nil {
+		return nil, fmt.Errorf("bad environment: %w", cleanEnvErr(err))
+	}
+
+	// The config directory fills what the environment left unset. Its
+	// location may itself come from the flags, so peek at them first.
+	dir := peekFlag(args, "config_dir")
+	if dir == "" {
+		dir = fieldString(fields, "config_dir")
+	}
+	if dir != "" {
+		if err := applyDir(fields, dir); err != nil {
+			return nil, err
+		}
+	}
+
+	fs := flag.NewFlagSet("kar "+name, flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	values := map[string]*string{}
+	bools := map[string]*bool{}
+	for _, f := range fields {
+		if f.flag == "" {
+			continue
+		}
+		if f.v.Kind() == reflect.Bool {
+			bools[f.flag] = fs.Bool(f.flag, f.v.Bool(), f.desc)
+		} else {
+			values[f.flag] = fs.String(f.flag, f.def, f.desc+envHint(f.env))
+		}
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(usageOut, "Usage of kar %s:\n", name)
+		fs.PrintDefaults()
+	}
+
+	// KAR_EXTRA_ARGS are flags too, read before the command line so the command line wins.
+	var all []string
+	if extra := os.Getenv("KAR_EXTRA_ARGS"); extra != "" && hasField(fields, "KAR_EXTRA_ARGS") {
+		all = append(all, strings.Fields(extra)...)
+	}
+	all = append(all, args...)
+	if err := fs.Parse(all); err != nil {
+		return nil, err
+	}
+	var ferr error
+	fs.Visit(func(fl *flag.Flag) {
+		for _, f := range fields {
+			if f.flag != fl.Name || ferr != nil {
+				continue
+			}
+			if f.v.Kind() == reflect.Bool {
+				f.v.SetBool(*bools[fl.Name])
+				continue
+			}
+			if err := set(f.v, *values[fl.Name]); err != nil {
+				ferr = fmt.Errorf("bad flag -%s=%q: %w", fl.Name, *values[fl.Name], err)
+			}
+		}
+	})
+	if ferr != nil {
+		return nil, ferr
+	}
+	return fs.Args(), nil
+}
+
+type field struct {
+	v    reflect.Value
+	env  string
+	flag string
+	def  string
+	desc string
+}
+
+func collect(v reflect.Value) []field {
+	var out []field
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if sf.Anonymous && sf.Type.Kind() == reflect.Struct {
+			out = append(out, collect(v.Field(i))...)
+			continue
+		}
+		out = append(out, field{
+			v:    v.Field(i),
+			env:  sf.Tag.Get("envconfig"),
+			flag: sf.Tag.Get("flag"),
+			def:  sf.Tag.Get("default"),
+			desc: sf.Tag.Get("desc"),
+		})
+	}
+	return out
+}
+
+func hasField(fields []field, env string) bool {
+	for _, f := range fields {
+		if f.env == env {
+			return true
+		}
+	}
+	return false
+}
+
+func fieldString(fields []field, flagName string) string {
+	for _, f := range fields {
+		if f.flag == flagName && f.v.Kind() == reflect.String {
+			return f.v.String()
+		}
+	}
+	return ""
+}
+
+func envHint(env string) string {
+	if env == "" {
+		return ""
+	}
+	return " (env " + env + ")"
+}
+
+// applyDir reads one file per lower-case key; a missing directory is not an
+// error (it is only mounted in Kubernetes), an unreadable file is.
+func applyDir(fields []field, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read config directory %s: %w", dir, err)
+	}
+	present := map[string]bool{}
+	for _, e := range entries {
+		present[e.Name()] = true
+	}
+	for _, f := range fields {
+		if f.env == "" {
+			continue
+		}
+		if _, inEnv := os.LookupEnv(f.env); inEnv {
+			continue
+		}
+		name := strings.ToLower(f.env)
+		if !present[name] {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("cannot read config file %s: %w", filepath.Join(dir, name), err)
+		}
+		if err := set(f.v, strings.TrimSpace(string(b))); err != nil {
+			return fmt.Errorf("bad value in config file %s: %w", filepath.Join(dir, name), err)
+		}
+	}
+	return nil
+}
+
+// peekFlag finds -name=value or -name value in args without parsing the rest.
+func peekFlag(args []string, name string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		t := strings.TrimLeft(a, "-")
+		if t == a {
+			continue
+		}
+		if v, ok := strings.CutPrefix(t, name+"="); ok {
+			return v
+		}
+		if t == name && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+func set(v reflect.Value, s string) error {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		if v.Type() == reflect.TypeOf(time.Duration(0)) {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return fmt.Errorf("want a duration such as 30s or 2m")
+			}
+			v.SetInt(int64(d))
+			return nil
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want a whole number")
+		}
+		v.SetInt(n)
+	case reflect.Slice:
+		var parts []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		v.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported setting type %s", v.Type())
+	}
+	return nil
+}
+
+// cleanEnvErr keeps envconfig's message (it names the variable) but never a
+// value: a bad value may be a password.
+func cleanEnvErr(err error) error {
+	var pe *envconfig.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: cannot parse its value as %s", pe.KeyName, pe.TypeName)
+	}
+	return err
+}
+
+// ValidApp checks an application name: it becomes part of Kafka topic and
+// Redis key names, so it is limited to what both accept.
+func ValidApp(app string) error {
+	if app == "" {
+		return errors.New("no application name: give -app NAME (or set KAR_APP)")
+	}
+	if len(app) > 200 {
+		return fmt.Errorf("application name %q is longer than 200 characters", app[:20]+"...")
+	}
+	for _, r := range app {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("application name %q may hold only letters, digits, '.', '_' and '-'", app)
+		}
+	}
+	return nil
+}
+
+// Validate checks what Load cannot: required and consistent settings.
+func (b *Backend) Validate() error {
+	if len(b.KafkaBrokers) == 0 {
+		return errors.New("no Kafka brokers: set KAFKA_BROKERS (run `kar dev` for a local backend)")
+	}
+	if b.RedisPort <= 0 || b.RedisPort > 65535 {
+		return fmt.Errorf("REDIS_PORT %d is not a port number", b.RedisPort)
+	}
+	if b.LeaseTTL < 100*time.Millisecond {
+		return fmt.Errorf("lease TTL %s is too short (at least 100ms)", b.LeaseTTL)
+	}
+	return nil
+}
+
+// Validate checks a kar run configuration.
+func (r *Run) Validate() error {
+	if err := ValidApp(r.App); err != nil {
+		return err
+	}
+	if err := r.Backend.Validate(); err != nil {
+		return err
+	}
+	if r.AppPort <= 0 || r.AppPort > 65535 {
+		return fmt.Errorf("-app_port %d is not a port number", r.AppPort)
+	}
+	if r.RuntimePort < 0 || r.RuntimePort > 65535 {
+		return fmt.Errorf("-runtime_port %d is not a port number", r.RuntimePort)
+	}
+	for _, name := range append([]string{r.Service}, r.Actors...) {
+		if strings.ContainsAny(name, "/ \t?#") {
+			return fmt.Errorf("service or actor type %q may not contain '/', '?', '#' or spaces", name)
+		}
+	}
+	return nil
+}
