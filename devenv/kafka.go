@@ -1,0 +1,105 @@
+package devenv
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// kafkaServer is a one-broker kfake cluster on a fixed address, so it can
+// be stopped and served again on the same port.
+type kafkaServer struct {
+	opts *Options
+
+	mu      sync.Mutex
+	cluster *kfake.Cluster
+	bound   string // the address after the first start (port 0 resolved)
+}
+
+func (k *kafkaServer) addr() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.bound
+}
+
+func (k *kafkaServer) start() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cluster != nil {
+		return nil
+	}
+	addr := k.opts.KafkaAddr
+	if k.bound != "" {
+		addr = k.bound
+	}
+	// We open the listener ourselves: kfake would bind 127.0.0.1 only and
+	// give no typed error for a port in use.
+	ln, err := listen("Kafka", addr)
+	if err != nil {
+		return err
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.ListenFn(func(string, string) (net.Listener, error) {
+			if ln == nil {
+				return nil, errors.New("devenv: kfake asked for a second listener")
+			}
+			l := ln
+			ln = nil
+			return l, nil
+		}),
+		kfake.ClusterID("kar-dev"),
+		// As a real broker's defaults: auto.create.topics.enable=true,
+		// num.partitions=1.
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(1),
+		kfake.WithLogger(slogKfake{k.opts.Logger}),
+	}
+	if c := k.opts.KafkaTLS; c != nil {
+		opts = append(opts, kfake.TLS(c.ServerConfig()))
+	}
+	if k.opts.KafkaPassword != "" {
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser("PLAIN", k.opts.KafkaUser, k.opts.KafkaPassword))
+	}
+	if k.opts.DataDir != "" {
+		opts = append(opts, kfake.DataDir(filepath.Join(k.opts.DataDir, "kafka")), kfake.SyncWrites())
+	}
+	cluster, err := kfake.NewCluster(opts...)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return fmt.Errorf("cannot start the Kafka-protocol broker: %w", err)
+	}
+	k.cluster = cluster
+	k.bound = cluster.ListenAddrs()[0]
+	k.opts.Logger.Info("Kafka-protocol broker serving", "addr", k.bound)
+	return nil
+}
+
+func (k *kafkaServer) stop() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cluster != nil {
+		k.cluster.Close()
+		k.cluster = nil
+	}
+}
+
+// slogKfake sends kfake's warnings and errors to slog; its info and debug
+// lines log every request and would drown everything else.
+type slogKfake struct{ log *slog.Logger }
+
+func (l slogKfake) Logf(level kfake.LogLevel, format string, args ...any) {
+	switch level {
+	case kfake.LogLevelError:
+		l.log.Error("kfake: " + fmt.Sprintf(format, args...))
+	case kfake.LogLevelWarn:
+		l.log.Warn("kfake: " + fmt.Sprintf(format, args...))
+	}
+}

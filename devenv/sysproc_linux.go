@@ -1,0 +1,10 @@
+package devenv
+
+import "syscall"
+
+// childSysProcAttr puts redis-server in its own process group, so a Ctrl-C
+// at the terminal reaches only `kar dev`, which then stops it in order, and
+// has the kernel kill it should its parent die without cleaning up.
+func childSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
