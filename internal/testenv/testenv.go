@@ -1,0 +1,89 @@
+// Package testenv is the harness of kar's integration tests: a real
+// Kafka-protocol broker and redis-server on free ports (through devenv), the
+// kar binary, processes stopped by their PID, and waiting on conditions
+// with deadlines instead of sleeping.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/kar-runtime/kar/devenv"
+)
+
+// Option adjusts the devenv options of Backend, e.g. to add TLS or passwords.
+type Option func(*devenv.Options)
+
+// Backend serves a Kafka-protocol broker and the real redis-server on free
+// loopback ports until the test ends. b.Env() is what a kar process needs.
+// It fails the test when redis-server is missing (CI installs it), unless
+// an option asks for the embedded Redis.
+func Backend(t testing.TB, opts ...Option) *devenv.Backend {
+	t.Helper()
+	o := devenv.Options{Redis: devenv.RedisServer}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.Redis == devenv.RedisServer {
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			t.Fatalf("testenv: redis-server is not on PATH; install it (Debian: apt-get install redis-server): %v", err)
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = testLogger(t, "devenv")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b, err := devenv.Start(ctx, o)
+	if err != nil {
+		t.Fatalf("testenv: cannot start the backends: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("testenv: stopping the backends: %v", err)
+		}
+	})
+	return b
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: no free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// pollInterval is how often Eventually checks: short against the tests'
+// latency, long enough not to load a 2-core machine.
+const pollInterval = 10 * time.Millisecond
+
+// Eventually polls cond until it holds, failing the test after timeout.
+// msgf, when given, is a format and its arguments saying what was awaited.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msgf ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: condition not met within %s: %s", timeout, describe(msgf))
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+func describe(msgf []any) string {
+	if len(msgf) == 0 {
+		return "(no description)"
+	}
+	if f, ok := msgf[0].(string); ok {
+		return fmt.Sprintf(f, msgf[1:]...)
+	}
+	return fmt.Sprint(msgf...)
+}

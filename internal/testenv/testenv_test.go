@@ -1,0 +1,153 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func TestBackendServesRealRedis(t *testing.T) {
+	b := Backend(t)
+	if d := b.RedisDescription(); !strings.HasPrefix(d, "redis-server") {
+		t.Fatalf("Backend serves %q, want the real redis-server", d)
+	}
+	c := redis.NewClient(&redis.Options{Addr: b.RedisAddr()})
+	defer c.Close()
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("PING: %v", err)
+	}
+}
+
+func TestProcOutputAndExitCode(t *testing.T) {
+	p := Start(t, "sh", []string{"TESTENV_GREETING=hello"}, t.TempDir(),
+		"sh", "-c", `echo "$TESTENV_GREETING out"; echo oops >&2; printf partial; exit 3`)
+	p.WaitOutput(t, "hello out", 10*time.Second)
+	code, err := p.Wait(10 * time.Second)
+	if err != nil || code != 3 {
+		t.Fatalf("Wait = %d, %v; want 3", code, err)
+	}
+	out := p.Output()
+	for _, want := range []string{"hello out\n", "stderr oops\n", "partial\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Output() = %q, lacks %q", out, want)
+		}
+	}
+}
+
+func TestProcSignalAndKillGroup(t *testing.T) {
+	// The shell traps TERM and says so; its child sleep is in the same
+	// process group and must die with Kill.
+	dir := t.TempDir()
+	p := Start(t, "trap", nil, dir, "sh", "-c",
+		`trap 'echo got-term' TERM; sleep 300 & echo "child $!"; while :; do wait; done`)
+	p.WaitOutput(t, "child ", 10*time.Second)
+	var childPID int
+	for _, f := range strings.Fields(p.Output()) {
+		if n, err := strconv.Atoi(f); err == nil {
+			childPID = n
+		}
+	}
+	if childPID == 0 {
+		t.Fatalf("no child pid in %q", p.Output())
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitOutput(t, "got-term", 10*time.Second)
+	if p.Exited() {
+		t.Fatal("the shell exited on a trapped SIGTERM")
+	}
+	p.Kill()
+	code, err := p.Wait(10 * time.Second)
+	if err != nil || code != 128+int(syscall.SIGKILL) {
+		t.Fatalf("Wait after Kill = %d, %v; want %d", code, err, 128+int(syscall.SIGKILL))
+	}
+	Eventually(t, 10*time.Second, func() bool {
+		return syscall.Kill(childPID, 0) == syscall.ESRCH || isZombie(childPID)
+	}, "child sleep (pid %d) to die with its process group", childPID)
+}
+
+func TestWaitOutputFailsWhenProcessExits(t *testing.T) {
+	ft := &fakeT{TB: t}
+	p := Start(t, "true", nil, "", "true")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { _ = recover() }()
+		p.WaitOutput(ft, "never printed", 10*time.Second)
+	}()
+	<-done
+	if !ft.failed || !strings.Contains(ft.msg, "exited") {
+		t.Fatalf("WaitOutput on an exited process: failed=%v msg=%q", ft.failed, ft.msg)
+	}
+}
+
+func TestEventually(t *testing.T) {
+	n := 0
+	Eventually(t, 5*time.Second, func() bool { n++; return n >= 3 }, "n reaches 3")
+	if n != 3 {
+		t.Fatalf("cond called %d times, want 3", n)
+	}
+
+	ft := &fakeT{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { _ = recover() }()
+		Eventually(ft, 30*time.Millisecond, func() bool { return false }, "the %s", "impossible")
+	}()
+	<-done
+	if !ft.failed || !strings.Contains(ft.msg, "the impossible") {
+		t.Fatalf("Eventually on a false condition: failed=%v msg=%q", ft.failed, ft.msg)
+	}
+}
+
+func TestFreePort(t *testing.T) {
+	a, b := FreePort(t), FreePort(t)
+	if a <= 0 || b <= 0 {
+		t.Fatalf("FreePort = %d, %d", a, b)
+	}
+}
+
+func TestKarBinRunsVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds kar")
+	}
+	p := Start(t, "kar", nil, "", KarBin(t), "version")
+	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("kar version exit = %d, %v; output:\n%s", code, err, p.Output())
+	}
+}
+
+// fakeT records a failure instead of failing the real test; Fatalf stops
+// the goroutine as the real one does.
+type fakeT struct {
+	testing.TB
+	failed bool
+	msg    string
+}
+
+func (f *fakeT) Helper() {}
+func (f *fakeT) Fatalf(format string, args ...any) {
+	f.failed = true
+	f.msg = fmt.Sprintf(format, args...)
+	panic("fakeT.Fatalf")
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// Field 3 is the state; the command in field 2 is in parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] == 'Z'
+}
