@@ -26,6 +26,9 @@ func (k Keys) Sidecar(id string) string { return k.prefix + "sidecar:" + id }
 // Members is the pub/sub channel announcing joins and leaves.
 func (k Keys) Members() string { return k.prefix + "members" }
 
+// LeasePrefix is Lease without the partition number (for the claim script).
+func (k Keys) LeasePrefix() string { return k.prefix + "lease:" }
+
 // Lease is the owner of Kafka partition p of the application's topic.
 func (k Keys) Lease(p int32) string { return k.prefix + "lease:" + strconv.Itoa(int(p)) }
 

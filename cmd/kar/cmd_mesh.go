@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+
+	"github.com/kar-runtime/kar/sidecar"
+	"github.com/kar-runtime/kar/sidecar/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -13,12 +18,39 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return 0
 }
 
+// loadConfig reads a command's configuration; ok is false when the command
+// must stop with code (help asked, or a clear error printed).
+func loadConfig(cfg any, name string, args []string, stderr io.Writer) (rest []string, code int, ok bool) {
+	rest, err := config.Load(cfg, name, args, stderr)
+	if errors.Is(err, config.ErrHelp) {
+		return nil, 0, false
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kar %s: %v\n", name, err)
+		return nil, exitUsage, false
+	}
+	return rest, 0, true
+}
+
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return notYet("run", stderr)
+	var cfg config.Run
+	argv, code, ok := loadConfig(&cfg, "run", args, stderr)
+	if !ok {
+		return code
+	}
+	sidecar.Version = version
+	return sidecar.Run(ctx, &cfg, argv, stdout, stderr)
 }
+
 func runRest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return notYet("rest", stderr)
+	var cfg config.Client
+	rest, code, ok := loadConfig(&cfg, "rest", args, stderr)
+	if !ok {
+		return code
+	}
+	return sidecar.Rest(ctx, &cfg, rest, stdout, stderr)
 }
+
 func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return notYet("invoke", stderr)
 }

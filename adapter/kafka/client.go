@@ -1,0 +1,244 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/kar-runtime/kar/adapter/store"
+	"github.com/kar-runtime/kar/sidecar/config"
+)
+
+// MaxMessageBytes is the largest record kar produces (Kafka's default
+// message.max.bytes is about 1 MB).
+const MaxMessageBytes = 1000000
+
+// Client is one sarama client with the producer kar uses on it.
+type Client struct {
+	sarama.Client
+	producer sarama.AsyncProducer
+	done     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// SaramaConfig turns the backend settings into a sarama configuration: TLS,
+// SASL PLAIN (user `token` by default, as managed Event Streams wants) and
+// the protocol version.
+func SaramaConfig(cfg config.Backend, clientID string) (*sarama.Config, error) {
+	sc := sarama.NewConfig()
+	sc.ClientID = clientID
+	v, err := sarama.ParseKafkaVersion(cfg.KafkaVersion)
+	if err != nil {
+		return nil, fmt.Errorf("KAFKA_VERSION %q is not a Kafka version such as 2.8.0", cfg.KafkaVersion)
+	}
+	sc.Version = v
+	if cfg.KafkaEnableTLS {
+		host, _, _ := net.SplitHostPort(cfg.KafkaBrokers[0])
+		tc, err := store.TLSConfig(host, cfg.KafkaCA, cfg.KafkaTLSSkipVerify)
+		if err != nil {
+			return nil, fmt.Errorf("KAFKA_CA: %w", err)
+		}
+		sc.Net.TLS.Enable = true
+		sc.Net.TLS.Config = tc
+	}
+	if cfg.KafkaPassword != "" {
+		sc.Net.SASL.Enable = true
+		sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+		sc.Net.SASL.User = cfg.KafkaUsername
+		sc.Net.SASL.Password = cfg.KafkaPassword
+		sc.Net.SASL.Handshake = true
+	}
+	sc.Net.DialTimeout = 3 * time.Second
+	sc.Metadata.Retry.Max = 2
+	sc.Metadata.Retry.Backoff = 100 * time.Millisecond
+	sc.Metadata.RefreshFrequency = time.Minute
+	// Only the application's own topic is needed; fetching every topic's
+	// metadata would grow with the cluster.
+	sc.Metadata.Full = false
+
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+	sc.Producer.MaxMessageBytes = MaxMessageBytes
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Retry.Backoff = 100 * time.Millisecond
+	sc.Producer.Compression = sarama.CompressionNone
+
+	// Long polls return as soon as a record arrives; a short MaxWait keeps
+	// an idle consumer's first record quick on brokers that honour MinBytes loosely.
+	sc.Consumer.Fetch.Min = 1
+	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.ChannelBufferSize = 256
+	return sc, nil
+}
+
+// Connect opens a client and its producer. The error says what to fix.
+func Connect(ctx context.Context, cfg config.Backend, clientID string) (*Client, error) {
+	sc, err := SaramaConfig(cfg, clientID)
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		c   sarama.Client
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := sarama.NewClient(cfg.KafkaBrokers, sc)
+		ch <- result{c, err}
+	}()
+	var r result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if r.err != nil {
+		return nil, explain(cfg, r.err)
+	}
+	p, err := sarama.NewAsyncProducerFromClient(r.c)
+	if err != nil {
+		r.c.Close()
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	c := &Client{Client: r.c, producer: p, done: make(chan struct{})}
+	c.wg.Add(2)
+	go c.acks()
+	go c.errs()
+	return c, nil
+}
+
+func explain(cfg config.Backend, err error) error {
+	brokers := strings.Join(cfg.KafkaBrokers, ",")
+	if errors.Is(err, sarama.ErrOutOfBrokers) {
+		hint := "is it running? For a local backend run `kar dev` and `source scripts/kar-env-local.sh`"
+		if cfg.KafkaEnableTLS || cfg.KafkaPassword != "" {
+			hint = "check KAFKA_BROKERS, KAFKA_ENABLE_TLS, KAFKA_USERNAME and KAFKA_PASSWORD"
+		}
+		return fmt.Errorf("cannot reach Kafka at %s: %s", brokers, hint)
+	}
+	return fmt.Errorf("kafka at %s: %w", brokers, err)
+}
+
+// Produce writes value to topic/partition and returns once the broker has
+// acknowledged it (acks=all): a request is accepted only when it is durable.
+func (c *Client) Produce(ctx context.Context, topic string, partition int32, value []byte) error {
+	done := make(chan error, 1)
+	msg := &sarama.ProducerMessage{Topic: topic, Partition: partition, Value: sarama.ByteEncoder(value), Metadata: done}
+	select {
+	case c.producer.Input() <- msg:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return errors.New("kafka client closed")
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Client) acks() {
+	defer c.wg.Done()
+	for m := range c.producer.Successes() {
+		m.Metadata.(chan error) <- nil
+	}
+}
+
+func (c *Client) errs() {
+	defer c.wg.Done()
+	for e := range c.producer.Errors() {
+		e.Msg.Metadata.(chan error) <- e.Err
+	}
+}
+
+// EnsureTopic creates topic with at least partitions partitions if it does
+// not exist, and returns its partition count.
+func (c *Client) EnsureTopic(ctx context.Context, topic string, partitions int32) (int32, error) {
+	for attempt := 0; ; attempt++ {
+		if err := c.RefreshMetadata(topic); err == nil {
+			if ps, err := c.Partitions(topic); err == nil && len(ps) > 0 {
+				return int32(len(ps)), nil
+			}
+		}
+		// The admin shares the client; it is never closed, since closing it would close the client.
+		admin, err := sarama.NewClusterAdminFromClient(c.Client)
+		if err != nil {
+			return 0, fmt.Errorf("kafka admin: %w", err)
+		}
+		err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: c.replication()}, false)
+		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) && !strings.Contains(err.Error(), "already exists") {
+			if attempt >= 3 {
+				return 0, fmt.Errorf("create topic %s: %w", topic, err)
+			}
+		}
+		if attempt >= 20 {
+			return 0, fmt.Errorf("topic %s did not appear after creation", topic)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 20 * time.Millisecond):
+		}
+	}
+}
+
+// GrowTopic raises topic's partition count to at least want.
+func (c *Client) GrowTopic(ctx context.Context, topic string, want int32) (int32, error) {
+	// The admin shares the client; it is never closed, since closing it would close the client.
+	admin, err := sarama.NewClusterAdminFromClient(c.Client)
+	if err != nil {
+		return 0, fmt.Errorf("kafka admin: %w", err)
+	}
+	if err := admin.CreatePartitions(topic, want, nil, false); err != nil && !strings.Contains(err.Error(), "already has") && !errors.Is(err, sarama.ErrInvalidPartitions) {
+		return 0, fmt.Errorf("add partitions to %s: %w", topic, err)
+	}
+	if err := c.RefreshMetadata(topic); err != nil {
+		return 0, err
+	}
+	ps, err := c.Partitions(topic)
+	return int32(len(ps)), err
+}
+
+func (c *Client) replication() int16 {
+	if len(c.Brokers()) >= 3 {
+		return 3
+	}
+	return 1
+}
+
+// DeleteTopics removes topics (kar purge).
+func (c *Client) DeleteTopics(topics ...string) error {
+	// The admin shares the client; it is never closed, since closing it would close the client.
+	admin, err := sarama.NewClusterAdminFromClient(c.Client)
+	if err != nil {
+		return err
+	}
+	for _, t := range topics {
+		if err := admin.DeleteTopic(t); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			return fmt.Errorf("delete topic %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// Close stops the producer (flushing what it holds) and the client.
+func (c *Client) Close() error {
+	close(c.done)
+	err := c.producer.Close()
+	c.wg.Wait()
+	if cerr := c.Client.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

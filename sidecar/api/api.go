@@ -1,0 +1,331 @@
+// Package api is the sidecar's REST API on the runtime port: the routes of
+// /kar/v1 that components call (reference/kar-rest-api.swagger.yaml), served
+// over HTTP/1.1 and h2c with prior knowledge on the same port.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kar-runtime/kar/sidecar/mesh"
+)
+
+// MaxBody is the largest request body accepted: what fits in one Kafka record.
+const MaxBody = 1000000 - 16*1024
+
+// Server serves the REST API of one sidecar.
+type Server struct {
+	Mesh           *mesh.Mesh
+	Log            *slog.Logger
+	RequestTimeout time.Duration
+	// Ready is closed once the sidecar has joined the mesh; requests that
+	// arrive earlier wait for it.
+	Ready <-chan struct{}
+	// Shutdown starts an orderly shutdown of the sidecar (POST /kar/v1/system/shutdown).
+	Shutdown func()
+	// Extra mounts more routes (actors, events) on the same mux.
+	Extra func(mux *http.ServeMux)
+
+	srv *http.Server
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/kar/v1/service/{service}/call/{path...}", s.serviceCall)
+	mux.HandleFunc("POST /kar/v1/await", s.await)
+	mux.HandleFunc("GET /kar/v1/system/health", func(w http.ResponseWriter, r *http.Request) { text(w, 200, "OK") })
+	mux.HandleFunc("POST /kar/v1/system/shutdown", s.shutdown)
+	mux.HandleFunc("GET /kar/v1/system/information/{component}", s.information)
+	if s.Extra != nil {
+		s.Extra(mux)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		text(w, http.StatusNotFound, fmt.Sprintf("no such route: %s %s (see the kar REST API under /kar/v1)", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// Serve serves the API on ln over HTTP/1.1 and h2c until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.srv.Protocols = new(http.Protocols)
+	s.srv.Protocols.SetHTTP1(true)
+	s.srv.Protocols.SetUnencryptedHTTP2(true)
+	// kar-sdk opens one HTTP/2 connection and multiplexes every call on it.
+	s.srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 100000}
+	err := s.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops the server, letting requests in progress finish until ctx ends.
+func (s *Server) Close(ctx context.Context) {
+	if s.srv != nil {
+		s.srv.Shutdown(ctx)
+	}
+}
+
+func text(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	io.WriteString(w, msg)
+}
+
+// waitReady holds a request until the sidecar has joined the mesh.
+func (s *Server) waitReady(w http.ResponseWriter, r *http.Request) bool {
+	select {
+	case <-s.Ready:
+		return true
+	default:
+	}
+	select {
+	case <-s.Ready:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// ReadBody reads a request body up to MaxBody, answering 413 beyond it.
+func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			text(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBody))
+		} else {
+			text(w, http.StatusBadRequest, "cannot read request body: "+err.Error())
+		}
+		return nil, false
+	}
+	return b, true
+}
+
+// passHeaders are the request headers not carried to the component.
+var dropHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Content-Length", "Pragma", "Host", "Accept-Encoding"}
+
+func (s *Server) serviceCall(w http.ResponseWriter, r *http.Request) {
+	if !s.waitReady(w, r) {
+		return
+	}
+	body, ok := ReadBody(w, r)
+	if !ok {
+		return
+	}
+	h := r.Header.Clone()
+	for _, k := range dropHeaders {
+		h.Del(k)
+	}
+	req := &mesh.Envelope{
+		Service: r.PathValue("service"),
+		Method:  r.Method,
+		Path:    "/" + r.PathValue("path"),
+		Query:   r.URL.RawQuery,
+		Header:  h,
+		Body:    body,
+	}
+	s.Dispatch(w, r, req)
+}
+
+// Dispatch sends req through the mesh as the Pragma header asks (sync,
+// async or promise) and writes the outcome.
+func (s *Server) Dispatch(w http.ResponseWriter, r *http.Request, req *mesh.Envelope) {
+	ctx := r.Context()
+	switch pragma(r) {
+	case "async":
+		if err := s.Mesh.Tell(ctx, req); err != nil {
+			s.sendError(w, req, err)
+			return
+		}
+		text(w, http.StatusAccepted, "OK")
+	case "promise":
+		id, err := s.Mesh.Promise(ctx, req)
+		if err != nil {
+			s.sendError(w, req, err)
+			return
+		}
+		text(w, http.StatusAccepted, id)
+	default:
+		if s.RequestTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.RequestTimeout)
+			defer cancel()
+		}
+		resp, err := s.Mesh.Call(ctx, req)
+		if err != nil {
+			s.sendError(w, req, err)
+			return
+		}
+		WriteResponse(w, resp)
+	}
+}
+
+func pragma(r *http.Request) string {
+	for _, v := range r.Header.Values("Pragma") {
+		for _, p := range strings.Split(v, ",") {
+			switch p = strings.ToLower(strings.TrimSpace(p)); p {
+			case "async", "promise":
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+func (s *Server) sendError(w http.ResponseWriter, req *mesh.Envelope, err error) {
+	switch {
+	case errors.Is(err, mesh.ErrTooLarge):
+		text(w, http.StatusRequestEntityTooLarge, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		text(w, http.StatusGatewayTimeout, fmt.Sprintf("no response from %s within -request_timeout %s", req.Target(), s.RequestTimeout))
+	case errors.Is(err, context.Canceled):
+		// The caller went away; nobody reads the answer.
+	default:
+		s.Log.Warn("cannot send request", "target", req.Target(), "err", err)
+		text(w, http.StatusServiceUnavailable, fmt.Sprintf("cannot send the request to %s: %v", req.Target(), err))
+	}
+}
+
+// WriteResponse writes a response that came through the mesh.
+func WriteResponse(w http.ResponseWriter, resp *mesh.Envelope) {
+	for k, vs := range resp.Header {
+		if k == "Content-Length" {
+			continue
+		}
+		w.Header()[k] = vs
+	}
+	if resp.Error && w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	status := resp.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	w.Write(resp.Body)
+}
+
+func (s *Server) await(w http.ResponseWriter, r *http.Request) {
+	if !s.waitReady(w, r) {
+		return
+	}
+	b, ok := ReadBody(w, r)
+	if !ok {
+		return
+	}
+	id := strings.TrimSpace(string(b))
+	var quoted string
+	if json.Unmarshal(b, &quoted) == nil {
+		id = quoted
+	}
+	if id == "" {
+		text(w, http.StatusBadRequest, "the body must hold the request id returned by a Pragma: promise call")
+		return
+	}
+	ctx := r.Context()
+	if s.RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.RequestTimeout)
+		defer cancel()
+	}
+	resp, err := s.Mesh.Await(ctx, id)
+	switch {
+	case errors.Is(err, mesh.ErrUnknownRequest):
+		text(w, http.StatusNotFound, fmt.Sprintf("no pending request with id %q (ids are valid once, on the sidecar that issued them)", id))
+	case errors.Is(err, context.DeadlineExceeded):
+		text(w, http.StatusGatewayTimeout, "no response within -request_timeout")
+	case err != nil:
+	default:
+		WriteResponse(w, resp)
+	}
+}
+
+func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) {
+	text(w, http.StatusOK, "OK")
+	if s.Shutdown != nil {
+		go s.Shutdown()
+	}
+}
+
+func (s *Server) information(w http.ResponseWriter, r *http.Request) {
+	if !s.waitReady(w, r) {
+		return
+	}
+	switch c := r.PathValue("component"); c {
+	case "sidecars":
+		members := s.Mesh.Members()
+		if strings.Contains(r.Header.Get("Accept"), "application/json") || r.URL.Query().Get("format") == "json" {
+			WriteJSON(w, http.StatusOK, SidecarInfo(members))
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		WriteSidecarTable(w, members)
+	default:
+		text(w, http.StatusNotFound, fmt.Sprintf("no system information about %q (try sidecars)", c))
+	}
+}
+
+// SidecarEntry is one live sidecar, as /system/information/sidecars shows it.
+type SidecarEntry struct {
+	Services  []string  `json:"services"`
+	Actors    []string  `json:"actors"`
+	Host      string    `json:"host,omitempty"`
+	Port      int       `json:"port,omitempty"`
+	Partition int32     `json:"partition"`
+	Started   time.Time `json:"started"`
+	Client    bool      `json:"client,omitempty"`
+}
+
+// SidecarInfo maps sidecar ids to what they serve.
+func SidecarInfo(members []*mesh.Member) map[string]SidecarEntry {
+	out := map[string]SidecarEntry{}
+	for _, m := range members {
+		out[m.ID] = SidecarEntry{Services: nonNil(m.Services), Actors: nonNil(m.Actors), Host: m.Host, Port: m.Port, Partition: m.Partition, Started: m.Started, Client: m.Client}
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// WriteSidecarTable prints members as a human table.
+func WriteSidecarTable(w io.Writer, members []*mesh.Member) {
+	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SIDECAR\tSERVICES\tACTORS\tHOST\tSTARTED")
+	for _, m := range members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, dash(m.Services), dash(m.Actors), m.Host, m.Started.Format(time.RFC3339))
+	}
+	tw.Flush()
+}
+
+func dash(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ",")
+}
+
+// WriteJSON writes v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,108 @@
+// Package appclient is the sidecar's HTTP client to its own component on
+// localhost: HTTP/1.1, or h2c with prior knowledge when -h2c is given.
+package appclient
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Client calls the component at 127.0.0.1:port.
+type Client struct {
+	base string
+	port int
+	hc   *http.Client
+}
+
+// New returns a client for the component on port.
+func New(port int, h2c bool) *Client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		MaxIdleConns:        512,
+		MaxIdleConnsPerHost: 512,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	if h2c {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return &Client{base: "http://127.0.0.1:" + strconv.Itoa(port), port: port, hc: &http.Client{Transport: tr}}
+}
+
+// Response is what the component answered.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Unreachable wraps errors where the request never got an answer from the
+// component (not listening, connection reset): the caller may retry it.
+type Unreachable struct{ Err error }
+
+func (u *Unreachable) Error() string { return "component unreachable: " + u.Err.Error() }
+func (u *Unreachable) Unwrap() error { return u.Err }
+
+// hopHeaders are not passed between the mesh and the component.
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Content-Length", "Pragma", "Host"}
+
+// Do sends one request to the component.
+func (c *Client) Do(ctx context.Context, method, path, query string, header http.Header, body []byte) (*Response, error) {
+	url := c.base + path
+	if query != "" {
+		url += "?" + query
+	}
+	var rd io.Reader
+	if len(body) > 0 {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, fmt.Errorf("bad request to component: %w", err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, &Unreachable{Err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, &Unreachable{Err: err}
+	}
+	h := resp.Header.Clone()
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	return &Response{Status: resp.StatusCode, Header: h, Body: b}, nil
+}
+
+// WaitListening returns once the component accepts connections, or when
+// ctx ends.
+func (c *Client) WaitListening(ctx context.Context) error {
+	addr := "127.0.0.1:" + strconv.Itoa(c.port)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

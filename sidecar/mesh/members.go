@@ -1,0 +1,159 @@
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Member is one sidecar's registration, kept in Redis under its lease.
+type Member struct {
+	ID        string    `json:"id"`
+	Partition int32     `json:"partition"`
+	Services  []string  `json:"services,omitempty"`
+	Actors    []string  `json:"actors,omitempty"`
+	Host      string    `json:"host,omitempty"`
+	Port      int       `json:"port,omitempty"`
+	Version   string    `json:"version,omitempty"`
+	Started   time.Time `json:"started"`
+	// Client marks a one-shot sidecar (kar rest, kar invoke).
+	Client bool `json:"client,omitempty"`
+}
+
+// view is an immutable snapshot of the live members, swapped atomically so
+// the hot path reads it without locks.
+type view struct {
+	byID      map[string]*Member
+	byService map[string][]*Member
+	byActor   map[string][]*Member
+}
+
+func newView(members []*Member) *view {
+	v := &view{byID: map[string]*Member{}, byService: map[string][]*Member{}, byActor: map[string][]*Member{}}
+	// Deterministic order keeps round-robin fair across refreshes.
+	slices.SortFunc(members, func(a, b *Member) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		if a.ID > b.ID {
+			return 1
+		}
+		return 0
+	})
+	for _, m := range members {
+		v.byID[m.ID] = m
+		for _, s := range m.Services {
+			v.byService[s] = append(v.byService[s], m)
+		}
+		for _, t := range m.Actors {
+			v.byActor[t] = append(v.byActor[t], m)
+		}
+	}
+	return v
+}
+
+// pick chooses a member from ms round-robin.
+func pick(ms []*Member, rr *atomic.Uint64) *Member {
+	if len(ms) == 0 {
+		return nil
+	}
+	return ms[rr.Add(1)%uint64(len(ms))]
+}
+
+// renewScript extends a lease and the member record while the caller still
+// owns the lease. KEYS: lease, member. ARGV: id, ttl ms, member JSON ("" to skip).
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end
+  return 1
+end
+return 0`)
+
+// releaseScript commits a partition's position and drops its lease, if the
+// caller still owns it. KEYS: lease, offset. ARGV: id, position.
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0`)
+
+// commitScript stores a partition's position if the caller owns the lease.
+// KEYS: lease, offset. ARGV: id, position.
+var commitScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 1
+end
+return 0`)
+
+// loadMembers reads the registered members; ids whose record expired are
+// dropped from the set (their sidecar died).
+func (m *Mesh) loadMembers(ctx context.Context) ([]*Member, error) {
+	ids, err := m.rdb.SMembers(ctx, m.keys.Sidecars()).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = m.keys.Sidecar(id)
+	}
+	vals, err := m.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Member
+	var gone []any
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			gone = append(gone, ids[i])
+			continue
+		}
+		mem := &Member{}
+		if json.Unmarshal([]byte(s), mem) != nil {
+			continue
+		}
+		out = append(out, mem)
+	}
+	if len(gone) > 0 {
+		m.rdb.SRem(ctx, m.keys.Sidecars(), gone...)
+	}
+	return out, nil
+}
+
+// refresh reloads the view and retries held requests that may now have a target.
+func (m *Mesh) refresh(ctx context.Context) error {
+	ms, err := m.loadMembers(ctx)
+	if err != nil {
+		return err
+	}
+	m.view.Store(newView(ms))
+	m.retryHeld(ctx)
+	return nil
+}
+
+// Members returns the live members as last seen.
+func (m *Mesh) Members() []*Member {
+	v := m.view.Load()
+	out := make([]*Member, 0, len(v.byID))
+	for _, mem := range v.byID {
+		out = append(out, mem)
+	}
+	slices.SortFunc(out, func(a, b *Member) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		return 1
+	})
+	return out
+}

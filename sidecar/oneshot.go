@@ -1,0 +1,111 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kar-runtime/kar/sidecar/config"
+	"github.com/kar-runtime/kar/sidecar/mesh"
+)
+
+// OneShot joins the mesh as a client-only member for one command (kar
+// rest, kar invoke) and leaves when done.
+type OneShot struct {
+	Mesh     *mesh.Mesh
+	backends *Backends
+}
+
+// JoinOneShot validates cfg, connects and joins. Errors are one clear line.
+func JoinOneShot(ctx context.Context, cfg *config.Client) (*OneShot, error) {
+	if err := config.ValidApp(cfg.App); err != nil {
+		return nil, err
+	}
+	if err := cfg.Backend.Validate(); err != nil {
+		return nil, err
+	}
+	log, err := NewLogger(cfg.Verbose, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	be, err := Connect(cctx, cfg.Backend, "kar-cli-"+cfg.App)
+	if err != nil {
+		return nil, fmt.Errorf("%s", oneLine(err))
+	}
+	m, err := mesh.New(mesh.Options{App: cfg.App, Client: true, LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout, Logger: log, Version: Version}, be.Redis, be.Kafka)
+	if err == nil {
+		err = m.Join(cctx)
+	}
+	if err != nil {
+		be.Close()
+		return nil, fmt.Errorf("cannot join the mesh: %s", oneLine(err))
+	}
+	return &OneShot{Mesh: m, backends: be}, nil
+}
+
+// Close leaves the mesh and closes the connections.
+func (o *OneShot) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	o.Mesh.Leave(ctx)
+	cancel()
+	o.backends.Close()
+}
+
+// Rest is `kar rest METHOD SERVICE PATH [BODY]`: one call, the answer's body
+// on stdout; a non-2xx answer is an error (exit 1).
+func Rest(ctx context.Context, cfg *config.Client, args []string, stdout, stderr io.Writer) int {
+	if len(args) < 3 || len(args) > 4 {
+		fmt.Fprintln(stderr, "kar rest: usage: kar rest -app A [-content_type T] METHOD SERVICE PATH [BODY]")
+		return ExitConfig
+	}
+	method := strings.ToUpper(args[0])
+	switch method {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodOptions:
+	default:
+		fmt.Fprintf(stderr, "kar rest: %q is not an HTTP method (get, post, put, patch, delete, head, options)\n", args[0])
+		return ExitConfig
+	}
+	path := args[2]
+	query := ""
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path, query = path[:i], path[i+1:]
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	req := &mesh.Envelope{Service: args[1], Method: method, Path: path, Query: query, Header: http.Header{}}
+	if len(args) == 4 {
+		req.Body = []byte(args[3])
+		req.Header.Set("Content-Type", cfg.ContentType)
+	}
+	o, err := JoinOneShot(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "kar rest:", err)
+		return ExitConfig
+	}
+	defer o.Close()
+	if cfg.RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.RequestTimeout)
+		defer cancel()
+	}
+	resp, err := o.Mesh.Call(ctx, req)
+	if err != nil {
+		fmt.Fprintf(stderr, "kar rest: %s %s%s: %v\n", method, args[1], path, err)
+		return ExitFailure
+	}
+	if resp.Status >= 300 || resp.Status < 200 && resp.Status != 0 {
+		fmt.Fprintf(stderr, "kar rest: %s answered %d %s: %s\n", args[1], resp.Status, http.StatusText(resp.Status), strings.TrimSpace(string(resp.Body)))
+		return ExitFailure
+	}
+	stdout.Write(resp.Body)
+	if n := len(resp.Body); n > 0 && resp.Body[n-1] != '\n' {
+		io.WriteString(stdout, "\n")
+	}
+	return 0
+}

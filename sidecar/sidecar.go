@@ -1,0 +1,253 @@
+// Package sidecar wires the kar runtime process: configuration, the
+// backends, the mesh, the REST API and the launched component.
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kar-runtime/kar/adapter/kafka"
+	"github.com/kar-runtime/kar/adapter/store"
+	"github.com/kar-runtime/kar/sidecar/api"
+	"github.com/kar-runtime/kar/sidecar/appclient"
+	"github.com/kar-runtime/kar/sidecar/config"
+	"github.com/kar-runtime/kar/sidecar/launcher"
+	"github.com/kar-runtime/kar/sidecar/mesh"
+	"github.com/redis/go-redis/v9"
+)
+
+// Exit codes of kar itself (a component's own code is passed through).
+const (
+	ExitConfig  = 2 // bad flags or configuration, backends unreachable
+	ExitFailure = 1
+)
+
+// Version is reported in the sidecar's registration.
+var Version = "dev"
+
+// NewLogger makes the sidecar's logger for a -v level.
+func NewLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "", "error":
+		l = slog.LevelError
+	case "warn", "warning":
+		l = slog.LevelWarn
+	case "info":
+		l = slog.LevelInfo
+	case "debug":
+		l = slog.LevelDebug
+	default:
+		return nil, fmt.Errorf("-v %q: want error, warn, info or debug", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// Backends are the connections every mesh member needs.
+type Backends struct {
+	Redis *redis.Client
+	Kafka *kafka.Client
+}
+
+// Connect reaches Redis and Kafka at once (each is a round trip or two;
+// doing them side by side halves a one-shot command's start).
+func Connect(ctx context.Context, cfg config.Backend, clientID string) (*Backends, error) {
+	type rres struct {
+		c   *redis.Client
+		err error
+	}
+	rc := make(chan rres, 1)
+	go func() {
+		c, err := store.Connect(ctx, cfg)
+		rc <- rres{c, err}
+	}()
+	kc, kerr := kafka.Connect(ctx, cfg, clientID)
+	r := <-rc
+	if r.err != nil || kerr != nil {
+		if r.c != nil {
+			r.c.Close()
+		}
+		if kc != nil {
+			kc.Close()
+		}
+		return nil, errors.Join(r.err, kerr)
+	}
+	return &Backends{Redis: r.c, Kafka: kc}, nil
+}
+
+// Close closes both connections.
+func (b *Backends) Close() {
+	b.Kafka.Close()
+	b.Redis.Close()
+}
+
+// Run is `kar run`: it joins the mesh, serves the REST API, launches argv
+// (if any) as the component and returns the exit code: the component's,
+// or ExitConfig when kar could not start.
+func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.Writer) int {
+	log, err := NewLogger(cfg.Verbose, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "kar run:", err)
+		return ExitConfig
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "kar run:", err)
+		return ExitConfig
+	}
+	// Signals are forwarded to the component as they come.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(cfg.RuntimePort))
+	if err != nil {
+		fmt.Fprintf(stderr, "kar run: cannot listen on runtime port %d: %v\n", cfg.RuntimePort, err)
+		return ExitConfig
+	}
+	runtimePort := ln.Addr().(*net.TCPAddr).Port
+
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	be, err := Connect(cctx, cfg.Backend, "kar-"+cfg.App)
+	cancel()
+	if err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, "kar run:", oneLine(err))
+		return ExitConfig
+	}
+	defer be.Close()
+
+	app := appclient.New(cfg.AppPort, cfg.H2C)
+	host, _ := os.Hostname()
+	m, err := mesh.New(mesh.Options{
+		App: cfg.App, Host: host, Port: runtimePort, Version: Version,
+		LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout,
+		Handler: serviceHandler(app), Logger: log,
+	}, be.Redis, be.Kafka)
+	if err != nil {
+		fmt.Fprintln(stderr, "kar run:", err)
+		return ExitConfig
+	}
+
+	ready := make(chan struct{})
+	shutdown := make(chan struct{}, 1)
+	srv := &api.Server{
+		Mesh: m, Log: log, RequestTimeout: cfg.RequestTimeout, Ready: ready,
+		Shutdown: func() {
+			select {
+			case shutdown <- struct{}{}:
+			default:
+			}
+		},
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			log.Error("REST API stopped", "err", err)
+		}
+	}()
+
+	// The component starts while the sidecar joins: both take time, and
+	// requests it makes early wait for the join.
+	var proc *launcher.Process
+	if len(argv) > 0 {
+		env := []string{"KAR_RUNTIME_PORT=" + strconv.Itoa(runtimePort), "KAR_APP_PORT=" + strconv.Itoa(cfg.AppPort), "KAR_APP=" + cfg.App}
+		if proc, err = launcher.Start(argv, env, stdout, stderr); err != nil {
+			fmt.Fprintln(stderr, "kar run:", err)
+			srv.Close(context.Background())
+			return ExitConfig
+		}
+	}
+	jctx, jcancel := context.WithTimeout(ctx, 30*time.Second)
+	err = m.Join(jctx)
+	jcancel()
+	if err != nil {
+		fmt.Fprintln(stderr, "kar run: cannot join the mesh:", oneLine(err))
+		if proc != nil {
+			proc.Signal(syscall.SIGTERM)
+			<-proc.Done()
+		}
+		srv.Close(context.Background())
+		return ExitConfig
+	}
+	close(ready)
+
+	var services []string
+	if cfg.Service != "" {
+		services = []string{cfg.Service}
+	}
+	if len(services) > 0 || len(cfg.Actors) > 0 {
+		go func() {
+			// Announce only once the component listens, so that no request
+			// routed here waits on a component still starting.
+			wctx, wcancel := context.WithTimeout(context.Background(), cfg.AppReadyTimeout)
+			if err := app.WaitListening(wctx); err != nil {
+				log.Warn("component not listening yet; joining anyway", "port", cfg.AppPort)
+			}
+			wcancel()
+			if err := m.Announce(context.Background(), services, cfg.Actors); err != nil {
+				log.Error("cannot announce services", "err", err)
+			}
+		}()
+	}
+
+	code := 0
+	var procDone <-chan struct{}
+	if proc != nil {
+		procDone = proc.Done()
+	}
+	stopping := false
+wait:
+	for {
+		select {
+		case <-procDone:
+			code = proc.ExitCode()
+			break wait
+		case sig := <-sigs:
+			if proc == nil {
+				break wait
+			}
+			stopping = true
+			proc.Signal(sig)
+		case <-shutdown:
+			if proc == nil || stopping {
+				break wait
+			}
+			stopping = true
+			proc.Signal(syscall.SIGTERM)
+		}
+	}
+	lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	m.Leave(lctx)
+	srv.Close(lctx)
+	lcancel()
+	return code
+}
+
+// serviceHandler delivers a request from the mesh to the component.
+func serviceHandler(app *appclient.Client) mesh.Handler {
+	return func(ctx context.Context, req *mesh.Envelope) (*mesh.Envelope, error) {
+		r, err := app.Do(ctx, req.Method, req.Path, req.Query, req.Header, req.Body)
+		if err != nil {
+			var u *appclient.Unreachable
+			if errors.As(err, &u) {
+				return nil, err
+			}
+			return &mesh.Envelope{Status: 500, Error: true, Body: []byte(err.Error())}, nil
+		}
+		return &mesh.Envelope{Status: r.Status, Header: r.Header, Body: r.Body}, nil
+	}
+}
+
+// oneLine keeps a joined error on one line.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
