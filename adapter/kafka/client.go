@@ -18,12 +18,18 @@ import (
 // message.max.bytes is about 1 MB).
 const MaxMessageBytes = 1000000
 
-// Client is one sarama client with the producer kar uses on it.
+// Client is kar's Kafka access: a sarama client for producing, metadata and
+// admin requests, and a second one whose connection carries only fetches.
+// A broker answers the requests of one connection in order, so a produce
+// sharing the connection of a parked long-poll fetch would wait out the
+// fetch's MaxWait; two connections keep request latency at the broker's own.
 type Client struct {
 	sarama.Client
-	producer sarama.AsyncProducer
-	done     chan struct{}
-	wg       sync.WaitGroup
+	fetchClient sarama.Client
+	consumer    sarama.Consumer
+	producer    sarama.AsyncProducer
+	done        chan struct{}
+	wg          sync.WaitGroup
 }
 
 // SaramaConfig turns the backend settings into a sarama configuration: TLS,
@@ -86,34 +92,65 @@ func Connect(ctx context.Context, cfg config.Backend, clientID string) (*Client,
 	if err != nil {
 		return nil, err
 	}
-	type result struct {
-		c   sarama.Client
-		err error
+	ch := make(chan result, 2)
+	for range 2 {
+		go func() {
+			c, err := sarama.NewClient(cfg.KafkaBrokers, sc)
+			ch <- result{c, err}
+		}()
 	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := sarama.NewClient(cfg.KafkaBrokers, sc)
-		ch <- result{c, err}
-	}()
-	var r result
-	select {
-	case r = <-ch:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	var rs []result
+	for len(rs) < 2 {
+		select {
+		case r := <-ch:
+			rs = append(rs, r)
+		case <-ctx.Done():
+			go func() {
+				for range 2 - len(rs) {
+					if r := <-ch; r.c != nil {
+						r.c.Close()
+					}
+				}
+			}()
+			closeAll(rs)
+			return nil, ctx.Err()
+		}
 	}
-	if r.err != nil {
-		return nil, explain(cfg, r.err)
+	for _, r := range rs {
+		if r.err != nil {
+			closeAll(rs)
+			return nil, explain(cfg, r.err)
+		}
 	}
-	p, err := sarama.NewAsyncProducerFromClient(r.c)
+	p, err := sarama.NewAsyncProducerFromClient(rs[0].c)
 	if err != nil {
-		r.c.Close()
+		closeAll(rs)
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	c := &Client{Client: r.c, producer: p, done: make(chan struct{})}
+	cons, err := sarama.NewConsumerFromClient(rs[1].c)
+	if err != nil {
+		p.Close()
+		closeAll(rs)
+		return nil, fmt.Errorf("kafka consumer: %w", err)
+	}
+	c := &Client{Client: rs[0].c, fetchClient: rs[1].c, consumer: cons, producer: p, done: make(chan struct{})}
 	c.wg.Add(2)
 	go c.acks()
 	go c.errs()
 	return c, nil
+}
+
+type result struct {
+	c   sarama.Client
+	err error
+}
+
+func closeAll(rs []result) {
+	for _, r := range rs {
+		if r.c != nil {
+			r.c.Close()
+		}
+	}
 }
 
 func explain(cfg config.Backend, err error) error {
@@ -237,8 +274,15 @@ func (c *Client) Close() error {
 	close(c.done)
 	err := c.producer.Close()
 	c.wg.Wait()
+	c.consumer.Close()
+	c.fetchClient.Close()
 	if cerr := c.Client.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// ConsumePartition reads partition p of topic from offset, on the fetch connection.
+func (c *Client) ConsumePartition(topic string, p int32, offset int64) (sarama.PartitionConsumer, error) {
+	return c.consumer.ConsumePartition(topic, p, offset)
 }

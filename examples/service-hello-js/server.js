@@ -24,7 +24,7 @@ app.all('/echo/*', express.raw({ type: '*/*' }), (req, res) => {
     path: req.path,
     query: req.query,
     header: req.get('X-Test') || null,
-    body: Buffer.isBuffer(req.body) ? req.body.toString() : null
+    body: typeof req.body === 'string' ? req.body : Buffer.isBuffer(req.body) ? req.body.toString() : null
   })
 })
 

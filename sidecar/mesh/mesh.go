@@ -51,14 +51,13 @@ var ErrUnknownRequest = errors.New("unknown request id")
 
 // Mesh is one sidecar's membership in an application's mesh.
 type Mesh struct {
-	opts     Options
-	id       string
-	log      *slog.Logger
-	rdb      *redis.Client
-	kc       *kafka.Client
-	consumer sarama.Consumer
-	topic    string
-	keys     store.Keys
+	opts  Options
+	id    string
+	log   *slog.Logger
+	rdb   *redis.Client
+	kc    *kafka.Client
+	topic string
+	keys  store.Keys
 
 	view atomic.Pointer[view]
 	rr   atomic.Uint64
@@ -110,10 +109,6 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	consumer, err := sarama.NewConsumerFromClient(kc.Client)
-	if err != nil {
-		return nil, fmt.Errorf("kafka consumer: %w", err)
-	}
 	var b [6]byte
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
@@ -123,7 +118,6 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 		log:      opts.Logger.With("sidecar", id),
 		rdb:      rdb,
 		kc:       kc,
-		consumer: consumer,
 		topic:    kafka.Topic(opts.App),
 		keys:     store.NewKeys(opts.App),
 		owned:    map[int32]*owned{},
@@ -258,12 +252,12 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 		}
 		start = oldest
 	}
-	pc, err := m.consumer.ConsumePartition(m.topic, p, start)
+	pc, err := m.kc.ConsumePartition(m.topic, p, start)
 	if errors.Is(err, sarama.ErrOffsetOutOfRange) {
 		// The topic was recreated (kar purge) or trimmed: read what is there.
 		start, err = m.kc.GetOffset(m.topic, p, sarama.OffsetOldest)
 		if err == nil {
-			pc, err = m.consumer.ConsumePartition(m.topic, p, start)
+			pc, err = m.kc.ConsumePartition(m.topic, p, start)
 		}
 	}
 	if err != nil {
@@ -985,6 +979,5 @@ func (m *Mesh) Leave(ctx context.Context) {
 	if m.sub != nil {
 		m.sub.Close()
 	}
-	m.consumer.Close()
 	m.log.Info("left", "app", m.opts.App)
 }
