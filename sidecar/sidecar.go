@@ -32,6 +32,10 @@ const (
 	ExitFailure = 1
 )
 
+// shutdownGrace is how long POST /kar/v1/system/shutdown lets the
+// component exit on its own before it is sent SIGTERM.
+const shutdownGrace = 2 * time.Second
+
 // Version is reported in the sidecar's registration.
 var Version = "dev"
 
@@ -222,7 +226,15 @@ wait:
 				break wait
 			}
 			stopping = true
-			proc.Signal(syscall.SIGTERM)
+			// A component that asked for the shutdown (kar-sdk's
+			// sys.shutdown) is about to exit by itself; others get SIGTERM.
+			go func() {
+				select {
+				case <-procDone:
+				case <-time.After(shutdownGrace):
+					proc.Signal(syscall.SIGTERM)
+				}
+			}()
 		}
 	}
 	lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
