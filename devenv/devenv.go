@@ -203,6 +203,15 @@ func (b *Backend) RedisPort() int {
 	return p
 }
 
+// RedisPID is the process id of redis-server; 0 for the embedded server
+// or while Redis is stopped.
+func (b *Backend) RedisPID() int {
+	if rp, ok := b.redis.(*redisProcess); ok {
+		return rp.pid()
+	}
+	return 0
+}
+
 // RedisDescription says which Redis serves, e.g. "redis-server 7.0.15 (pid 42)".
 func (b *Backend) RedisDescription() string { return b.redis.describe() }
 

@@ -67,6 +67,9 @@ func consumeOne(t *testing.T, pc sarama.PartitionConsumer, timeout time.Duration
 func TestSaramaTopicsPartitionsAndDirectConsumers(t *testing.T) {
 	b := startBackend(t, Options{Redis: RedisEmbedded})
 	cfg := saramaConfig()
+	// Metadata and offset look-ups share the connection with the parked
+	// fetch, so each new partition consumer waits up to MaxWaitTime.
+	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
 	client := newClient(t, b.KafkaBrokers(), cfg)
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {
@@ -133,6 +136,35 @@ func TestSaramaTopicsPartitionsAndDirectConsumers(t *testing.T) {
 	defer pc.AsyncClose()
 	if m := consumeOne(t, pc, 10*time.Second); string(m.Value) != "late" {
 		t.Errorf("new partition: got %q", m.Value)
+	}
+
+	// kar purge deletes an application's topics; a later run creates them anew, empty.
+	if err := admin.DeleteTopic("kar-test-other"); !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		t.Errorf("DeleteTopic of a missing topic: %v; want ErrUnknownTopicOrPartition", err)
+	}
+	if err := admin.CreateTopic("kar-test-purged", &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, producer, "kar-test-purged", 0, "old")
+	if err := admin.DeleteTopic("kar-test-purged"); err != nil {
+		t.Fatalf("DeleteTopic: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := admin.CreateTopic("kar-test-purged", &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1}, false)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CreateTopic after DeleteTopic: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := client.RefreshMetadata("kar-test-purged"); err != nil {
+		t.Fatal(err)
+	}
+	if off, err := client.GetOffset("kar-test-purged", 0, sarama.OffsetNewest); err != nil || off != 0 {
+		t.Errorf("newest offset of the re-created topic = %d, %v; want 0", off, err)
 	}
 }
 

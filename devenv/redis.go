@@ -64,7 +64,7 @@ func (r *redisProcess) describe() string {
 	return fmt.Sprintf("redis-server %s (%s, pid %d)", r.version, r.path, pid)
 }
 
-// PID is the process id of the running redis-server, 0 when stopped.
+// pid is the process id of the running redis-server, 0 when stopped.
 func (r *redisProcess) pid() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -26,7 +26,9 @@ type Proc struct {
 }
 
 // Start launches args[0] with args[1:] in dir ("" = the test's directory),
-// with the test process's environment plus env (env wins). stdout and
+// with the test process's environment minus its KAFKA_*, REDIS_* and KAR_*
+// variables (a developer's shell must not leak into a test), plus env
+// (usually Backend's Env() and test-specific settings). stdout and
 // stderr are captured (Output, WaitOutput) and logged with t.Logf, each
 // line prefixed by name. The whole process group is killed in t.Cleanup
 // if it still runs.
@@ -39,7 +41,7 @@ func Start(t testing.TB, name string, env []string, dir string, args ...string) 
 	p := &Proc{name: name, out: newOutput(name, sink), exited: make(chan struct{})}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(hermeticEnviron(), env...)
 	cmd.Stdout = p.out.writer("")
 	cmd.Stderr = p.out.writer("stderr ")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -226,4 +228,17 @@ func (o *output) addLineLocked(prefix, line string) {
 	o.sink.logf("%s: %s%s", o.name, prefix, line)
 	close(o.notify)
 	o.notify = make(chan struct{})
+}
+
+// hermeticEnviron is the test process's environment without the variables
+// that configure kar.
+func hermeticEnviron() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "KAFKA_") || strings.HasPrefix(kv, "REDIS_") || strings.HasPrefix(kv, "KAR_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }

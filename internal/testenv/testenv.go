@@ -87,3 +87,32 @@ func describe(msgf []any) string {
 	}
 	return fmt.Sprint(msgf...)
 }
+
+// EmbeddedRedis serves the in-process Redis instead of redis-server.
+func EmbeddedRedis() Option { return func(o *devenv.Options) { o.Redis = devenv.RedisEmbedded } }
+
+// DataDir keeps Redis and Kafka data in dir across StopRedis/StartRedis and
+// StopKafka/StartKafka (use t.TempDir()).
+func DataDir(dir string) Option { return func(o *devenv.Options) { o.DataDir = dir } }
+
+// ManagedServices sets up the backends as IBM's managed services are: TLS
+// with a private CA on both, Kafka SASL PLAIN as user "token", and a Redis
+// ACL user. Env() then carries the CA, the users and the passwords.
+func ManagedServices(certs *devenv.Certs, kafkaPassword, redisUser, redisPassword string) Option {
+	return func(o *devenv.Options) {
+		o.KafkaTLS, o.RedisTLS = certs, certs
+		o.KafkaPassword = kafkaPassword
+		o.RedisUser, o.RedisPassword = redisUser, redisPassword
+	}
+}
+
+// Certs makes a throwaway CA and a server certificate for 127.0.0.1 and
+// localhost in a temporary directory of the test.
+func Certs(t testing.TB) *devenv.Certs {
+	t.Helper()
+	c, err := devenv.NewCerts(t.TempDir())
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return c
+}

@@ -151,3 +151,35 @@ func isZombie(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && len(s) > i+2 && s[i+2] == 'Z'
 }
+
+func TestStartDropsKarEnvironment(t *testing.T) {
+	t.Setenv("KAR_APP", "from-the-shell")
+	t.Setenv("REDIS_PORT", "1")
+	t.Setenv("TESTENV_KEPT", "kept")
+	p := Start(t, "env", []string{"KAFKA_BROKERS=given"}, "", "sh", "-c",
+		`echo "app=${KAR_APP-unset} port=${REDIS_PORT-unset} kafka=$KAFKA_BROKERS other=$TESTENV_KEPT"`)
+	p.WaitOutput(t, "app=unset port=unset kafka=given other=kept", 10*time.Second)
+}
+
+func TestBackendManagedServices(t *testing.T) {
+	certs := Certs(t)
+	b := Backend(t, ManagedServices(certs, "kpass", "karmesh", "rpass"))
+	env := map[string]string{}
+	for _, kv := range b.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	for k, want := range map[string]string{
+		"KAFKA_ENABLE_TLS": "true", "KAFKA_USERNAME": "token", "KAFKA_PASSWORD": "kpass",
+		"REDIS_ENABLE_TLS": "true", "REDIS_USER": "karmesh", "REDIS_PASSWORD": "rpass", "REDIS_CA": certs.CABase64(),
+	} {
+		if env[k] != want {
+			t.Errorf("Env()[%s] = %q, want %q", k, env[k], want)
+		}
+	}
+	c := redis.NewClient(&redis.Options{Addr: b.RedisAddr(), Username: "karmesh", Password: "rpass", TLSConfig: certs.ClientConfig()})
+	defer c.Close()
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("PING over TLS as karmesh: %v", err)
+	}
+}
