@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Source this file to join the mesh of the IBM Cloud managed services from
 # this shell (hybrid cloud: laptop + Code Engine + clusters in one mesh):
 #
