@@ -1,0 +1,181 @@
+// Package injector holds the admission logic of kar-injector: it reads a
+// Pod's kar.ibm.com/ annotations and answers with a JSON patch that gives the
+// Pod what kar needs (env, the runtime-config volume, optionally a sidecar
+// container), or denies the Pod when an annotation is wrong.
+package injector
+
+import (
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Annotation names, the Kubernetes contract of KAR.
+const (
+	Prefix               = "kar.ibm.com/"
+	AnnotationApp        = Prefix + "app"
+	AnnotationSidecar    = Prefix + "sidecarContainer"
+	DefaultAppPort       = 8080
+	DefaultRuntimePort   = 3500
+	RuntimeConfigSecret  = "kar.ibm.com.runtime-config"
+	ImagePullSecret      = "kar.ibm.com.image-pull"
+	ConfigMountPath      = "/var/run/secrets/kar.ibm.com"
+	ConfigVolumeName     = "kar-runtime-config"
+	SidecarContainerName = "kar"
+)
+
+// Annotations is what a Pod asks of kar. Following Dapr's injector, each
+// annotation is one tagged field with its default beside it; unlike Dapr, a
+// value that does not parse is an error naming the annotation, never
+// silently the default.
+type Annotations struct {
+	App              string   `annotation:"app"`
+	Service          string   `annotation:"service"`
+	Actors           []string `annotation:"actors"`
+	Verbose          string   `annotation:"verbose" default:"error"`
+	AppPort          int      `annotation:"appPort" default:"8080"`
+	RuntimePort      int      `annotation:"runtimePort" default:"3500"`
+	ExtraArgs        []string `annotation:"extraArgs"`
+	SidecarContainer bool     `annotation:"sidecarContainer" default:"false"`
+}
+
+var (
+	// Names of apps, services and actor types end up in Kafka topic names
+	// and Redis keys, so keep them to a conservative alphabet.
+	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	verbosity = map[string]bool{"error": true, "warn": true, "info": true, "debug": true}
+)
+
+// KnownAnnotations lists every kar.ibm.com/ annotation the injector reads.
+func KnownAnnotations() []string {
+	t := reflect.TypeOf(Annotations{})
+	out := make([]string, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		out = append(out, Prefix+t.Field(i).Tag.Get("annotation"))
+	}
+	return out
+}
+
+// ParseAnnotations reads the kar annotations of a Pod. It returns
+// (nil, nil) when the Pod has none (kar leaves it alone), and an error
+// naming the wrong annotation and what it should look like otherwise.
+func ParseAnnotations(ann map[string]string) (*Annotations, error) {
+	var present []string
+	for k := range ann {
+		if strings.HasPrefix(k, Prefix) {
+			present = append(present, k)
+		}
+	}
+	if len(present) == 0 {
+		return nil, nil
+	}
+	sort.Strings(present)
+	known := map[string]bool{}
+	for _, k := range KnownAnnotations() {
+		known[k] = true
+	}
+	for _, k := range present {
+		if !known[k] {
+			return nil, fmt.Errorf("unknown annotation %s (check its spelling; kar reads %s)", k, strings.Join(KnownAnnotations(), ", "))
+		}
+	}
+	if strings.TrimSpace(ann[AnnotationApp]) == "" {
+		if _, ok := ann[AnnotationApp]; ok {
+			return nil, fmt.Errorf("annotation %s is empty: set it to the name of the kar application", AnnotationApp)
+		}
+		return nil, fmt.Errorf("annotation %s is missing: it is required when other kar annotations are set (found %s)", AnnotationApp, strings.Join(present, ", "))
+	}
+
+	a := &Annotations{}
+	v := reflect.ValueOf(a).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		key := Prefix + sf.Tag.Get("annotation")
+		raw, ok := ann[key]
+		if !ok {
+			raw = sf.Tag.Get("default")
+		}
+		raw = strings.TrimSpace(raw)
+		if err := setField(v.Field(i), sf.Name, raw); err != nil {
+			return nil, fmt.Errorf("annotation %s=%q: %w", key, ann[key], err)
+		}
+	}
+	if a.AppPort == a.RuntimePort {
+		return nil, fmt.Errorf("annotations %sappPort and %sruntimePort are both %d: the component and its sidecar share the Pod's network, give them different ports", Prefix, Prefix, a.AppPort)
+	}
+	return a, nil
+}
+
+func setField(f reflect.Value, name, raw string) error {
+	switch name {
+	case "App", "Service":
+		if raw != "" && !nameRE.MatchString(raw) {
+			return fmt.Errorf("not a valid name: use letters, digits, '-', '_' and '.', starting with a letter or digit")
+		}
+		f.SetString(raw)
+	case "Verbose":
+		if !verbosity[raw] {
+			return fmt.Errorf("unknown log level: use error, warn, info or debug")
+		}
+		f.SetString(raw)
+	case "AppPort", "RuntimePort":
+		p, err := strconv.Atoi(raw)
+		if err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("not a port number: use an integer from 1 to 65535")
+		}
+		f.SetInt(int64(p))
+	case "Actors":
+		if raw == "" {
+			return nil
+		}
+		var types []string
+		for _, s := range strings.Split(raw, ",") {
+			s = strings.TrimSpace(s)
+			if !nameRE.MatchString(s) {
+				return fmt.Errorf("not a comma-separated list of actor types (like \"Cart,Order\"): %q is not a valid actor type name", s)
+			}
+			types = append(types, s)
+		}
+		f.Set(reflect.ValueOf(types))
+	case "ExtraArgs":
+		args := strings.Fields(raw)
+		if len(args) == 0 {
+			return nil
+		}
+		if !strings.HasPrefix(args[0], "-") {
+			return fmt.Errorf("must be kar run flags (like \"-v info -h2c\"), starting with '-'")
+		}
+		f.Set(reflect.ValueOf(args))
+	case "SidecarContainer":
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("not a boolean: use \"true\" or \"false\"")
+		}
+		f.SetBool(b)
+	default:
+		// A field added to Annotations without parsing here is a bug caught by the tests.
+		return fmt.Errorf("internal error: no parser for field %s", name)
+	}
+	return nil
+}
+
+// RunFlags are the `kar run` flags other than -app that the annotations ask
+// for: in recommended mode they travel in KAR_EXTRA_ARGS, in sidecar mode
+// on the sidecar's command line.
+func (a *Annotations) RunFlags() []string {
+	var out []string
+	if a.Service != "" {
+		out = append(out, "-service", a.Service)
+	}
+	if len(a.Actors) > 0 {
+		out = append(out, "-actors", strings.Join(a.Actors, ","))
+	}
+	if a.Verbose != "" && a.Verbose != "error" {
+		out = append(out, "-v", a.Verbose)
+	}
+	return append(out, a.ExtraArgs...)
+}

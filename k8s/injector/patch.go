@@ -1,0 +1,177 @@
+package injector
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Options are the injector's own settings (flags of kar-injector).
+type Options struct {
+	// SidecarImage is the image of the injected kar container (sidecar mode).
+	SidecarImage string
+	// ImagePullSecret, when set, is added to Pods that get a sidecar
+	// container, for a sidecar image in a private registry.
+	ImagePullSecret string
+	// PullPolicy of the sidecar container ("" leaves Kubernetes' default).
+	PullPolicy corev1.PullPolicy
+}
+
+// Op is one RFC 6902 JSON patch operation.
+type Op struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// Patch computes the operations that give pod what its annotations ask for.
+// Every operation targets one list element or one absent list, never a
+// whole spec, so fields this injector's k8s.io/api version does not know
+// survive. Applying the result to a Pod and calling Patch again yields no
+// operations: the injector is idempotent.
+func Patch(pod *corev1.Pod, a *Annotations, opt Options) []Op {
+	var ops []Op
+	env := []corev1.EnvVar{
+		{Name: "KAR_APP_PORT", Value: strconv.Itoa(a.AppPort)},
+		{Name: "KAR_RUNTIME_PORT", Value: strconv.Itoa(a.RuntimePort)},
+	}
+	if !a.SidecarContainer {
+		// Recommended mode: the app container runs `kar run` itself
+		// (KAR_SIDECAR_IN_CONTAINER entrypoint), configured through env and
+		// the mounted config directory.
+		env = append([]corev1.EnvVar{{Name: "KAR_APP", Value: a.App}}, env...)
+		env = append(env, corev1.EnvVar{Name: "KAR_EXTRA_ARGS", Value: strings.Join(a.RunFlags(), " ")})
+	}
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if c.Name == SidecarContainerName && a.SidecarContainer {
+			continue
+		}
+		base := fmt.Sprintf("/spec/containers/%d", i)
+		ops = append(ops, envOps(base, c.Env, env)...)
+		if !a.SidecarContainer {
+			ops = append(ops, mountOps(base, c.VolumeMounts)...)
+		}
+	}
+	ops = append(ops, volumeOps(pod.Spec.Volumes)...)
+	if a.SidecarContainer {
+		ops = append(ops, sidecarOps(pod, a, opt)...)
+	}
+	return ops
+}
+
+// envOps sets each wanted variable: added when absent, its value replaced
+// when the container sets it differently (the annotations are the source of
+// truth for the kar variables), other variables kept.
+func envOps(base string, have []corev1.EnvVar, want []corev1.EnvVar) []Op {
+	if len(have) == 0 {
+		return []Op{{Op: "add", Path: base + "/env", Value: want}}
+	}
+	var ops []Op
+	for _, w := range want {
+		found := false
+		for j, h := range have {
+			if h.Name != w.Name {
+				continue
+			}
+			found = true
+			if h.Value != w.Value || h.ValueFrom != nil {
+				ops = append(ops, Op{Op: "replace", Path: fmt.Sprintf("%s/env/%d", base, j), Value: w})
+			}
+			break
+		}
+		if !found {
+			ops = append(ops, Op{Op: "add", Path: base + "/env/-", Value: w})
+		}
+	}
+	return ops
+}
+
+func configMount() corev1.VolumeMount {
+	return corev1.VolumeMount{Name: ConfigVolumeName, MountPath: ConfigMountPath, ReadOnly: true}
+}
+
+func mountOps(base string, have []corev1.VolumeMount) []Op {
+	for _, m := range have {
+		if m.Name == ConfigVolumeName || m.MountPath == ConfigMountPath {
+			return nil
+		}
+	}
+	if len(have) == 0 {
+		return []Op{{Op: "add", Path: base + "/volumeMounts", Value: []corev1.VolumeMount{configMount()}}}
+	}
+	return []Op{{Op: "add", Path: base + "/volumeMounts/-", Value: configMount()}}
+}
+
+func volumeOps(have []corev1.Volume) []Op {
+	for _, v := range have {
+		if v.Name == ConfigVolumeName {
+			return nil
+		}
+	}
+	vol := corev1.Volume{Name: ConfigVolumeName, VolumeSource: corev1.VolumeSource{
+		Secret: &corev1.SecretVolumeSource{SecretName: RuntimeConfigSecret},
+	}}
+	if len(have) == 0 {
+		return []Op{{Op: "add", Path: "/spec/volumes", Value: []corev1.Volume{vol}}}
+	}
+	return []Op{{Op: "add", Path: "/spec/volumes/-", Value: vol}}
+}
+
+// SidecarContainer is the kar container added in sidecar mode.
+func SidecarContainer(a *Annotations, opt Options) corev1.Container {
+	args := []string{"run", "-app", a.App, "-app_port", strconv.Itoa(a.AppPort), "-runtime_port", strconv.Itoa(a.RuntimePort)}
+	args = append(args, a.RunFlags()...)
+	no := false
+	return corev1.Container{
+		Name:            SidecarContainerName,
+		Image:           opt.SidecarImage,
+		ImagePullPolicy: opt.PullPolicy,
+		Command:         []string{"/kar/bin/kar"},
+		Args:            args,
+		Env: []corev1.EnvVar{
+			{Name: "KAR_POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+			{Name: "KAR_POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		},
+		Ports:        []corev1.ContainerPort{{Name: "kar", ContainerPort: int32(a.RuntimePort), Protocol: corev1.ProtocolTCP}},
+		VolumeMounts: []corev1.VolumeMount{configMount()},
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: &no,
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+}
+
+func sidecarOps(pod *corev1.Pod, a *Annotations, opt Options) []Op {
+	var ops []Op
+	// A container named "kar" means already injected (or the user's own):
+	// adding a second one would be rejected by the API server.
+	if !hasContainer(pod, SidecarContainerName) {
+		ops = append(ops, Op{Op: "add", Path: "/spec/containers/-", Value: SidecarContainer(a, opt)})
+	}
+	if opt.ImagePullSecret == "" {
+		return ops
+	}
+	for _, s := range pod.Spec.ImagePullSecrets {
+		if s.Name == opt.ImagePullSecret {
+			return ops
+		}
+	}
+	ref := corev1.LocalObjectReference{Name: opt.ImagePullSecret}
+	if len(pod.Spec.ImagePullSecrets) == 0 {
+		return append(ops, Op{Op: "add", Path: "/spec/imagePullSecrets", Value: []corev1.LocalObjectReference{ref}})
+	}
+	return append(ops, Op{Op: "add", Path: "/spec/imagePullSecrets/-", Value: ref})
+}
+
+func hasContainer(pod *corev1.Pod, name string) bool {
+	for _, c := range pod.Spec.Containers {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
