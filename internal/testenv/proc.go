@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,12 +100,21 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 	return p.cmd.Process.Signal(sig)
 }
 
-// Kill sends SIGKILL to the whole process group, children included.
+// Kill sends SIGKILL to the whole process group and to every descendant
+// found in /proc, so a child that made its own process group (as a
+// supervisor may do for the component it runs) dies too.
 func (p *Proc) Kill() {
 	if p.Exited() {
 		return
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	pid := p.cmd.Process.Pid
+	// Collected before the kill: once the parent is gone its children are
+	// re-parented and no longer found under it.
+	desc := descendants(pid)
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	for _, d := range desc {
+		_ = syscall.Kill(d, syscall.SIGKILL)
+	}
 }
 
 // Exited reports whether the process has ended and been reaped.
@@ -241,4 +251,48 @@ func hermeticEnviron() []string {
 		env = append(env, kv)
 	}
 	return env
+}
+
+// descendants lists the processes below pid, from /proc (empty where there
+// is no /proc).
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			children[ppid] = append(children[ppid], child)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		next := queue[0]
+		queue = queue[1:]
+		for _, c := range children[next] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
 }

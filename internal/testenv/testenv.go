@@ -2,6 +2,23 @@
 // Kafka-protocol broker and redis-server on free ports (through devenv), the
 // kar binary, processes stopped by their PID, and waiting on conditions
 // with deadlines instead of sleeping.
+//
+// A typical test:
+//
+//	b := testenv.Backend(t)                  // broker + redis-server, stopped at the end
+//	port := testenv.FreePort(t)
+//	env := append(b.Env(), "KAR_APP=hello")
+//	srv := testenv.Start(t, "server", env, "", testenv.KarBin(t), "run",
+//		"-service", "greeter", "-app_port", strconv.Itoa(port), "--", "node", "server.js")
+//	srv.WaitOutput(t, "listening", 10*time.Second)
+//	testenv.Eventually(t, 10*time.Second, func() bool { ... }, "greeter to answer")
+//	srv.Signal(syscall.SIGTERM)
+//	code, err := srv.Wait(10 * time.Second)
+//
+// Fault tests stop and restart the backends: b.StopRedis(true) is kill -9,
+// b.StartRedis(ctx) brings it back on the same port (with data when the
+// backend was started with DataDir(t.TempDir())); b.StopKafka/StartKafka
+// likewise. Proc.Kill is kill -9 of a process and all its descendants.
 package testenv
 
 import (

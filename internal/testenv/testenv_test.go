@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -182,4 +183,30 @@ func TestBackendManagedServices(t *testing.T) {
 	if err := c.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("PING over TLS as karmesh: %v", err)
 	}
+}
+
+// A grandchild in a process group of its own dies with Kill too.
+func TestKillReachesOtherProcessGroups(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("setsid not installed")
+	}
+	p := Start(t, "setsid", nil, "", "sh", "-c", `setsid sleep 300 & echo "child $!"; wait`)
+	p.WaitOutput(t, "child ", 10*time.Second)
+	var childPID int
+	for _, f := range strings.Fields(p.Output()) {
+		if n, err := strconv.Atoi(f); err == nil {
+			childPID = n
+		}
+	}
+	Eventually(t, 10*time.Second, func() bool {
+		pgid, err := syscall.Getpgid(childPID)
+		return err == nil && pgid == childPID
+	}, "sleep (pid %d) to lead its own process group", childPID)
+	p.Kill()
+	if _, err := p.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, func() bool {
+		return syscall.Kill(childPID, 0) == syscall.ESRCH || isZombie(childPID)
+	}, "sleep (pid %d) in its own session to die", childPID)
 }
