@@ -12,7 +12,7 @@ import (
 //
 // Status codes follow KAR 1.3.10: GET answers the reminder (or the
 // instance's list, possibly []) as JSON; an absent reminder is 404, or 200
-// with an empty body (GET) or "0" (DELETE) under ?nilOnAbsent=true; PUT
+// with the body null (GET) or 0 (DELETE) under ?nilOnAbsent=true; PUT
 // answers 201 for a new reminder and 204 for a replaced one, 400 with the
 // reason for a bad body; DELETE answers the number cancelled as text.
 func Register(mux *http.ServeMux, s *Store) {
@@ -67,7 +67,7 @@ func (s *Store) handleGet(w http.ResponseWriter, r *http.Request) {
 	rem, err := s.Get(r.Context(), actorOf(r), r.PathValue("reminderId"))
 	switch {
 	case errors.Is(err, ErrNotFound) && noa:
-		w.WriteHeader(http.StatusOK)
+		writeJSON(w, []byte("null")) // as KAR 1.3.10: kar-sdk then returns null
 	case errors.Is(err, ErrNotFound):
 		http.Error(w, "Not Found", http.StatusNotFound)
 	case err != nil:

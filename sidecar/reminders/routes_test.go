@@ -90,7 +90,7 @@ func TestReminderRoutes(t *testing.T) {
 		{"crud", []step{
 			{method: "GET", path: base, status: 200, want: `[]`},
 			{method: "GET", path: base + "/ticker", status: 404, want: "Not Found\n"},
-			{method: "GET", path: base + "/ticker?nilOnAbsent=true", status: 200, want: ""},
+			{method: "GET", path: base + "/ticker?nilOnAbsent=true", status: 200, want: "null"},
 			{method: "DELETE", path: base + "/ticker", status: 404, want: "Not Found\n"},
 			{method: "DELETE", path: base + "/ticker?nilOnAbsent=true", status: 200, want: "0"},
 			// what kar-sdk's actorScheduleReminder sends
@@ -107,7 +107,7 @@ func TestReminderRoutes(t *testing.T) {
 				want: `{"Actor":{"Type":"Foo","ID":"22"},"id":"ticker","path":"/tock","targetTime":"2119-12-31T22:00:00Z"}`},
 			{method: "GET", path: "/kar/v1/actor/Foo/2/reminders", status: 200, want: `[]`}, // another instance
 			{method: "DELETE", path: base + "/once", status: 200, want: "1"},
-			{method: "GET", path: base + "/once?nilOnAbsent=true", status: 200, want: ""},
+			{method: "GET", path: base + "/once?nilOnAbsent=true", status: 200, want: "null"},
 			{method: "PUT", path: base + "/a", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`, status: 201},
 			{method: "PUT", path: "/kar/v1/actor/Foo/2/reminders/a", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`, status: 201},
 			{method: "DELETE", path: base, status: 200, want: "2"},
