@@ -69,6 +69,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kar dev: port %s is in use: is another `kar dev` running? (or pick another with -%s_port)\n",
 			inUse.Port(), map[string]string{"Kafka": "kafka", "Redis": "redis"}[inUse.Service])
 		return exitUsage
+	case err != nil && ctx.Err() != nil:
+		fmt.Fprintln(stderr, "kar dev: interrupted while starting")
+		return 1
 	case err != nil:
 		fmt.Fprintf(stderr, "kar dev: %v\n", err)
 		return 1

@@ -51,7 +51,7 @@ func TestKarDevServesAndStopsCleanly(t *testing.T) {
 				t.Fatalf("-redis %s: redis-server pid %d in output:\n%s", mode, redisPID, out)
 			}
 
-			useKafka(t, fmt.Sprintf("localhost:%d", kafkaPort))
+			devUseKafka(t, fmt.Sprintf("localhost:%d", kafkaPort))
 			rc := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("localhost:%d", redisPort)})
 			defer rc.Close()
 			ctx := context.Background()
@@ -86,7 +86,7 @@ func TestKarDevServesAndStopsCleanly(t *testing.T) {
 	}
 }
 
-func useKafka(t *testing.T, broker string) {
+func devUseKafka(t *testing.T, broker string) {
 	t.Helper()
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0
@@ -255,4 +255,36 @@ func TestDockerComposeScriptsHelp(t *testing.T) {
 			t.Errorf("%s -bogus should fail with usage: %v\n%s", s, err, out)
 		}
 	}
+}
+
+// Even kill -9 of kar dev leaves no redis-server behind.
+func TestKarDevKilledLeavesNoRedisServer(t *testing.T) {
+	p := testenv.Start(t, "kar-dev", nil, "", testenv.KarBin(t), "dev", "-redis", "server",
+		"-kafka_port", strconv.Itoa(testenv.FreePort(t)), "-redis_port", strconv.Itoa(testenv.FreePort(t)))
+	p.WaitOutput(t, "serving; press Ctrl-C", 30*time.Second)
+	m := regexp.MustCompile(`redis-server \S+ \(.*, pid (\d+)\)`).FindStringSubmatch(p.Output())
+	if m == nil {
+		t.Fatalf("no redis-server pid in:\n%s", p.Output())
+	}
+	redisPID, _ := strconv.Atoi(m[1])
+	// Only kar dev itself: redis-server is in its own process group.
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		return errors.Is(syscall.Kill(redisPID, 0), syscall.ESRCH) || devIsZombie(redisPID)
+	}, "redis-server (pid %d) to die with kar dev", redisPID)
+}
+
+func devIsZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] == 'Z'
 }
