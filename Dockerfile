@@ -1,0 +1,84 @@
+# syntax=docker/dockerfile:1
+#
+# kar's images, all from one build of the Go binaries (see `make docker`):
+#
+#   kar            the sidecar image: /kar/bin/kar (injected next to Pods,
+#                  or run as `kar run ...`)
+#   kar-injector   the admission webhook: /kar/bin/kar-injector
+#   kar-js         base image for Node.js components: node + /kar/bin/kar
+#   kar-go         base image for Go components (static binaries): /kar/bin/kar
+#   example-js     an example on kar-js     (--build-arg EXAMPLE=service-hello-js)
+#   example-go     an example on kar-go     (--build-arg EXAMPLE=service-hello-go)
+#
+# The base images run `kar entrypoint -- CMD...`: with
+# KAR_SIDECAR_IN_CONTAINER=true (Code Engine, Knative) the component runs
+# under a sidecar in the same container, configured only by environment
+# variables; otherwise the command runs alone and Kubernetes injects the
+# sidecar. Every final image runs as a numeric non-root user, so
+# runAsNonRoot can be verified.
+
+ARG GO_VERSION=1.26
+ARG NODE_VERSION=20
+
+# ---- build: the Go binaries ----
+FROM golang:${GO_VERSION}-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
+      -o /out/ ./cmd/kar ./cmd/kar-injector
+
+# ---- kar: the sidecar image ----
+FROM gcr.io/distroless/static-debian12:nonroot AS kar
+COPY --from=build /out/kar /kar/bin/kar
+USER 65532:65532
+ENTRYPOINT ["/kar/bin/kar"]
+CMD ["help"]
+
+# ---- kar-injector: the admission webhook ----
+FROM gcr.io/distroless/static-debian12:nonroot AS kar-injector
+COPY --from=build /out/kar-injector /kar/bin/kar-injector
+USER 65532:65532
+EXPOSE 8443
+# The Deployment gives -tls_cert_file F -tls_private_key_file F -port 8443.
+ENTRYPOINT ["/kar/bin/kar-injector"]
+
+# ---- kar-js: base image for Node.js components ----
+FROM node:${NODE_VERSION}-bookworm-slim AS kar-js
+COPY --from=build /out/kar /kar/bin/kar
+ENV PATH=/kar/bin:$PATH NODE_ENV=production
+WORKDIR /app
+RUN chown 1000:1000 /app
+# uid 1000 is the image's "node" user, given as a number for runAsNonRoot.
+USER 1000:1000
+ENTRYPOINT ["/kar/bin/kar", "entrypoint", "--"]
+CMD ["node", "server.js"]
+
+# ---- kar-go: base image for Go components (CGO_ENABLED=0 binaries) ----
+FROM gcr.io/distroless/static-debian12:nonroot AS kar-go
+COPY --from=build /out/kar /kar/bin/kar
+ENV PATH=/kar/bin:/app/bin:/usr/local/bin:/usr/bin:/bin
+WORKDIR /app
+USER 65532:65532
+ENTRYPOINT ["/kar/bin/kar", "entrypoint", "--"]
+CMD ["/app/bin/server"]
+
+# ---- example-js: a Node.js example on kar-js ----
+FROM kar-js AS example-js
+ARG EXAMPLE=service-hello-js
+COPY --chown=1000:1000 examples/${EXAMPLE}/package*.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --chown=1000:1000 examples/${EXAMPLE}/ ./
+CMD ["node", "server.js"]
+
+# ---- example-go: a Go example on kar-go ----
+FROM build AS example-go-build
+ARG EXAMPLE=service-hello-go
+RUN mkdir -p /out/examples && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
+      -o /out/examples/ ./examples/${EXAMPLE}/...
+
+FROM kar-go AS example-go
+COPY --from=example-go-build /out/examples/ /app/bin/
+CMD ["/app/bin/server"]
