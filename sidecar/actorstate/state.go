@@ -62,8 +62,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 return n`)
 
-// get returns the JSON text of a top-level entry (submap == false) or of
-// key/subkey.
+// get returns the JSON text of field in hash (the instance's top-level
+// state or one of its sub-maps).
 func (in instance) get(ctx context.Context, hash, field string) (string, error) {
 	v, err := in.rdb.HGet(ctx, hash, field).Result()
 	if errors.Is(err, redis.Nil) {

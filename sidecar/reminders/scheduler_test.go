@@ -280,3 +280,31 @@ func TestLateFiringIsLogged(t *testing.T) {
 		t.Fatalf("on-time firing logged as late:\n%s", out)
 	}
 }
+
+// Redis goes away across a reminder's target time while the scheduler runs:
+// the scheduler reconnects and fires it once Redis is back.
+func TestSchedulerSurvivesRedisOutage(t *testing.T) {
+	b := backend(t, func(o *devenv.Options) { o.DataDir = t.TempDir() })
+	s, _ := newStore(t, b.RedisAddr(), Options{})
+	rec := &recorder{}
+	runScheduler(t, s, rec.fire)
+
+	r := Reminder{Actor: foo, ID: "outage", Path: "/o", TargetTime: time.Now().Add(150 * time.Millisecond)}
+	schedule(t, s, r)
+	if err := b.StopRedis(true); err != nil { // kill -9: appendfsync always keeps the reminder
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		return time.Now().After(r.TargetTime.Add(200 * time.Millisecond))
+	}, "the target time passes while Redis is down")
+	if n := rec.count("outage"); n != 0 {
+		t.Fatalf("fired %d times while Redis was down", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.StartRedis(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 15*time.Second, func() bool { return rec.count("outage") == 1 }, "the reminder fires once Redis is back")
+	testenv.Eventually(t, 5*time.Second, func() bool { return gone(t, s, r) }, "and is removed")
+}
