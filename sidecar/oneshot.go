@@ -33,7 +33,7 @@ func JoinOneShot(ctx context.Context, cfg *config.Client) (*OneShot, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	be, err := Connect(cctx, cfg.Backend, "kar-cli-"+cfg.App)
+	be, err := Connect(cctx, cfg.Backend, cfg.App)
 	if err != nil {
 		return nil, fmt.Errorf("%s", oneLine(err))
 	}

@@ -65,7 +65,7 @@ type Backends struct {
 
 // Connect reaches Redis and Kafka at once (each is a round trip or two;
 // doing them side by side halves a one-shot command's start).
-func Connect(ctx context.Context, cfg config.Backend, clientID string) (*Backends, error) {
+func Connect(ctx context.Context, cfg config.Backend, app string) (*Backends, error) {
 	type rres struct {
 		c   *redis.Client
 		err error
@@ -75,7 +75,7 @@ func Connect(ctx context.Context, cfg config.Backend, clientID string) (*Backend
 		c, err := store.Connect(ctx, cfg)
 		rc <- rres{c, err}
 	}()
-	kc, kerr := kafka.Connect(ctx, cfg, clientID)
+	kc, kerr := kafka.Connect(ctx, cfg, app)
 	r := <-rc
 	if r.err != nil || kerr != nil {
 		if r.c != nil {
@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	runtimePort := ln.Addr().(*net.TCPAddr).Port
 
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	be, err := Connect(cctx, cfg.Backend, "kar-"+cfg.App)
+	be, err := Connect(cctx, cfg.Backend, cfg.App)
 	cancel()
 	if err != nil {
 		ln.Close()

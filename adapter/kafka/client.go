@@ -66,6 +66,7 @@ func SaramaConfig(cfg config.Backend, clientID string) (*sarama.Config, error) {
 	// Only the application's own topic is needed; fetching every topic's
 	// metadata would grow with the cluster.
 	sc.Metadata.Full = false
+	sc.Metadata.AllowAutoTopicCreation = false
 
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Partitioner = sarama.NewManualPartitioner
@@ -86,9 +87,9 @@ func SaramaConfig(cfg config.Backend, clientID string) (*sarama.Config, error) {
 	return sc, nil
 }
 
-// Connect opens a client and its producer. The error says what to fix.
-func Connect(ctx context.Context, cfg config.Backend, clientID string) (*Client, error) {
-	sc, err := SaramaConfig(cfg, clientID)
+// Connect opens a client for app and its producer. The error says what to fix.
+func Connect(ctx context.Context, cfg config.Backend, app string) (*Client, error) {
+	sc, err := SaramaConfig(cfg, "kar-"+app)
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +122,13 @@ func Connect(ctx context.Context, cfg config.Backend, clientID string) (*Client,
 			closeAll(rs)
 			return nil, explain(cfg, r.err)
 		}
+	}
+	// A client that needs no topic yet has not talked to any broker: ask
+	// for the app's topic now, so a bad address or password fails here with
+	// a clear message rather than later in the middle of a join.
+	if err := rs[0].c.RefreshMetadata(Topic(app)); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		closeAll(rs)
+		return nil, explain(cfg, err)
 	}
 	p, err := sarama.NewAsyncProducerFromClient(rs[0].c)
 	if err != nil {
@@ -155,7 +163,10 @@ func closeAll(rs []result) {
 
 func explain(cfg config.Backend, err error) error {
 	brokers := strings.Join(cfg.KafkaBrokers, ",")
-	if errors.Is(err, sarama.ErrOutOfBrokers) {
+	if errors.Is(err, sarama.ErrSASLAuthenticationFailed) || strings.Contains(err.Error(), "SASL") {
+		return fmt.Errorf("Kafka at %s refused the credentials: check KAFKA_USERNAME and KAFKA_PASSWORD", brokers)
+	}
+	if errors.Is(err, sarama.ErrOutOfBrokers) || errors.Is(err, sarama.ErrClosedClient) || isNetErr(err) {
 		hint := "is it running? For a local backend run `kar dev` and `source scripts/kar-env-local.sh`"
 		if cfg.KafkaEnableTLS || cfg.KafkaPassword != "" {
 			hint = "check KAFKA_BROKERS, KAFKA_ENABLE_TLS, KAFKA_USERNAME and KAFKA_PASSWORD"
@@ -285,4 +296,9 @@ func (c *Client) Close() error {
 // ConsumePartition reads partition p of topic from offset, on the fetch connection.
 func (c *Client) ConsumePartition(topic string, p int32, offset int64) (sarama.PartitionConsumer, error) {
 	return c.consumer.ConsumePartition(topic, p, offset)
+}
+
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
 }

@@ -5,10 +5,10 @@ package mesh_test
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,8 +16,8 @@ import (
 
 	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/devenv"
-	"github.com/redis/go-redis/v9"
 	"github.com/kar-runtime/kar/internal/testenv"
+	"github.com/kar-runtime/kar/sidecar/config"
 )
 
 // repo is the repository root.
@@ -85,9 +85,13 @@ func rest(t *testing.T, b *devenv.Backend, args ...string) (string, string, int)
 
 // countService counts the live sidecars that announce svc, as Redis holds them.
 func countService(t *testing.T, b *devenv.Backend, app, svc string) int {
-	rdb := redis.NewClient(&redis.Options{Addr: b.RedisAddr()})
-	defer rdb.Close()
 	ctx := context.Background()
+	rdb, err := store.Connect(ctx, backendConfig(b))
+	if err != nil {
+		t.Logf("redis: %v", err)
+		return 0
+	}
+	defer rdb.Close()
 	keys := store.NewKeys(app)
 	ids, _ := rdb.SMembers(ctx, keys.Sidecars()).Result()
 	n := 0
@@ -102,4 +106,24 @@ func countService(t *testing.T, b *devenv.Backend, app, svc string) int {
 		}
 	}
 	return n
+}
+
+// backendConfig is b's settings as kar reads them from b.Env().
+func backendConfig(b *devenv.Backend) config.Backend {
+	var cfg config.Backend
+	cfg.RedisHost, cfg.RedisPort = b.RedisHost(), b.RedisPort()
+	for _, kv := range b.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "REDIS_ENABLE_TLS":
+			cfg.RedisEnableTLS = v == "true"
+		case "REDIS_CA":
+			cfg.RedisCA = v
+		case "REDIS_USER":
+			cfg.RedisUser = v
+		case "REDIS_PASSWORD":
+			cfg.RedisPassword = v
+		}
+	}
+	return cfg
 }

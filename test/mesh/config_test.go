@@ -1,0 +1,163 @@
+package mesh_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kar-runtime/kar/devenv"
+	"github.com/kar-runtime/kar/internal/testenv"
+)
+
+// karCmd runs kar with exactly env (plus PATH/HOME) and returns its output and exit code.
+func karCmd(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(testenv.KarBin(t), args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// TestBadConfiguration: each mistake gives one clear line, exit code 2,
+// no stack trace, and never a password.
+func TestBadConfiguration(t *testing.T) {
+	deadPort := strconv.Itoa(testenv.FreePort(t))
+	b := testenv.Backend(t)
+	good := b.Env()
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		says string
+	}{
+		{"no app", good, []string{"run", "true"}, "no application name"},
+		{"bad app name", good, []string{"run", "-app", "a/b", "true"}, "may hold only"},
+		{"bad port flag", good, []string{"run", "-app", "x", "-app_port", "http", "true"}, "-app_port"},
+		{"bad env", append(good, "REDIS_PORT=six"), []string{"run", "-app", "x", "true"}, "REDIS_PORT"},
+		{"bad duration", good, []string{"run", "-app", "x", "-missing_component_timeout", "soon", "true"}, "duration"},
+		{"bad verbosity", good, []string{"run", "-app", "x", "-v", "loud", "true"}, "-v"},
+		{"unknown flag", good, []string{"run", "-app", "x", "-nope", "true"}, "-nope"},
+		{"no kafka", append(good, "KAFKA_BROKERS=127.0.0.1:"+deadPort), []string{"run", "-app", "x", "true"}, "kar dev"},
+		{"no redis", append(good, "REDIS_PORT="+deadPort), []string{"rest", "-app", "x", "get", "s", "p"}, "cannot reach Redis"},
+		{"bad kafka version", append(good, "KAFKA_VERSION=banana"), []string{"rest", "-app", "x", "get", "s", "p"}, "KAFKA_VERSION"},
+		{"rest args", good, []string{"rest", "-app", "x", "get"}, "usage"},
+		{"rest method", good, []string{"rest", "-app", "x", "fetch", "s", "p"}, "not an HTTP method"},
+		{"unknown command", good, []string{"fly"}, "unknown command"},
+		{"missing command", good, []string{"run", "-app", "x", "no-such-program-kar"}, "cannot run"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, code := karCmd(t, c.env, c.args...)
+			if code != 2 {
+				t.Errorf("exit code %d, want 2; output:\n%s", code, out)
+			}
+			if !strings.Contains(out, c.says) {
+				t.Errorf("output does not say %q:\n%s", c.says, out)
+			}
+			if strings.Contains(out, "goroutine ") || strings.Contains(out, "panic") {
+				t.Errorf("stack trace in output:\n%s", out)
+			}
+		})
+	}
+	if out, code := karCmd(t, nil, "run", "-h"); code != 0 || !strings.Contains(out, "-app_port") || !strings.Contains(out, "KAR_APP_PORT") {
+		t.Errorf("kar run -h: %d\n%s", code, out)
+	}
+}
+
+// TestConfigDirAndExtraArgs: settings come from a config directory (as
+// Kubernetes mounts the secret), KAR_EXTRA_ARGS adds flags, flags win.
+func TestConfigDirAndExtraArgs(t *testing.T) {
+	b := testenv.Backend(t)
+	dir := t.TempDir()
+	write := func(k, v string) { os.WriteFile(filepath.Join(dir, k), []byte(v+"\n"), 0o600) }
+	write("kafka_brokers", b.KafkaBrokers())
+	write("redis_host", b.RedisHost())
+	write("redis_port", strconv.Itoa(b.RedisPort()))
+	dirEnv := []string{"KAR_CONFIG_DIR=" + dir}
+	ex := needNodeExample(t, "service-hello-js")
+	port := testenv.FreePort(t)
+	server := testenv.Start(t, "server", append(dirEnv, "KAR_EXTRA_ARGS=-service greeter -app_port 1"), ex,
+		testenv.KarBin(t), "run", "-app", "cfgdir", "-app_port", strconv.Itoa(port), "node", "server.js")
+	waitServes(t, b, "cfgdir", "greeter", 1)
+	out, code := karCmd(t, nil, "rest", "-config_dir", dir, "-app", "cfgdir", "post", "greeter", "helloJson", `{"name":"Dir"}`)
+	if code != 0 || !strings.Contains(out, "Hello Dir!") {
+		t.Fatalf("kar rest with -config_dir: %d %s", code, out)
+	}
+	_ = server
+}
+
+// TestSignalForwarding: SIGTERM to `kar run` reaches the component, the
+// sidecar leaves the mesh and exits with the component's exit code.
+func TestSignalForwarding(t *testing.T) {
+	b := testenv.Backend(t)
+	script := `process.on('SIGTERM', () => { console.log('got SIGTERM'); process.exit(7) }); console.log('ready'); setInterval(() => {}, 1000)`
+	p := testenv.Start(t, "comp", karEnv(b), "", testenv.KarBin(t), "run", "-app", "sig", "-service", "svc", "-app_ready_timeout", "1ms", "node", "-e", script)
+	p.WaitOutput(t, "[STDOUT] ready", 20*time.Second)
+	waitServes(t, b, "sig", "svc", 1)
+	p.Signal(syscall.SIGTERM)
+	code, err := p.Wait(20 * time.Second)
+	if err != nil || code != 7 {
+		t.Fatalf("exit %d, %v; want the component's 7:\n%s", code, err, p.Output())
+	}
+	if !strings.Contains(p.Output(), "[STDOUT] got SIGTERM") {
+		t.Errorf("component did not get SIGTERM:\n%s", p.Output())
+	}
+	if n := countService(t, b, "sig", "svc"); n != 0 {
+		t.Errorf("%d sidecars still registered after exit", n)
+	}
+	// A component's own exit code passes through.
+	p2 := testenv.Start(t, "exit3", karEnv(b), "", testenv.KarBin(t), "run", "-app", "sig", "sh", "-c", "echo out; echo err >&2; exit 3")
+	if code, _ := p2.Wait(20 * time.Second); code != 3 {
+		t.Errorf("exit code %d, want 3", code)
+	}
+	out := p2.Output()
+	if !strings.Contains(out, "[STDOUT] out") || !strings.Contains(out, "[STDERR] err") {
+		t.Errorf("relay format:\n%s", out)
+	}
+}
+
+// TestSecuredBackends: Redis over TLS with an ACL user and password, Kafka
+// over TLS with SASL PLAIN (user token), as managed services need; a wrong
+// password is a clear error that never shows the password.
+func TestSecuredBackends(t *testing.T) {
+	certs, err := devenv.NewCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testenv.Backend(t, func(o *devenv.Options) {
+		o.RedisTLS, o.KafkaTLS = certs, certs
+		o.RedisUser, o.RedisPassword = "karmesh", "redis-secret-42"
+		o.KafkaPassword = "kafka-secret-42"
+	})
+	ex := needNodeExample(t, "service-hello-js")
+	startService(t, b, "server", "secure", "greeter", ex, "node", "server.js")
+	out, errOut, code := rest(t, b, "-app", "secure", "post", "greeter", "helloJson", `{"name":"TLS"}`)
+	if code != 0 || !strings.Contains(out, "Hello TLS!") {
+		t.Fatalf("over TLS: %d %q %q", code, out, errOut)
+	}
+	for _, bad := range [][]string{{"REDIS_PASSWORD=wrong-redis-pw"}, {"KAFKA_PASSWORD=wrong-kafka-pw"}} {
+		out, code := karCmd(t, append(b.Env(), bad...), "rest", "-app", "secure", "post", "greeter", "helloJson", "{}")
+		if code != 2 {
+			t.Errorf("%v: exit %d:\n%s", bad, code, out)
+		}
+		for _, secret := range []string{"wrong-redis-pw", "wrong-kafka-pw", "redis-secret-42", "kafka-secret-42"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%v: output shows a password:\n%s", bad, out)
+			}
+		}
+		if !strings.Contains(out, "PASSWORD") && !strings.Contains(out, "credentials") {
+			t.Errorf("%v: error does not point at the credentials:\n%s", bad, out)
+		}
+	}
+}
