@@ -9,27 +9,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kar-runtime/kar/internal/testenv"
 )
 
 // KarBinary is the kar binary to run: $KAR_BIN when set (scripts/test.sh
-// builds it once), else a fresh build of ./cmd/kar in a temporary directory.
+// builds it once), else the one build of ./cmd/kar per test binary run that
+// internal/testenv makes.
 func KarBinary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("KAR_BIN"); p != "" {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return abs
+	p, err := filepath.Abs(testenv.KarBin(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	root := ModuleRoot(t)
-	out := filepath.Join(t.TempDir(), "kar")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/kar")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/kar: %v\n%s", err, b)
-	}
-	return out
+	return p
 }
 
 // ModuleRoot is the directory holding go.mod.
