@@ -45,8 +45,7 @@ func (s *Store) Run(ctx context.Context, fire FireFunc) error {
 	backoff := time.Duration(0)
 	for {
 		free := cap(slots) - len(slots)
-		now := time.Now()
-		batch, next, err := s.claim(ctx, now, free)
+		batch, redisNow, untilNext, pending, err := s.claim(ctx, free)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -59,6 +58,7 @@ func (s *Store) Run(ctx context.Context, fire FireFunc) error {
 			continue
 		}
 		backoff = 0
+		s.skew.Store(int64(redisNow.Sub(s.clock())))
 		for _, c := range batch {
 			slots <- struct{}{}
 			wg.Add(1)
@@ -77,8 +77,8 @@ func (s *Store) Run(ctx context.Context, fire FireFunc) error {
 		}
 
 		wait := s.opts.IdlePoll
-		if !next.IsZero() {
-			wait = min(wait, time.Until(next))
+		if pending {
+			wait = min(wait, untilNext)
 		}
 		if len(slots) == cap(slots) {
 			wait = s.opts.IdlePoll // busy: a freed slot wakes us
@@ -105,6 +105,10 @@ func (s *Store) Run(ctx context.Context, fire FireFunc) error {
 	}
 }
 
+// now is Redis's clock as last seen by a claim, read through the local
+// monotonic clock.
+func (s *Store) now() time.Time { return s.clock().Add(time.Duration(s.skew.Load())) }
+
 // fireOne fires a claimed reminder and completes its claim.
 func (s *Store) fireOne(ctx context.Context, c claimed, fire FireFunc) {
 	var r Reminder
@@ -113,13 +117,12 @@ func (s *Store) fireOne(ctx context.Context, c claimed, fire FireFunc) {
 		s.complete(ctx, c, "", 0)
 		return
 	}
-	start := time.Now()
-	if late := start.Sub(r.TargetTime); late > s.opts.LateAfter {
+	if late := s.now().Sub(r.TargetTime); late > s.opts.LateAfter {
 		s.log.Warn("reminders: firing late", "actor_type", r.Actor.Type, "actor_id", r.Actor.ID,
 			"reminder", r.ID, "path", r.Path, "target", r.TargetTime, "late", late)
 	}
 	if err := fire(ctx, r); err != nil {
-		retry := time.Now().Add(s.opts.RetryDelay)
+		retry := s.now().Add(s.opts.RetryDelay)
 		s.log.Warn("reminders: firing failed; will retry", "actor_type", r.Actor.Type, "actor_id", r.Actor.ID,
 			"reminder", r.ID, "err", err, "retry_at", retry)
 		s.complete(ctx, c, c.json, score(retry))
@@ -129,7 +132,7 @@ func (s *Store) fireOne(ctx context.Context, c claimed, fire FireFunc) {
 		s.complete(ctx, c, "", 0)
 		return
 	}
-	next, skipped := nextTarget(r.TargetTime, r.Period, time.Now())
+	next, skipped := nextTarget(r.TargetTime, r.Period, s.now())
 	if skipped > 0 {
 		s.log.Warn("reminders: skipping occurrences of a periodic reminder that is behind", "actor_type", r.Actor.Type,
 			"actor_id", r.Actor.ID, "reminder", r.ID, "skipped", skipped, "next", next)

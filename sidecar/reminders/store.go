@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -73,12 +74,16 @@ type Store struct {
 	// wake tells this process's scheduler at once that the schedule changed
 	// (other processes' schedulers hear it through pub/sub).
 	wake chan struct{}
+	// clock is the local clock (replaced in tests to skew it); skew is how
+	// far Redis's clock is ahead of it, in ns, as of the last claim.
+	clock func() time.Time
+	skew  atomic.Int64
 }
 
 // New returns the reminders store of the application keys belongs to.
 func New(rdb redis.UniversalClient, keys store.Keys, opts Options) *Store {
 	opts = opts.withDefaults()
-	return &Store{rdb: rdb, keys: keys, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1)}
+	return &Store{rdb: rdb, keys: keys, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), clock: time.Now}
 }
 
 // wakeChannel is the pub/sub channel on which Schedule announces a change of
@@ -233,20 +238,25 @@ func (s *Store) remove(ctx context.Context, fields []string) (int, error) {
 	return total, nil
 }
 
-// claim atomically takes up to ARGV[3] reminders due at ARGV[1] (ms) by
-// moving their score to the claim deadline ARGV[2], and reports the
+// claimScript atomically takes up to ARGV[2] reminders due now by moving
+// their score to the claim deadline (now + ARGV[1] ms), and reports the
 // earliest score left in the schedule (after the claims), so the caller
-// knows how long to sleep. Schedule entries without a reminder are dropped.
+// knows how long to sleep. "Now" is Redis's clock, the one clock all
+// sidecars share: a sidecar whose own clock is off (a laptop in a hybrid
+// mesh) neither fires early nor spins. Schedule entries without a
+// reminder are dropped.
 // KEYS[1] = schedule, KEYS[2] = reminders hash.
-// Reply: {next score or "", field1, json1, field2, json2, ...}.
+// Reply: {now ms, next score or "", field1, json1, field2, json2, ...}.
 var claimScript = redis.NewScript(`
-local out = {''}
-if tonumber(ARGV[3]) > 0 then
-  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {tostring(now), ''}
+if tonumber(ARGV[2]) > 0 then
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
   for _, f in ipairs(due) do
     local v = redis.call('HGET', KEYS[2], f)
     if v then
-      redis.call('ZADD', KEYS[1], ARGV[2], f)
+      redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), f)
       out[#out + 1] = f
       out[#out + 1] = v
     else
@@ -255,7 +265,7 @@ if tonumber(ARGV[3]) > 0 then
   end
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if first[2] then out[1] = first[2] end
+if first[2] then out[2] = first[2] end
 return out`)
 
 // finishScript ends a claim, unless the reminder changed meanwhile (it was
@@ -280,32 +290,35 @@ type claimed struct {
 	field, json string
 }
 
-// claim takes up to n due reminders and returns them with the time the
-// schedule's earliest remaining entry is due (zero when it is empty).
-func (s *Store) claim(ctx context.Context, now time.Time, n int) ([]claimed, time.Time, error) {
-	nowMs := now.UnixMilli()
+// claim takes up to n due reminders. It also returns Redis's time and how
+// long until the schedule's earliest remaining entry is due (ok == false
+// when the schedule is empty).
+func (s *Store) claim(ctx context.Context, n int) (batch []claimed, redisNow time.Time, untilNext time.Duration, ok bool, err error) {
 	res, err := claimScript.Run(ctx, s.rdb,
 		[]string{s.keys.ReminderSchedule(), s.keys.Reminders()},
-		nowMs, nowMs+s.opts.Lease.Milliseconds(), n).StringSlice()
+		s.opts.Lease.Milliseconds(), n).StringSlice()
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, 0, false, err
 	}
-	if len(res) == 0 {
-		return nil, time.Time{}, errors.New("claim script answered nothing")
+	if len(res) < 2 {
+		return nil, time.Time{}, 0, false, fmt.Errorf("claim script answered %q", res)
 	}
-	var next time.Time
-	if res[0] != "" {
-		ms, err := strconv.ParseFloat(res[0], 64)
+	nowMs, err := strconv.ParseInt(res[0], 10, 64)
+	if err != nil {
+		return nil, time.Time{}, 0, false, fmt.Errorf("claim script answered a bad time %q: %w", res[0], err)
+	}
+	if res[1] != "" {
+		next, err := strconv.ParseFloat(res[1], 64)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("schedule holds a bad score %q: %w", res[0], err)
+			return nil, time.Time{}, 0, false, fmt.Errorf("schedule holds a bad score %q: %w", res[1], err)
 		}
-		next = time.UnixMilli(int64(ms))
+		untilNext, ok = time.Duration(int64(next)-nowMs)*time.Millisecond, true
 	}
-	out := make([]claimed, 0, (len(res)-1)/2)
-	for i := 1; i+1 < len(res); i += 2 {
-		out = append(out, claimed{field: res[i], json: res[i+1]})
+	batch = make([]claimed, 0, (len(res)-2)/2)
+	for i := 2; i+1 < len(res); i += 2 {
+		batch = append(batch, claimed{field: res[i], json: res[i+1]})
 	}
-	return out, next, nil
+	return batch, time.UnixMilli(nowMs), untilNext, ok, nil
 }
 
 // finish ends the claim c: next == "" removes the reminder, otherwise it
