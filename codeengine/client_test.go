@@ -3,6 +3,7 @@ package codeengine
 import (
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -222,5 +223,40 @@ func TestRunAppCreateUpdateFail(t *testing.T) {
 	found, err := c.DeleteApp(ctx(t), p, "cart")
 	if err != nil || !found || d.App("p", "cart") != nil {
 		t.Fatalf("delete: %v %v", found, err)
+	}
+}
+
+func TestRetriesOnThrottling(t *testing.T) {
+	d := cetest.New(t, "k")
+	d.AddProject("p")
+	newClient(t, d, "k") // sets the double's environment
+	// The double's environment turns retries off; without it they are on
+	// by default (3 retries).
+	os.Unsetenv("CODE_ENGINE_ENABLE_RETRIES")
+	cfg, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Throttle(2)
+	if _, err := client.FindProject(ctx(t), "p"); err != nil {
+		t.Fatalf("after two 429s: %v", err)
+	}
+	d.Throttle(10)
+	_, err = client.FindProject(ctx(t), "p")
+	if err == nil || !strings.Contains(err.Error(), "HTTP 429") {
+		t.Fatalf("error = %v, want the 429 after the retries", err)
+	}
+	var throttled int
+	for _, call := range d.Calls() {
+		if call.Status == http.StatusTooManyRequests {
+			throttled++
+		}
+	}
+	if throttled != 2+4 {
+		t.Errorf("%d throttled calls, want 6 (2, then 1 + 3 retries)", throttled)
 	}
 }

@@ -58,6 +58,7 @@ type Double struct {
 	FailProjects map[string]bool
 
 	mu       sync.Mutex
+	throttle int // the next requests to answer 429
 	tokens   map[string]bool
 	keys     []resourceKey
 	projects map[string]*project // by id
@@ -132,6 +133,14 @@ func (d *Double) Env() []string {
 		// An ibm-credentials.env file would shadow the environment.
 		"IBM_CREDENTIALS_FILE=/nonexistent/ibm-credentials.env",
 	}
+}
+
+// Throttle makes the next n API requests (not IAM's) answer 429 Too Many
+// Requests with Retry-After: 0, as a rate-limited platform does.
+func (d *Double) Throttle(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.throttle = n
 }
 
 // Calls returns the requests received so far.
@@ -242,7 +251,16 @@ func (d *Double) serve(w http.ResponseWriter, r *http.Request) {
 			ContentType: r.Header.Get("Content-Type"), IfMatch: r.Header.Get("If-Match"), Status: rec.status})
 		d.mu.Unlock()
 	}()
+	d.mu.Lock()
+	throttled := d.throttle > 0 && r.URL.Path != "/identity/token"
+	if throttled {
+		d.throttle--
+	}
+	d.mu.Unlock()
 	switch {
+	case throttled:
+		rec.Header().Set("Retry-After", "0")
+		writeError(rec, http.StatusTooManyRequests, "rate_limit_exceeded", "Rate limit exceeded, retry later.")
 	case r.URL.Path == "/identity/token":
 		d.token(rec, r)
 	case strings.HasPrefix(r.URL.Path, "/v2/resource_keys"):
