@@ -78,13 +78,11 @@ func (s *Store) Run(ctx context.Context, fire FireFunc) error {
 
 		wait := s.opts.IdlePoll
 		if pending {
-			wait = min(wait, untilNext)
+			wait = min(wait, untilNext) // > 0: the claim took everything due
 		}
+		var slotFreed <-chan struct{} // nil (never ready) unless all slots are taken
 		if len(slots) == cap(slots) {
-			wait = s.opts.IdlePoll // busy: a freed slot wakes us
-		}
-		if wait <= 0 {
-			continue
+			wait, slotFreed = s.opts.IdlePoll, freed
 		}
 		timer.Reset(wait)
 		select {
@@ -94,14 +92,9 @@ func (s *Store) Run(ctx context.Context, fire FireFunc) error {
 		case <-notices:
 			drain(notices)
 		case <-s.wake:
-		case <-freed:
+		case <-slotFreed:
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
+		timer.Stop()
 	}
 }
 

@@ -352,3 +352,41 @@ func TestSkewedLocalClock(t *testing.T) {
 		})
 	}
 }
+
+// A slow fire function: at most Concurrency firings at once, and every
+// reminder still fires once.
+func TestConcurrencyBound(t *testing.T) {
+	b := backend(t)
+	s, _ := newStore(t, b.RedisAddr(), Options{Concurrency: 2})
+	var mu sync.Mutex
+	inFlight, peak := 0, 0
+	rec := &recorder{}
+	runScheduler(t, s, func(ctx context.Context, r Reminder) error {
+		mu.Lock()
+		inFlight++
+		peak = max(peak, inFlight)
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond) // a slow actor call being accepted
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return rec.fire(ctx, r)
+	})
+	const n = 20
+	for i := 0; i < n; i++ {
+		schedule(t, s, Reminder{Actor: foo, ID: fmt.Sprint(i), Path: "/c", TargetTime: time.Now()})
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(rec.snapshot()) >= n }, "all %d reminders fire", n)
+	for i := 0; i < n; i++ {
+		r := Reminder{Actor: foo, ID: fmt.Sprint(i)}
+		testenv.Eventually(t, 5*time.Second, func() bool { return gone(t, s, r) }, "reminder %d removed", i)
+		if c := rec.count(r.ID); c != 1 {
+			t.Errorf("reminder %d fired %d times", i, c)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if peak > 2 {
+		t.Fatalf("%d firings at once, want at most 2", peak)
+	}
+}
