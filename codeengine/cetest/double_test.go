@@ -35,8 +35,8 @@ func TestDoubleIsStrict(t *testing.T) {
 
 	type req struct {
 		name, method, url, ctype, ifMatch, auth, body string
-		status                                         int
-		code                                           string
+		status                                        int
+		code                                          string
 	}
 	cases := []req{
 		{name: "wrong API key", method: "POST", url: d.Server.URL + "/identity/token", ctype: "application/x-www-form-urlencoded",
