@@ -12,9 +12,11 @@ if [ -n "${BASH_SOURCE:-}" ] && [ "${BASH_SOURCE[0]}" = "$0" ]; then
   echo "kar-env-ibmcloud.sh must be sourced: source $0 <service-credential>" >&2
   exit 2
 fi
+# Where this file is: BASH_SOURCE in bash; $0 of a sourced file in zsh.
+if [ -n "${BASH_SOURCE:-}" ]; then _kar_env_here="$(dirname "${BASH_SOURCE[0]}")"; else _kar_env_here="$(dirname "$0")"; fi
 _kar_env_ibmcloud() {
-  local here kar out
-  if [ -n "${BASH_SOURCE:-}" ]; then here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; else here="$(cd "$(dirname "$0")" && pwd)"; fi
+  local here="$1" kar out
+  shift
   kar="${KAR_BIN:-}"
   if [ -z "$kar" ]; then
     if [ -x "$here/../bin/kar" ]; then kar="$here/../bin/kar"; else kar="kar"; fi
@@ -27,7 +29,8 @@ _kar_env_ibmcloud() {
   out="$("$kar" env ibmcloud "$1")" || return $?
   eval "$out"
 }
-_kar_env_ibmcloud "$@"
+_kar_env_ibmcloud "$_kar_env_here" "$@"
 _kar_env_status=$?
 unset -f _kar_env_ibmcloud
+unset _kar_env_here
 eval "unset _kar_env_status; return $_kar_env_status"
