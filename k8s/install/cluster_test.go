@@ -1,0 +1,344 @@
+package install
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kar-runtime/kar/k8s/injector"
+	"github.com/kar-runtime/kar/k8s/kubetest"
+)
+
+// kar runs `kar k8s ARGS` as the CLI does and fails the test on a non-zero exit.
+func kar(t *testing.T, ctx context.Context, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if code := Main(ctx, args, &out, &errb); code != 0 {
+		t.Fatalf("kar k8s %s: exit %d: %s%s", strings.Join(args, " "), code, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+func pod(name string, ann map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: "localhost:5000/kar/examples/service-hello-js",
+			Env: []corev1.EnvVar{{Name: "MINE", Value: "kept"}},
+		}}},
+	}
+}
+
+func envOf(c corev1.Container) map[string]string {
+	m := map[string]string{}
+	for _, e := range c.Env {
+		m[e.Name] = e.Value
+	}
+	return m
+}
+
+// TestAgainstAPIServer installs kar into a real kube-apiserver (with etcd),
+// lets that API server call the injector over TLS through the webhook
+// configuration deploy wrote, and checks the Pods as the API server stored
+// them, namespace enable/disable, certificate rotation and undeploy.
+func TestAgainstAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and kube-apiserver")
+	}
+	cl := kubetest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	kc := []string{"-kubeconfig", cl.Kubeconfig}
+	c, err := NewClient(cl.Kubeconfig, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := c.Typed.CoreV1()
+
+	// Enabling a namespace before kar is deployed says what to do.
+	var out, errb bytes.Buffer
+	if code := Main(ctx, append([]string{"namespace", "enable", "early"}, kc...), &out, &errb); code != 1 || !strings.Contains(errb.String(), "kar k8s deploy") {
+		t.Fatalf("enable before deploy: exit %d, %q", code, errb.String())
+	}
+
+	// The injector runs here, on a port held open from now on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	webhookURL := fmt.Sprintf("https://%s%s", ln.Addr(), injector.Path)
+	kar(t, ctx, append([]string{"deploy", "-webhook-url", webhookURL}, kc...)...)
+
+	// What deploy made.
+	rc, err := core.Secrets(Namespace).Get(ctx, RuntimeConfigSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRC := map[string]string{"kafka_brokers": "kar-kafka-0.kar-kafka.kar-system.svc:9092", "redis_host": "kar-redis.kar-system.svc",
+		"redis_port": "6379", "redis_user": "karmesh", "kafka_enable_tls": "false", "redis_enable_tls": "false"}
+	for k, v := range wantRC {
+		if got := string(rc.Data[k]); got != v {
+			t.Errorf("runtime config %s = %q, want %q", k, got, v)
+		}
+	}
+	password := string(rc.Data["redis_password"])
+	if len(password) < 32 {
+		t.Errorf("redis_password %q is not a generated secret", password)
+	}
+	redisConf, err := core.Secrets(Namespace).Get(ctx, RedisConfigSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(redisConf.Data["redis.conf"]), "user karmesh on >"+password+" ") {
+		t.Errorf("redis.conf does not give karmesh the runtime-config password:\n%s", redisConf.Data["redis.conf"])
+	}
+	for _, name := range []string{RedisName, KafkaName} {
+		if _, err := c.Typed.AppsV1().StatefulSets(Namespace).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			t.Errorf("statefulset %s: %v", name, err)
+		}
+		if _, err := core.Services(Namespace).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			t.Errorf("service %s: %v", name, err)
+		}
+	}
+	dep, err := c.Typed.AppsV1().Deployments(Namespace).Get(ctx, InjectorName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := dep.Spec.Template.Spec.Containers[0].Image; img != "localhost:5000/kar/kar-injector:latest" {
+		t.Errorf("injector image %s", img)
+	}
+	tlsSecret, err := core.Secrets(Namespace).Get(ctx, InjectorTLSSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh, err := c.Typed.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, WebhookName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := wh.Webhooks[0]
+	if w.ClientConfig.URL == nil || *w.ClientConfig.URL != webhookURL {
+		t.Fatalf("webhook clientConfig %+v, want url %s", w.ClientConfig, webhookURL)
+	}
+	verifyCert(t, tlsSecret.Data["tls.crt"], w.ClientConfig.CABundle)
+	if n := countCerts(w.ClientConfig.CABundle); n != 1 {
+		t.Errorf("first install: %d CAs in the bundle, want 1", n)
+	}
+	ns, err := core.Namespaces().Get(ctx, "default", metav1.GetOptions{})
+	if err != nil || ns.Labels[EnabledLabel] != "true" {
+		t.Fatalf("default namespace not enabled: %v %v", ns.Labels, err)
+	}
+
+	// Start the injector with the certificate deploy made.
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, tlsSecret.Data["tls.crt"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, tlsSecret.Data["tls.key"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	srvDone := make(chan error, 1)
+	go func() {
+		srv := &injector.Server{CertFile: certFile, KeyFile: keyFile, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+			Options: injector.Options{SidecarImage: "localhost:5000/kar/kar:latest"}}
+		srvDone <- srv.Serve(srvCtx, ln)
+	}()
+	t.Cleanup(func() {
+		stopSrv()
+		if err := <-srvDone; err != nil {
+			t.Errorf("injector: %v", err)
+		}
+	})
+
+	kar(t, ctx, append([]string{"namespace", "enable", "apps"}, kc...)...)
+	if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"apps", "default"} {
+		s, err := core.Secrets(n).Get(ctx, RuntimeConfigSecret, metav1.GetOptions{})
+		if err != nil || !bytes.Equal(s.Data["redis_password"], rc.Data["redis_password"]) {
+			t.Fatalf("namespace %s: runtime config not copied: %v", n, err)
+		}
+	}
+
+	create := func(ns string, p *corev1.Pod) (*corev1.Pod, error) {
+		return core.Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+	}
+	// Recommended mode.
+	got, err := create("apps", pod("hello", map[string]string{"kar.ibm.com/app": "hello", "kar.ibm.com/service": "greeter", "kar.ibm.com/verbose": "info"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := envOf(got.Spec.Containers[0])
+	if env["KAR_APP"] != "hello" || env["KAR_APP_PORT"] != "8080" || env["KAR_RUNTIME_PORT"] != "3500" ||
+		env["KAR_EXTRA_ARGS"] != "-service greeter -v info" || env["MINE"] != "kept" {
+		t.Errorf("stored pod env %v", env)
+	}
+	if len(got.Spec.Volumes) == 0 || got.Spec.Volumes[len(got.Spec.Volumes)-1].Secret == nil ||
+		got.Spec.Volumes[len(got.Spec.Volumes)-1].Secret.SecretName != RuntimeConfigSecret {
+		t.Errorf("stored pod volumes %+v", got.Spec.Volumes)
+	}
+	// Sidecar mode.
+	got, err = create("apps", pod("side", map[string]string{"kar.ibm.com/app": "hello", "kar.ibm.com/actors": "Cart,Order", "kar.ibm.com/sidecarContainer": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Spec.Containers) != 2 || got.Spec.Containers[1].Name != "kar" || got.Spec.Containers[1].Image != "localhost:5000/kar/kar:latest" ||
+		!strings.Contains(strings.Join(got.Spec.Containers[1].Args, " "), "-app hello -app_port 8080 -runtime_port 3500 -actors Cart,Order") {
+		t.Errorf("stored sidecar pod containers %+v", got.Spec.Containers)
+	}
+	// A bad annotation is denied by name.
+	_, err = create("apps", pod("bad", map[string]string{"kar.ibm.com/app": "hello", "kar.ibm.com/appPort": "http"}))
+	if err == nil || !strings.Contains(err.Error(), "kar.ibm.com/appPort") {
+		t.Errorf("bad annotation: err = %v, want a denial naming kar.ibm.com/appPort", err)
+	}
+	_, err = create("apps", pod("noapp", map[string]string{"kar.ibm.com/service": "s"}))
+	if err == nil || !strings.Contains(err.Error(), "kar.ibm.com/app is missing") {
+		t.Errorf("missing app: err = %v", err)
+	}
+	// Namespaces not enabled are left alone.
+	got, err = create("plain", pod("hello", map[string]string{"kar.ibm.com/app": "hello", "kar.ibm.com/appPort": "bad-but-ignored"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Spec.Containers[0].Env) != 1 || len(got.Spec.Volumes) != 0 {
+		t.Errorf("pod in a namespace not enabled was changed: %+v", got.Spec)
+	}
+	got, err = create("default", pod("hello", map[string]string{"kar.ibm.com/app": "hello"}))
+	if err != nil || envOf(got.Spec.Containers[0])["KAR_APP"] != "hello" {
+		t.Errorf("default namespace pod not injected: %v", err)
+	}
+
+	// Re-deploy rotates the certificate: the bundle trusts the new CA and
+	// the old one the running injector still serves; the Redis password stays.
+	kar(t, ctx, append([]string{"deploy", "-webhook-url", webhookURL}, kc...)...)
+	wh, err = c.Typed.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, WebhookName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countCerts(wh.Webhooks[0].ClientConfig.CABundle); n != 2 {
+		t.Errorf("after rotation: %d CAs in the bundle, want new + previous", n)
+	}
+	tls2, err := core.Secrets(Namespace).Get(ctx, InjectorTLSSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(tls2.Data["tls.crt"], tlsSecret.Data["tls.crt"]) {
+		t.Error("re-deploy did not rotate the serving certificate")
+	}
+	verifyCert(t, tls2.Data["tls.crt"], wh.Webhooks[0].ClientConfig.CABundle)
+	rc2, err := core.Secrets(Namespace).Get(ctx, RuntimeConfigSecret, metav1.GetOptions{})
+	if err != nil || string(rc2.Data["redis_password"]) != password {
+		t.Errorf("re-deploy changed the Redis password (err %v)", err)
+	}
+	if got, err := create("apps", pod("after-rotation", map[string]string{"kar.ibm.com/app": "hello"})); err != nil || envOf(got.Spec.Containers[0])["KAR_APP"] != "hello" {
+		t.Errorf("injection after rotation: %v", err)
+	}
+
+	// Disable undoes enable.
+	kar(t, ctx, append([]string{"namespace", "disable", "apps"}, kc...)...)
+	ns, err = core.Namespaces().Get(ctx, "apps", metav1.GetOptions{})
+	if err != nil || ns.Labels[EnabledLabel] != "" {
+		t.Errorf("apps still labelled: %v %v", ns.Labels, err)
+	}
+	if _, err := core.Secrets("apps").Get(ctx, RuntimeConfigSecret, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("apps still holds the runtime config: %v", err)
+	}
+	got, err = create("apps", pod("after-disable", map[string]string{"kar.ibm.com/app": "hello"}))
+	if err != nil || len(got.Spec.Containers[0].Env) != 1 {
+		t.Errorf("pod in a disabled namespace: %v %+v", err, got)
+	}
+
+	// Undeploy leaves nothing behind.
+	kar(t, ctx, append([]string{"undeploy"}, kc...)...)
+	if _, err := c.Typed.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, WebhookName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("webhook configuration still there: %v", err)
+	}
+	for _, n := range []string{"default", "apps", Namespace} {
+		secrets, err := core.Secrets(n).List(ctx, metav1.ListOptions{LabelSelector: PartOfLabel + "=kar"})
+		if err != nil || len(secrets.Items) != 0 {
+			t.Errorf("namespace %s: kar secrets left: %v %v", n, secrets, err)
+		}
+	}
+	for _, name := range []string{RedisName, KafkaName, InjectorName} {
+		if _, err := core.Services(Namespace).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("service %s left: %v", name, err)
+		}
+	}
+	if l, err := c.Typed.AppsV1().StatefulSets(Namespace).List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+		t.Errorf("statefulsets left: %v", err)
+	}
+	if l, err := c.Typed.AppsV1().Deployments(Namespace).List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+		t.Errorf("deployments left: %v", err)
+	}
+	// No namespace controller runs here, so kar-system stays Terminating.
+	if ns, err := core.Namespaces().Get(ctx, Namespace, metav1.GetOptions{}); err == nil && ns.DeletionTimestamp == nil {
+		t.Errorf("namespace %s not being deleted", Namespace)
+	}
+	ns, err = core.Namespaces().Get(ctx, "default", metav1.GetOptions{})
+	if err != nil || ns.Labels[EnabledLabel] != "" {
+		t.Errorf("default still labelled: %v %v", ns.Labels, err)
+	}
+	// The user's namespaces and Pods stay.
+	for _, n := range []string{"apps", "plain"} {
+		if _, err := core.Pods(n).Get(ctx, "hello", metav1.GetOptions{}); err != nil {
+			t.Errorf("user pod %s/hello gone: %v", n, err)
+		}
+	}
+	got, err = create("default", pod("after-undeploy", map[string]string{"kar.ibm.com/app": "hello"}))
+	if err != nil || len(got.Spec.Containers[0].Env) != 1 {
+		t.Errorf("pod after undeploy: %v", err)
+	}
+}
+
+func verifyCert(t *testing.T, certPEM, bundle []byte) {
+	t.Helper()
+	b, _ := pem.Decode(certPEM)
+	if b == nil {
+		t.Fatal("serving certificate is not PEM")
+	}
+	cert, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(bundle) {
+		t.Fatal("CA bundle holds no certificate")
+	}
+	for _, host := range []string{"127.0.0.1", "kar-injector.kar-system.svc"} {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: host}); err != nil {
+			t.Errorf("serving certificate for %s: %v", host, err)
+		}
+	}
+}
+
+func countCerts(bundle []byte) int {
+	n := 0
+	for rest := bundle; ; n++ {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return n
+		}
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
