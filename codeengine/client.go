@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,7 +129,7 @@ func newService(cfg Config, name, defaultURL string) (*core.BaseService, error) 
 		authURL = DefaultIAMURL
 	}
 	b := core.NewIamAuthenticatorBuilder().SetApiKey(cfg.APIKey).SetURL(authURL)
-	if v, _ := parseBool(props["AUTH_DISABLE_SSL"]); v {
+	if v, _ := strconv.ParseBool(strings.TrimSpace(props["AUTH_DISABLE_SSL"])); v {
 		b.SetDisableSSLVerification(true)
 	}
 	auth, err := b.Build()
@@ -154,14 +155,6 @@ func newService(cfg Config, name, defaultURL string) (*core.BaseService, error) 
 		return nil, fmt.Errorf("bad %s_URL: %v", strings.ToUpper(name), err)
 	}
 	return svc, nil
-}
-
-func parseBool(s string) (bool, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "true", "1", "yes":
-		return true, nil
-	}
-	return false, nil
 }
 
 // Region is the Code Engine region the client works in.

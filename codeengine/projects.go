@@ -34,7 +34,7 @@ type projectList struct {
 // Projects lists every project of the region, following next.start.
 func (c *Client) Projects(ctx context.Context) ([]Project, error) {
 	var all []Project
-	err := c.eachPage(ctx, "list projects", "/projects", nil, func(start string) (*pageRef, error) {
+	err := eachPage("list projects", func(start string) (*pageRef, error) {
 		var page projectList
 		q := url.Values{"limit": {"100"}}
 		if start != "" {
@@ -50,7 +50,7 @@ func (c *Client) Projects(ctx context.Context) ([]Project, error) {
 }
 
 // eachPage calls fetch with the start token of each page until no next is answered.
-func (c *Client) eachPage(ctx context.Context, op, path string, _ url.Values, fetch func(start string) (*pageRef, error)) error {
+func eachPage(op string, fetch func(start string) (*pageRef, error)) error {
 	start := ""
 	for i := 0; ; i++ {
 		next, err := fetch(start)
