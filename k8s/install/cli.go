@@ -124,6 +124,12 @@ func clusterCmd(ctx context.Context, name string, args []string, npos int, stdou
 		fmt.Fprintf(stderr, "kar k8s %s: unexpected argument %q\n", name, pos[npos])
 		return 2
 	}
+	if npos == 1 {
+		if err := checkUserNamespace(pos[0]); err != nil {
+			fmt.Fprintf(stderr, "kar k8s %s: %v\n", name, err)
+			return 2
+		}
+	}
 	c, err := NewClient(cf.kubeconfig, cf.context)
 	if err != nil {
 		fmt.Fprintf(stderr, "kar k8s %s: %v\n", name, err)
