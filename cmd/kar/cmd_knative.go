@@ -32,6 +32,8 @@ func runKnative(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var app entrypoint.App
 	app.Flags(fs)
 	ns := fs.String("namespace", "", "namespace of the Service (default: the one kubectl applies to)")
+	// Accepted so the flags of kar-ce-run.sh work unchanged; kubectl waits.
+	fs.Bool("nowait", false, "ignored (kar-ce-run.sh's flag; use kubectl wait)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
