@@ -3,6 +3,7 @@ package injector
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -270,7 +271,7 @@ func post(t *testing.T, h http.Handler, method, ct string, body []byte) (*httpte
 }
 
 func TestHandlerReviews(t *testing.T) {
-	h := &Handler{Options: Options{SidecarImage: "k"}}
+	h := &Handler{Options: Options{SidecarImage: "k"}, Log: slog.New(slog.DiscardHandler)}
 	good := basePod()
 	good.Annotations = map[string]string{AnnotationApp: "hello"}
 	bad := basePod()
@@ -302,7 +303,7 @@ func TestHandlerReviews(t *testing.T) {
 
 // Malformed input never panics and always gets a clear 4xx or a denial.
 func TestHandlerMalformed(t *testing.T) {
-	h := &Handler{}
+	h := &Handler{Log: slog.New(slog.DiscardHandler)}
 	tests := []struct {
 		name     string
 		method   string
@@ -367,7 +368,7 @@ func FuzzHandler(f *testing.F) {
 	f.Add([]byte(`{"request":{"uid":"u","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"metadata":{"annotations":{"kar.ibm.com/app":"a","kar.ibm.com/actors":"A,B"}}}}}`))
 	f.Add([]byte(`{"request":{"uid":"u","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"metadata":{"annotations":{"kar.ibm.com/app":"a","kar.ibm.com/sidecarContainer":"true"}},"spec":{"containers":[{"name":"kar"}]}}}}`))
 	f.Add([]byte(`{}`))
-	h := &Handler{}
+	h := &Handler{Log: slog.New(slog.DiscardHandler)}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest("POST", Path, bytes.NewReader(body))
 		rec := httptest.NewRecorder()

@@ -17,8 +17,8 @@ type serviceKey struct {
 		Connection *struct {
 			Rediss *struct {
 				Hosts []struct {
-					Hostname string      `json:"hostname"`
-					Port     json.Number `json:"port"`
+					Hostname string          `json:"hostname"`
+					Port     json.RawMessage `json:"port"`
 				} `json:"hosts"`
 				Authentication struct {
 					Username string `json:"username"`
@@ -89,11 +89,13 @@ func ManagedConfig(path string) (map[string]string, error) {
 	if r == nil || r.Rediss == nil || len(r.Rediss.Hosts) == 0 || r.Rediss.Hosts[0].Hostname == "" {
 		return nil, fmt.Errorf("-m %s: Redis key %q has no credentials.connection.rediss.hosts[0].hostname", path, redis[0].Name)
 	}
-	if _, err := strconv.Atoi(r.Rediss.Hosts[0].Port.String()); err != nil {
+	// A JSON number in real keys; a numeric string is accepted too.
+	port := strings.Trim(string(r.Rediss.Hosts[0].Port), `"`)
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return nil, fmt.Errorf("-m %s: Redis key %q: credentials.connection.rediss.hosts[0].port is not a port number", path, redis[0].Name)
 	}
 	cfg["redis_host"] = r.Rediss.Hosts[0].Hostname
-	cfg["redis_port"] = r.Rediss.Hosts[0].Port.String()
+	cfg["redis_port"] = port
 	cfg["redis_user"] = r.Rediss.Authentication.Username
 	cfg["redis_password"] = r.Rediss.Authentication.Password
 	if ca := r.Rediss.Certificate.CertificateBase64; ca != "" {
