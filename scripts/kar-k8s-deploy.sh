@@ -16,7 +16,7 @@ Re-running it updates the install and rotates the injector certificate.
   -os                   OpenShift: no fixed UIDs (restricted SCC)
   -m CREDENTIALS_FILE   managed Redis + Kafka from IBM Cloud service keys
                         (ibmcloud resource service-key NAME --output json > FILE)
-  -r VERSION            released images (quay.io/ibm/kar:VERSION) instead of
+  -r VERSION            released images (quay.io/ibm/kar-sidecar:VERSION) instead of
                         locally built ones (localhost:5000/kar/...:latest)
   -registry HOST        registry of kar's images; with KAR_REGISTRY_PASSWORD
                         (and -registry-user) the image-pull secret is created

@@ -145,6 +145,7 @@ func TestPatchRecommendedMode(t *testing.T) {
 	want.Spec.Containers[0].Env = []corev1.EnvVar{
 		{Name: "USER_VAR", Value: "kept"},
 		{Name: "KAR_APP", Value: "hello"},
+		{Name: "KAR_SIDECAR_IN_CONTAINER", Value: "true"},
 		{Name: "KAR_APP_PORT", Value: "9000"},
 		{Name: "KAR_RUNTIME_PORT", Value: "3500"},
 		{Name: "KAR_EXTRA_ARGS", Value: "-service greeter -actors Cart -v info -h2c"},

@@ -41,7 +41,9 @@ func Patch(pod *corev1.Pod, a *Annotations, opt Options) []Op {
 		// Recommended mode: the app container runs `kar run` itself
 		// (KAR_SIDECAR_IN_CONTAINER entrypoint), configured through env and
 		// the mounted config directory.
-		env = append([]corev1.EnvVar{{Name: "KAR_APP", Value: a.App}}, env...)
+		// KAR_SIDECAR_IN_CONTAINER makes the kar base images' entrypoint
+		// (`kar entrypoint -- CMD`) run the command under `kar run`.
+		env = append([]corev1.EnvVar{{Name: "KAR_SIDECAR_IN_CONTAINER", Value: "true"}, {Name: "KAR_APP", Value: a.App}}, env...)
 		env = append(env, corev1.EnvVar{Name: "KAR_EXTRA_ARGS", Value: strings.Join(a.RunFlags(), " ")})
 	}
 	for i := range pod.Spec.Containers {

@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/kar-runtime/kar/k8s/injector"
 	"github.com/kar-runtime/kar/k8s/kubetest"
@@ -184,7 +187,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := envOf(got.Spec.Containers[0])
-	if env["KAR_APP"] != "hello" || env["KAR_APP_PORT"] != "8080" || env["KAR_RUNTIME_PORT"] != "3500" ||
+	if env["KAR_APP"] != "hello" || env["KAR_SIDECAR_IN_CONTAINER"] != "true" || env["KAR_APP_PORT"] != "8080" || env["KAR_RUNTIME_PORT"] != "3500" ||
 		env["KAR_EXTRA_ARGS"] != "-service greeter -v info" || env["MINE"] != "kept" {
 		t.Errorf("stored pod env %v", env)
 	}
@@ -221,6 +224,21 @@ func TestAgainstAPIServer(t *testing.T) {
 	got, err = create("default", pod("hello", map[string]string{"kar.ibm.com/app": "hello"}))
 	if err != nil || envOf(got.Spec.Containers[0])["KAR_APP"] != "hello" {
 		t.Errorf("default namespace pod not injected: %v", err)
+	}
+
+	// The example's deploy files go through the webhook as the guide applies them.
+	for _, variant := range []string{"", "-quay"} {
+		server, client := examplePods(t, variant)
+		for _, p := range []*corev1.Pod{server, client} {
+			p.Name += variant
+			got, err := create("default", p)
+			if err != nil {
+				t.Fatalf("example %s: %v", p.Name, err)
+			}
+			if env := envOf(got.Spec.Containers[0]); env["KAR_APP"] != "hello-js" || env["KAR_SIDECAR_IN_CONTAINER"] != "true" {
+				t.Errorf("example %s not injected: %v", p.Name, env)
+			}
+		}
 	}
 
 	// Re-deploy rotates the certificate: the bundle trusts the new CA and
@@ -303,6 +321,29 @@ func TestAgainstAPIServer(t *testing.T) {
 	if err != nil || len(got.Spec.Containers[0].Env) != 1 {
 		t.Errorf("pod after undeploy: %v", err)
 	}
+}
+
+// examplePods reads examples/service-hello-js/deploy: the server Pod and
+// the Pod the Job controller would make from the client Job.
+func examplePods(t *testing.T, variant string) (server, client *corev1.Pod) {
+	t.Helper()
+	dir := filepath.Join("..", "..", "examples", "service-hello-js", "deploy")
+	read := func(name string, into any) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.UnmarshalStrict(b, into); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	server = &corev1.Pod{}
+	read("server"+variant+".yaml", server)
+	var job batchv1.Job
+	read("client"+variant+".yaml", &job)
+	client = &corev1.Pod{ObjectMeta: job.Spec.Template.ObjectMeta, Spec: job.Spec.Template.Spec}
+	client.Name = job.Name
+	return server, client
 }
 
 func verifyCert(t *testing.T, certPEM, bundle []byte) {

@@ -41,7 +41,7 @@ func TestImages(t *testing.T) {
 		want string
 	}{
 		{Options{}, "localhost:5000/kar/kar:latest"},
-		{Options{Release: "1.3.10"}, "quay.io/ibm/kar:1.3.10"},
+		{Options{Release: "1.3.10"}, "quay.io/ibm/kar-sidecar:1.3.10"},
 		{Options{Registry: "us.icr.io/myspace/"}, "us.icr.io/myspace/kar:latest"},
 		{Options{Registry: "us.icr.io/myspace", Release: "2.0"}, "us.icr.io/myspace/kar:2.0"},
 	}

@@ -33,8 +33,9 @@ const (
 
 	// LocalRegistry is where `make docker` pushes locally built images.
 	LocalRegistry = "localhost:5000/kar"
-	// ReleaseRegistry holds the released images (quay.io/ibm/kar:VERSION,
-	// quay.io/ibm/kar-injector:VERSION).
+	// ReleaseRegistry holds the released images, one repository each as
+	// quay.io allows: quay.io/ibm/kar-sidecar:VERSION (the kar image),
+	// quay.io/ibm/kar-injector:VERSION, quay.io/ibm/kar-examples-<example>.
 	ReleaseRegistry = "quay.io/ibm"
 
 	// NodePorts of the optional external Services: the ports of
@@ -75,13 +76,21 @@ type Options struct {
 }
 
 // Image returns the reference of one of kar's images ("kar", "kar-injector").
+// A registry of our own (-registry, default localhost:5000/kar) holds them
+// as `make docker REPO=...` pushes them: REPO/kar:TAG, REPO/kar-injector:TAG.
 func (o *Options) Image(name string) string {
-	reg, tag := LocalRegistry, "latest"
-	if o.Release != "" {
-		reg, tag = ReleaseRegistry, o.Release
+	if o.Release != "" && o.Registry == "" {
+		if name == "kar" {
+			name = "kar-sidecar"
+		}
+		return ReleaseRegistry + "/" + name + ":" + o.Release
 	}
+	reg, tag := LocalRegistry, "latest"
 	if o.Registry != "" {
 		reg = strings.TrimSuffix(o.Registry, "/")
+	}
+	if o.Release != "" {
+		tag = o.Release
 	}
 	return reg + "/" + name + ":" + tag
 }
