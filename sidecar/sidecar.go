@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -107,6 +109,10 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, "kar run:", err)
 		return ExitConfig
+	}
+	if addr := os.Getenv("KAR_PPROF_ADDR"); addr != "" {
+		// Profiling on demand (net/http/pprof registers on the default mux).
+		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(addr, nil)) }()
 	}
 	// Signals are forwarded to the component as they come.
 	sigs := make(chan os.Signal, 4)
@@ -219,12 +225,17 @@ wait:
 			if proc == nil {
 				break wait
 			}
+			if !stopping {
+				// Stop routing here before the component starts to stop.
+				withdraw(m, log)
+			}
 			stopping = true
 			proc.Signal(sig)
 		case <-shutdown:
 			if proc == nil || stopping {
 				break wait
 			}
+			withdraw(m, log)
 			stopping = true
 			// A component that asked for the shutdown (kar-sdk's
 			// sys.shutdown) is about to exit by itself; others get SIGTERM.
@@ -242,6 +253,14 @@ wait:
 	srv.Close(lctx)
 	lcancel()
 	return code
+}
+
+func withdraw(m *mesh.Mesh, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.Withdraw(ctx); err != nil {
+		log.Warn("cannot withdraw from the mesh", "err", err)
+	}
 }
 
 // serviceHandler delivers a request from the mesh to the component.

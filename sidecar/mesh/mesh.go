@@ -69,14 +69,23 @@ type Mesh struct {
 	pending map[string]chan *Envelope
 	held    []*heldReq
 	leaving bool
+	// withdrawn: no longer announced; requests still arriving are served
+	// while the component answers, and handed over when it does not.
+	withdrawn bool
 
 	stopping chan struct{} // closed when Leave starts
-	refreshC chan struct{}
-	adoptC   chan struct{}
-	loops    sync.WaitGroup
-	work     sync.WaitGroup
-	cancel   context.CancelFunc
-	sub      *redis.PubSub
+	// serveCtx bounds deliveries to the component: it ends a while after
+	// Leave starts, giving a component still alive time to answer. One
+	// context for all deliveries keeps per-request cancel plumbing off the
+	// hot path.
+	serveCtx    context.Context
+	serveCancel context.CancelFunc
+	refreshC    chan struct{}
+	adoptC      chan struct{}
+	loops       sync.WaitGroup
+	work        sync.WaitGroup
+	cancel      context.CancelFunc
+	sub         *redis.PubSub
 }
 
 type owned struct {
@@ -126,6 +135,7 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 		refreshC: make(chan struct{}, 1),
 		adoptC:   make(chan struct{}, 1),
 	}
+	m.serveCtx, m.serveCancel = context.WithCancel(context.Background())
 	m.view.Store(newView(nil))
 	m.self = Member{ID: id, Host: opts.Host, Port: opts.Port, Version: opts.Version, Started: time.Now().UTC(), Client: opts.Client}
 	return m, nil
@@ -187,6 +197,10 @@ func (m *Mesh) loop(ctx context.Context, f func(context.Context)) {
 // Announce publishes the services and actor types this sidecar serves.
 func (m *Mesh) Announce(ctx context.Context, services, actors []string) error {
 	m.mu.Lock()
+	if m.withdrawn || m.leaving {
+		m.mu.Unlock()
+		return nil
+	}
 	m.self.Services = services
 	m.self.Actors = actors
 	m.mu.Unlock()
@@ -343,23 +357,20 @@ func (m *Mesh) serve(env *Envelope, finish func()) {
 	defer m.work.Done()
 	var resp *Envelope
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := m.serveContext()
-		r, err := m.opts.Handler(ctx, env)
-		cancel()
+		r, err := m.opts.Handler(m.serveCtx, env)
 		if err == nil {
 			resp = r
 			break
 		}
-		if m.isLeaving() {
-			// Left unfinished on purpose: the sidecar that adopts this
-			// partition delivers the request to a live component.
-			m.log.Info("leaving a request to another sidecar", "id", env.ID, "err", err)
+		if m.isLeaving() || m.isWithdrawn() {
+			m.handOver(env, finish, err)
 			return
 		}
 		if attempt%20 == 0 {
 			m.log.Warn("component unreachable, retrying", "id", env.ID, "err", err)
 		}
 		if !m.pause(backoff(attempt)) {
+			m.handOver(env, finish, err)
 			return
 		}
 	}
@@ -374,22 +385,34 @@ func (m *Mesh) serve(env *Envelope, finish func()) {
 	finish()
 }
 
-// serveContext bounds one delivery attempt by the leave of this sidecar.
-func (m *Mesh) serveContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-m.stopping:
-			// Give a component that is still alive a moment to answer.
-			select {
-			case <-ctx.Done():
-			case <-time.After(10 * time.Second):
-				cancel()
-			}
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
+// handOver passes a request this sidecar's component can no longer serve
+// (it is stopping or gone) to another live sidecar that serves it. With
+// none, the request stays unfinished: the partition's next owner
+// delivers it.
+func (m *Mesh) handOver(env *Envelope, finish func(), cause error) {
+	if t := m.target(env); t != nil && t.ID != m.id {
+		m.log.Info("handing a request over to another sidecar", "id", env.ID, "to", t.ID, "err", cause)
+		m.forward(env, t, finish)
+		return
+	}
+	m.log.Info("leaving a request to the partition's next owner", "id", env.ID, "err", cause)
+}
+
+// Withdraw stops new work from being routed here (the services and actor
+// types are no longer announced) while the sidecar keeps running: the
+// first step of a graceful stop, taken before the component is signalled.
+func (m *Mesh) Withdraw(ctx context.Context) error {
+	m.mu.Lock()
+	m.withdrawn = true
+	m.self.Services, m.self.Actors = nil, nil
+	m.mu.Unlock()
+	return m.register(ctx, "update")
+}
+
+func (m *Mesh) isWithdrawn() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.withdrawn
 }
 
 func backoff(attempt int) time.Duration {
@@ -457,10 +480,21 @@ func (m *Mesh) produce(ctx context.Context, p int32, val []byte) error {
 // target chooses the live sidecar for env, or nil when none serves it.
 func (m *Mesh) target(env *Envelope) *Member {
 	v := m.view.Load()
+	ms := v.byService[env.Service]
 	if env.ActorType != "" {
-		return pick(v.byActor[env.ActorType], &m.rr)
+		ms = v.byActor[env.ActorType]
 	}
-	return pick(v.byService[env.Service], &m.rr)
+	t := pick(ms, &m.rr)
+	if t != nil && t.ID == m.id && m.isWithdrawn() {
+		// The view predates this sidecar's withdrawal.
+		for _, o := range ms {
+			if o.ID != m.id {
+				return o
+			}
+		}
+		return nil
+	}
+	return t
 }
 
 // route passes on a request this sidecar does not serve: to a live
@@ -945,6 +979,9 @@ func (m *Mesh) Leave(ctx context.Context) {
 		m.log.Warn("cannot announce leave", "err", err)
 	}
 	close(m.stopping)
+	grace := time.AfterFunc(10*time.Second, m.serveCancel)
+	defer grace.Stop()
+	defer m.serveCancel()
 	done := make(chan struct{})
 	go func() { m.work.Wait(); close(done) }()
 	select {

@@ -1,0 +1,618 @@
+// Command bench measures kar against the figures of DESIGN.md: the bare-parts
+// floor, sequential call latency, calls/s with 64 in flight, one-shot
+// `kar rest`, a new replica's first request, the stall of other members
+// during joins and leaves, CPU per call and the server sidecar's RSS.
+//
+//	go build -o bin/ ./cmd/... && go run ./bench [-n 2000] [-duration 5s]
+//
+// Figures are medians over repeated runs; the machine is noisy, so compare
+// ratios taken in the same run.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/kar-runtime/kar/devenv"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "component":
+			serveComponent()
+			return
+		case "backend":
+			serveBackend()
+			return
+		case "responder":
+			respond(os.Args[2])
+			return
+		}
+	}
+	n := flag.Int("n", 2000, "sequential calls per latency figure")
+	dur := flag.Duration("duration", 5*time.Second, "length of each throughput run")
+	inflight := flag.Int("inflight", 64, "calls in flight for the throughput figure")
+	reps := flag.Int("reps", 5, "repetitions of the start-up figures")
+	actors := flag.Bool("actors", true, "also measure actor calls")
+	flag.Parse()
+	if err := run(*n, *dur, *inflight, *reps, *actors); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// serveComponent is the benchmark's component: it answers every request
+// with its body, and hosts the actor type Counter for actor figures.
+func serveComponent() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/kar/impl/v1/actor/{type}/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			w.WriteHeader(http.StatusCreated)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	mux.HandleFunc("POST /kar/impl/v1/actor/{type}/{id}/{method}", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/kar+json")
+		fmt.Fprintf(w, `{"value":%s}`, strings.TrimSuffix(strings.TrimPrefix(string(b), "["), "]"))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	})
+	srv := &http.Server{Addr: "127.0.0.1:" + os.Getenv("KAR_APP_PORT"), Handler: mux}
+	srv.ListenAndServe()
+}
+
+// serveBackend runs the broker and Redis in a process of their own, as
+// they would run in production, and prints their environment.
+func serveBackend() {
+	be, err := devenv.Start(context.Background(), devenv.Options{Redis: devenv.RedisServer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println(strings.Join(be.Env(), " "))
+	io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
+	be.Close()
+}
+
+type env struct {
+	kar     string
+	self    string
+	beEnv   []string
+	brokers string
+	procs  []*exec.Cmd
+	client *http.Client
+}
+
+func run(n int, dur time.Duration, inflight, reps int, actors bool) error {
+	e := &env{client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}}}
+	var err error
+	if e.kar, err = karBin(); err != nil {
+		return err
+	}
+	if e.self, err = os.Executable(); err != nil {
+		return err
+	}
+	stopBackend, err := e.startBackend()
+	if err != nil {
+		return err
+	}
+	defer stopBackend()
+	defer e.stopAll()
+	fmt.Printf("kar benchmark: %s; redis-server and the Kafka-protocol broker (kfake) in their own process at %s; %d CPUs\n\n", e.kar, e.brokers, numCPU())
+
+	floor, err := e.measureFloor(n)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	hop, err := e.measureHTTPHop(n)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	floorTotal := floor + 2*hop
+	fmt.Printf("floor (bare parts, separate processes): Kafka round trip (request+response) p50 %s + 2 loopback HTTP hops (%s each) = %s\n", ms(floor), ms(hop), ms(floorTotal))
+
+	// The mesh: one server component, one caller sidecar.
+	server, err := e.startKar("bench", []string{"-service", "echo", "-actors", "Counter"}, true)
+	if err != nil {
+		return err
+	}
+	_, callerURL, err := e.startSidecar("bench")
+	if err != nil {
+		return err
+	}
+	url := callerURL + "/kar/v1/service/echo/call/echo"
+	if err := e.waitCall(url, 30*time.Second); err != nil {
+		return err
+	}
+	lat := e.sequential(url, n)
+	p50 := percentile(lat, 50)
+	fmt.Printf("sequential service call: p50 %s, p99 %s = %.2f× floor (DESIGN: ≤ 2×, aim 1.3×; original 2.4×)\n", ms(p50), ms(percentile(lat, 99)), float64(p50)/float64(floorTotal))
+
+	cpu0 := e.cpu()
+	calls, elapsed := e.throughput(url, inflight, dur)
+	cpu1 := e.cpu()
+	rate := float64(calls) / elapsed.Seconds()
+	fmt.Printf("service calls/s, %d in flight: %.0f (original here ~3,800)\n", inflight, rate)
+	fmt.Printf("CPU per call, kar sidecars + component: %.3f ms (DESIGN: ≤ 0.2 ms; original ~0.45 ms incl. broker)\n", (cpu1-cpu0)/float64(calls)*1000)
+
+	if actors {
+		aurl := func(i int) string { return fmt.Sprintf("%s/kar/v1/actor/Counter/c%d/call/incr", callerURL, i) }
+		if err := e.waitCall(aurl(0), 30*time.Second); err != nil {
+			fmt.Printf("actor calls: not measured (%v)\n", err)
+		} else {
+			alat := e.sequential(aurl(0), n)
+			fmt.Printf("sequential actor call: p50 %s, p99 %s = %.2f× floor\n", ms(percentile(alat, 50)), ms(percentile(alat, 99)), float64(percentile(alat, 50))/float64(floorTotal))
+			acalls, aelapsed := e.throughputActors(aurl, inflight, dur)
+			fmt.Printf("actor calls/s, %d instances: %.0f (original here ~3,700)\n", inflight, float64(acalls)/aelapsed.Seconds())
+		}
+	}
+
+	hwm, rss := memory(server.Process.Pid)
+	fmt.Printf("server sidecar memory after load: RSS %.1f MiB, peak %.1f MiB (DESIGN: ≤ 30 MiB, flat)\n", rss, hwm)
+
+	// One-shot kar rest, median of reps.
+	var rests []time.Duration
+	for i := 0; i < reps; i++ {
+		start := time.Now()
+		cmd := exec.Command(e.kar, "rest", "-app", "bench", "post", "echo", "echo", `{"x":1}`)
+		cmd.Env = append(os.Environ(), e.beEnv...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("kar rest: %v: %s", err, out)
+		}
+		rests = append(rests, time.Since(start))
+	}
+	fmt.Printf("one-shot kar rest (start, call, exit): median %s (DESIGN: ≤ 0.5 s, aim 0.3 s; original 4.6–5.3 s)\n", ms(median(rests)))
+
+	// New replica: kar run → first request served. The call is sent first
+	// and waits for the component.
+	var firsts []time.Duration
+	for i := 0; i < reps; i++ {
+		svc := "fresh" + strconv.Itoa(i)
+		done := make(chan error, 1)
+		go func() {
+			resp, err := e.client.Post(callerURL+"/kar/v1/service/"+svc+"/call/x", "application/json", strings.NewReader("{}"))
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		time.Sleep(50 * time.Millisecond) // let the call be held before the replica starts
+		start := time.Now()
+		p, err := e.startKar("bench", []string{"-service", svc}, false)
+		if err != nil {
+			return err
+		}
+		if err := <-done; err != nil {
+			return err
+		}
+		firsts = append(firsts, time.Since(start))
+		e.stop(p)
+	}
+	fmt.Printf("new replica: kar run → first request served: median %s (DESIGN: ≤ 1 s, aim 0.5 s; original 4.6–7.1 s)\n", ms(median(firsts)))
+
+	// Stall during joins and leaves: sequential calls to echo while other
+	// replicas of echo join and leave.
+	stall := e.churn(url, reps)
+	fmt.Printf("other members during %d joins and leaves: worst call %s vs %s p99 at rest (DESIGN stall ≤ 0.1 s; original 3.3–11 s)\n", reps, ms(stall.worst), ms(stall.p99Rest))
+	return nil
+}
+
+func karBin() (string, error) {
+	if k := os.Getenv("KAR_BIN"); k != "" {
+		return k, nil
+	}
+	if p, err := filepath.Abs("bin/kar"); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no kar binary: run `go build -o bin/ ./cmd/...` first or set KAR_BIN")
+}
+
+func (e *env) startKar(app string, flags []string, component bool) (*exec.Cmd, error) {
+	port, _ := freePort()
+	args := append([]string{"run", "-app", app, "-app_port", strconv.Itoa(port)}, flags...)
+	if component {
+		args = append(args, e.self, "component")
+	} else {
+		args = append(args, e.self, "component")
+	}
+	cmd := exec.Command(e.kar, args...)
+	cmd.Env = append(os.Environ(), e.beEnv...)
+	if component && os.Getenv("BENCH_PPROF_SERVER") != "" && len(e.procs) == 0 {
+		cmd.Env = append(cmd.Env, "KAR_PPROF_ADDR="+os.Getenv("BENCH_PPROF_SERVER"))
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	e.procs = append(e.procs, cmd)
+	return cmd, nil
+}
+
+func (e *env) startSidecar(app string) (*exec.Cmd, string, error) {
+	port, _ := freePort()
+	cmd := exec.Command(e.kar, "run", "-app", app, "-runtime_port", strconv.Itoa(port))
+	cmd.Env = append(os.Environ(), e.beEnv...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	e.procs = append(e.procs, cmd)
+	return cmd, "http://127.0.0.1:" + strconv.Itoa(port), nil
+}
+
+func (e *env) stop(cmd *exec.Cmd) {
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+func (e *env) stopAll() {
+	for _, p := range e.procs {
+		if p.ProcessState == nil {
+			e.stop(p)
+		}
+	}
+}
+
+func (e *env) call(url string) error {
+	resp, err := e.client.Post(url, "application/json", strings.NewReader(`[1]`))
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func (e *env) waitCall(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = e.call(url); err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not answering: %v", url, err)
+}
+
+func (e *env) sequential(url string, n int) []time.Duration {
+	lat := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if e.call(url) == nil {
+			lat = append(lat, time.Since(start))
+		}
+	}
+	return lat
+}
+
+func (e *env) throughput(url string, inflight int, dur time.Duration) (int64, time.Duration) {
+	return e.load(func(int) string { return url }, inflight, dur)
+}
+
+func (e *env) throughputActors(url func(int) string, inflight int, dur time.Duration) (int64, time.Duration) {
+	return e.load(url, inflight, dur)
+}
+
+func (e *env) load(url func(int) string, inflight int, dur time.Duration) (int64, time.Duration) {
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(dur)
+	start := time.Now()
+	for i := 0; i < inflight; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			u := url(i)
+			for time.Now().Before(stop) {
+				if e.call(u) == nil {
+					calls.Add(1)
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	return calls.Load(), time.Since(start)
+}
+
+type stallResult struct{ worst, p99Rest time.Duration }
+
+func (e *env) churn(url string, reps int) stallResult {
+	rest := e.sequential(url, 500)
+	var worst atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			start := time.Now()
+			e.call(url)
+			d := int64(time.Since(start))
+			for {
+				w := worst.Load()
+				if d <= w || worst.CompareAndSwap(w, d) {
+					break
+				}
+			}
+		}
+	}()
+	for i := 0; i < reps; i++ {
+		p, err := e.startKar("bench", []string{"-service", "echo"}, true)
+		if err != nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond) // the replica serves a share of the load
+		e.stop(p)
+	}
+	close(stop)
+	wg.Wait()
+	return stallResult{worst: time.Duration(worst.Load()), p99Rest: percentile(rest, 99)}
+}
+
+// cpu sums the CPU seconds of every kar process started and their children.
+func (e *env) cpu() float64 {
+	var total float64
+	for _, p := range e.procs {
+		if p.ProcessState != nil {
+			continue
+		}
+		total += procCPU(p.Process.Pid)
+		out, _ := exec.Command("pgrep", "-P", strconv.Itoa(p.Process.Pid)).Output()
+		for _, f := range strings.Fields(string(out)) {
+			pid, _ := strconv.Atoi(f)
+			total += procCPU(pid)
+		}
+	}
+	return total
+}
+
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+func memory(pid int) (hwm, rss float64) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmHWM:":
+			hwm = v / 1024
+		case "VmRSS:":
+			rss = v / 1024
+		}
+	}
+	return
+}
+
+func (e *env) startBackend() (func(), error) {
+	cmd := exec.Command(e.self, "backend")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() { stdin.Close(); cmd.Wait() }
+	line, err := readLine(stdout)
+	if err != nil || strings.HasPrefix(line, "error") {
+		stop()
+		return nil, fmt.Errorf("backend: %v %s", err, line)
+	}
+	e.beEnv = strings.Fields(line)
+	for _, kv := range e.beEnv {
+		if v, ok := strings.CutPrefix(kv, "KAFKA_BROKERS="); ok {
+			e.brokers = v
+		}
+	}
+	return stop, nil
+}
+
+func readLine(r io.Reader) (string, error) {
+	var sb strings.Builder
+	b := make([]byte, 1)
+	for {
+		if _, err := r.Read(b); err != nil {
+			return sb.String(), err
+		}
+		if b[0] == '\n' {
+			return sb.String(), nil
+		}
+		sb.WriteByte(b[0])
+	}
+}
+
+func floorConfig() *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
+	return cfg
+}
+
+// respond is the floor's responder process: every record read on
+// partition 0 is produced back on partition 1, as a serving sidecar would.
+func respond(brokers string) {
+	cfg := floorConfig()
+	cons, err := sarama.NewConsumer([]string{brokers}, cfg)
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	pc, err := cons.ConsumePartition("floor", 0, sarama.OffsetNewest)
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	prod, err := sarama.NewSyncProducer([]string{brokers}, cfg)
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	fmt.Println("ready")
+	go func() { io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
+	for m := range pc.Messages() {
+		prod.SendMessage(&sarama.ProducerMessage{Topic: "floor", Partition: 1, Value: sarama.ByteEncoder(m.Value)})
+	}
+}
+
+// measureFloor times the same path from bare parts, each side in its own
+// process as the sidecars are: a request produced to one partition and
+// consumed by the responder, its response produced to another and consumed.
+func (e *env) measureFloor(n int) (time.Duration, error) {
+	cfg := floorConfig()
+	prodClient, err := sarama.NewClient([]string{e.brokers}, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer prodClient.Close()
+	admin, err := sarama.NewClusterAdminFromClient(prodClient)
+	if err != nil {
+		return 0, err
+	}
+	admin.CreateTopic("floor", &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1}, false)
+	prodClient.RefreshMetadata("floor")
+	producer, err := sarama.NewSyncProducerFromClient(prodClient)
+	if err != nil {
+		return 0, err
+	}
+	// Responses are read on a connection of their own, as a sidecar does.
+	c, err := sarama.NewClient([]string{e.brokers}, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	cons, err := sarama.NewConsumerFromClient(c)
+	if err != nil {
+		return 0, err
+	}
+	resps, err := cons.ConsumePartition("floor", 1, sarama.OffsetNewest)
+	if err != nil {
+		return 0, err
+	}
+	defer resps.AsyncClose()
+	rcmd := exec.Command(e.self, "responder", e.brokers)
+	stdin, _ := rcmd.StdinPipe()
+	stdout, _ := rcmd.StdoutPipe()
+	if err := rcmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { stdin.Close(); rcmd.Wait() }()
+	if line, err := readLine(stdout); err != nil || line != "ready" {
+		return 0, fmt.Errorf("responder: %v %s", err, line)
+	}
+	lat := make([]time.Duration, 0, n)
+	for i := 0; i < n+100; i++ {
+		start := time.Now()
+		if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: "floor", Partition: 0, Value: sarama.StringEncoder(`{"x":1}`)}); err != nil {
+			return 0, err
+		}
+		<-resps.Messages()
+		if i >= 100 { // warm-up
+			lat = append(lat, time.Since(start))
+		}
+	}
+	return percentile(lat, 50), nil
+}
+
+// measureHTTPHop times one loopback HTTP/1.1 request to a trivial server
+// in another process (the benchmark's component).
+func (e *env) measureHTTPHop(n int) (time.Duration, error) {
+	port, _ := freePort()
+	cmd := exec.Command(e.self, "component")
+	cmd.Env = append(os.Environ(), "KAR_APP_PORT="+strconv.Itoa(port))
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
+	if err := e.waitCall(url, 10*time.Second); err != nil {
+		return 0, err
+	}
+	lat := e.sequential(url, n)
+	return percentile(lat, 50), nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := len(s) * p / 100
+	if i >= len(s) {
+		i = len(s) - 1
+	}
+	return s[i]
+}
+
+func median(d []time.Duration) time.Duration { return percentile(d, 50) }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
