@@ -85,12 +85,15 @@ func (h *Handler) log() *slog.Logger {
 // Review decides on one admission request.
 func (h *Handler) Review(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
-	if req.Kind.Kind != "Pod" || req.Kind.Group != "" || req.Operation != admissionv1.Create {
-		return resp
-	}
 	// Never touch kar's own namespace nor the system ones, even if a
 	// webhook configuration forgets to exclude them.
 	if req.Namespace == "kar-system" || strings.HasPrefix(req.Namespace, "kube-") {
+		return resp
+	}
+	if templatePath, ok := workloads[req.Kind.Group+"/"+req.Kind.Kind]; ok {
+		return h.reviewTemplate(req, resp, templatePath)
+	}
+	if req.Kind.Kind != "Pod" || req.Kind.Group != "" || req.Operation != admissionv1.Create {
 		return resp
 	}
 	var pod corev1.Pod
@@ -125,6 +128,50 @@ func (h *Handler) Review(req *admissionv1.AdmissionRequest) *admissionv1.Admissi
 		mode = "sidecar"
 	}
 	h.log().Info("injected pod", "namespace", req.Namespace, "pod", name, "app", ann.App, "mode", mode, "ops", len(ops))
+	return resp
+}
+
+// workloads are the kinds whose Pod template is checked at create and
+// update, so a bad annotation is reported by `kubectl apply` rather than
+// later in a ReplicaSet's or Job's events. Each maps to the path of its
+// template's annotations. The Pods themselves are mutated when created.
+var workloads = map[string][]string{
+	"apps/Deployment":  {"spec", "template", "metadata", "annotations"},
+	"apps/StatefulSet": {"spec", "template", "metadata", "annotations"},
+	"apps/DaemonSet":   {"spec", "template", "metadata", "annotations"},
+	"apps/ReplicaSet":  {"spec", "template", "metadata", "annotations"},
+	"batch/Job":        {"spec", "template", "metadata", "annotations"},
+	"batch/CronJob":    {"spec", "jobTemplate", "spec", "template", "metadata", "annotations"},
+}
+
+func (h *Handler) reviewTemplate(req *admissionv1.AdmissionRequest, resp *admissionv1.AdmissionResponse, path []string) *admissionv1.AdmissionResponse {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return resp
+	}
+	var obj any
+	if err := json.Unmarshal(req.Object.Raw, &obj); err != nil {
+		return deny(resp, fmt.Sprintf("kar-injector: cannot decode the %s: %v", req.Kind.Kind, err))
+	}
+	for _, key := range path {
+		m, ok := obj.(map[string]any)
+		if !ok {
+			return resp
+		}
+		obj = m[key]
+	}
+	raw, ok := obj.(map[string]any)
+	if !ok {
+		return resp
+	}
+	ann := make(map[string]string, len(raw))
+	for k, v := range raw {
+		s, _ := v.(string)
+		ann[k] = s
+	}
+	if _, err := ParseAnnotations(ann); err != nil {
+		h.log().Info("denied pod template", "namespace", req.Namespace, "kind", req.Kind.Kind, "name", req.Name, "reason", err.Error())
+		return deny(resp, fmt.Sprintf("kar-injector: Pod template of %s %s: %v", req.Kind.Kind, req.Name, err))
+	}
 	return resp
 }
 

@@ -346,6 +346,12 @@ func TestHandlerMalformed(t *testing.T) {
 		{"annotations wrong type", `{"uid":"u","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"metadata":{"annotations":[1]}}}`, false, "cannot decode the Pod"},
 		{"pod without containers", `{"uid":"u","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"metadata":{"annotations":{"kar.ibm.com/app":"a"}}}}`, true, ""},
 		{"a deployment", `{"uid":"u","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"CREATE","object":{}}`, true, ""},
+		{"a deployment with a bad template", `{"uid":"u","name":"d","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"CREATE","object":{"spec":{"template":{"metadata":{"annotations":{"kar.ibm.com/app":"a","kar.ibm.com/verbose":"loud"}}}}}}`, false, "Pod template of Deployment d: annotation kar.ibm.com/verbose"},
+		{"a deployment with a good template", `{"uid":"u","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"UPDATE","object":{"spec":{"template":{"metadata":{"annotations":{"kar.ibm.com/app":"a"}}}}}}`, true, ""},
+		{"a cronjob with a bad template", `{"uid":"u","kind":{"group":"batch","version":"v1","kind":"CronJob"},"operation":"CREATE","object":{"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"annotations":{"kar.ibm.com/actors":"A"}}}}}}}}`, false, "kar.ibm.com/app is missing"},
+		{"a job with a non-string annotation", `{"uid":"u","kind":{"group":"batch","version":"v1","kind":"Job"},"operation":"CREATE","object":{"spec":{"template":{"metadata":{"annotations":{"kar.ibm.com/app":5}}}}}}`, false, "kar.ibm.com/app is empty"},
+		{"a job with template not an object", `{"uid":"u","kind":{"group":"batch","version":"v1","kind":"Job"},"operation":"CREATE","object":{"spec":{"template":[1]}}}`, true, ""},
+		{"a deployment delete", `{"uid":"u","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"DELETE"}`, true, ""},
 		{"an update", `{"uid":"u","kind":{"version":"v1","kind":"Pod"},"operation":"UPDATE","object":{}}`, true, ""},
 	}
 	for _, tt := range odd {

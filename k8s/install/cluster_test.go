@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -213,6 +214,26 @@ func TestAgainstAPIServer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "kar.ibm.com/app is missing") {
 		t.Errorf("missing app: err = %v", err)
 	}
+	// A workload's Pod template is checked when it is applied.
+	badDep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "bad-template"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a": "b"}, Annotations: map[string]string{"kar.ibm.com/app": "x", "kar.ibm.com/actors": "A B"}},
+				Spec:       pod("", nil).Spec,
+			},
+		},
+	}
+	_, err = c.Typed.AppsV1().Deployments("apps").Create(ctx, badDep, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "kar.ibm.com/actors") {
+		t.Errorf("deployment with a bad template: err = %v", err)
+	}
+	badDep.Spec.Template.Annotations["kar.ibm.com/actors"] = "A,B"
+	if _, err = c.Typed.AppsV1().Deployments("apps").Create(ctx, badDep, metav1.CreateOptions{}); err != nil {
+		t.Errorf("deployment with a good template: %v", err)
+	}
+
 	// Namespaces not enabled are left alone.
 	got, err = create("plain", pod("hello", map[string]string{"kar.ibm.com/app": "hello", "kar.ibm.com/appPort": "bad-but-ignored"}))
 	if err != nil {

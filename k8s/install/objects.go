@@ -390,28 +390,47 @@ func injectorObjects(o *Options, g *Generated) ([]Object, error) {
 	never := admissionregistrationv1.NeverReinvocationPolicy
 	timeout := int32(10)
 	scope := admissionregistrationv1.NamespacedScope
+	// Only enabled namespaces; the injector itself also refuses
+	// kar-system and kube-*, which a selector cannot match by prefix.
+	nsSelector := &metav1.LabelSelector{
+		MatchLabels: map[string]string{EnabledLabel: "true"},
+		MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
+			Values: []string{Namespace, "kube-system", "kube-public", "kube-node-lease"},
+		}},
+	}
+	rule := func(group string, ops []admissionregistrationv1.OperationType, resources ...string) admissionregistrationv1.RuleWithOperations {
+		return admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: resources, Scope: &scope}}
+	}
+	createUpdate := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
+	ignore := admissionregistrationv1.Ignore
 	wh := &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: WebhookName, Labels: labels(InjectorName)},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:         "inject-sidecar.kar.ibm.com",
-			ClientConfig: cc,
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"},
-					Resources: []string{"pods"}, Scope: &scope},
-			}},
-			// Only enabled namespaces; the injector itself also refuses
-			// kar-system and kube-*, which a selector cannot match by prefix.
-			NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{EnabledLabel: "true"},
-				MatchExpressions: []metav1.LabelSelectorRequirement{{
-					Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
-					Values: []string{Namespace, "kube-system", "kube-public", "kube-node-lease"},
-				}},
-			},
+			Name:              "inject-sidecar.kar.ibm.com",
+			ClientConfig:      cc,
+			Rules:             []admissionregistrationv1.RuleWithOperations{rule("", []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, "pods")},
+			NamespaceSelector: nsSelector,
 			// Fail: a kar Pod started without kar would only fail later.
 			FailurePolicy:           &fail,
+			SideEffects:             &none,
+			TimeoutSeconds:          &timeout,
+			AdmissionReviewVersions: []string{"v1"},
+			ReinvocationPolicy:      &never,
+		}, {
+			// Checks the Pod templates of workloads so `kubectl apply`
+			// reports a bad annotation at once. A convenience: Ignore, so
+			// controllers keep working while the injector is away.
+			Name:         "check-templates.kar.ibm.com",
+			ClientConfig: cc,
+			Rules: []admissionregistrationv1.RuleWithOperations{
+				rule("apps", createUpdate, "deployments", "statefulsets", "daemonsets", "replicasets"),
+				rule("batch", createUpdate, "jobs", "cronjobs"),
+			},
+			NamespaceSelector:       nsSelector,
+			FailurePolicy:           &ignore,
 			SideEffects:             &none,
 			TimeoutSeconds:          &timeout,
 			AdmissionReviewVersions: []string{"v1"},
