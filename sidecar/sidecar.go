@@ -20,11 +20,13 @@ import (
 
 	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/adapter/store"
+	"github.com/kar-runtime/kar/sidecar/actorstate"
 	"github.com/kar-runtime/kar/sidecar/api"
 	"github.com/kar-runtime/kar/sidecar/appclient"
 	"github.com/kar-runtime/kar/sidecar/config"
 	"github.com/kar-runtime/kar/sidecar/launcher"
 	"github.com/kar-runtime/kar/sidecar/mesh"
+	"github.com/kar-runtime/kar/sidecar/reminders"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -141,6 +143,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	m, err := mesh.New(mesh.Options{
 		App: cfg.App, Host: host, Port: runtimePort, Version: Version,
 		LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout,
+		ActorBusyTimeout: cfg.ActorBusyTimeout, ActorCollectorInterval: cfg.ActorCollectorInterval,
 		Handler: serviceHandler(app), Logger: log,
 	}, be.Redis, be.Kafka)
 	if err != nil {
@@ -150,8 +153,21 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 
 	ready := make(chan struct{})
 	shutdown := make(chan struct{}, 1)
+	keys := store.NewKeys(cfg.App)
+	rems := reminders.New(be.Redis, keys, reminders.Options{Logger: log})
 	srv := &api.Server{
 		Mesh: m, Log: log, RequestTimeout: cfg.RequestTimeout, Ready: ready,
+		ActorCleanup: func(ctx context.Context, typ, id string) error {
+			if err := actorstate.DeleteAll(ctx, be.Redis, keys, typ, id); err != nil {
+				return err
+			}
+			_, err := rems.CancelAll(ctx, reminders.Actor{Type: typ, ID: id})
+			return err
+		},
+		Extra: func(mux *http.ServeMux) {
+			actorstate.Register(mux, be.Redis, keys)
+			reminders.Register(mux, rems)
+		},
 		Shutdown: func() {
 			select {
 			case shutdown <- struct{}{}:
@@ -189,6 +205,14 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		return ExitConfig
 	}
 	close(ready)
+	// Every sidecar fires due reminders: the scheduler claims each one in
+	// Redis, so exactly one fires it, and the mesh routes the call.
+	remCtx, remStop := context.WithCancel(context.Background())
+	remDone := make(chan struct{})
+	go func() {
+		defer close(remDone)
+		rems.Run(remCtx, fireReminder(m))
+	}()
 
 	var services []string
 	if cfg.Service != "" {
@@ -248,6 +272,8 @@ wait:
 			}()
 		}
 	}
+	remStop()
+	<-remDone
 	lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	m.Leave(lctx)
 	srv.Close(lctx)
@@ -260,6 +286,28 @@ func withdraw(m *mesh.Mesh, log *slog.Logger) {
 	defer cancel()
 	if err := m.Withdraw(ctx); err != nil {
 		log.Warn("cannot withdraw from the mesh", "err", err)
+	}
+}
+
+// fireReminder delivers a due reminder as an async actor call; it returns
+// once the call is durable in Kafka.
+func fireReminder(m *mesh.Mesh) reminders.FireFunc {
+	return func(ctx context.Context, r reminders.Reminder) error {
+		body := []byte(r.EncodedData)
+		switch {
+		case len(body) == 0:
+			body = []byte("[]")
+		case body[0] != '[':
+			body = append(append([]byte("["), body...), ']')
+		}
+		path := r.Path
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		return m.Tell(ctx, &mesh.Envelope{
+			ActorType: r.Actor.Type, ActorID: r.Actor.ID, Method: http.MethodPost, Path: path,
+			Header: http.Header{"Content-Type": {"application/kar+json"}}, Body: body,
+		})
 	}
 }
 

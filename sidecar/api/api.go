@@ -33,7 +33,9 @@ type Server struct {
 	Ready <-chan struct{}
 	// Shutdown starts an orderly shutdown of the sidecar (POST /kar/v1/system/shutdown).
 	Shutdown func()
-	// Extra mounts more routes (actors, events) on the same mux.
+	// ActorCleanup removes an actor's state and more on DELETE of the actor.
+	ActorCleanup ActorCleanup
+	// Extra mounts more routes (actor state, reminders, events) on the same mux.
 	Extra func(mux *http.ServeMux)
 
 	srv *http.Server
@@ -47,6 +49,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /kar/v1/system/health", func(w http.ResponseWriter, r *http.Request) { text(w, 200, "OK") })
 	mux.HandleFunc("POST /kar/v1/system/shutdown", s.shutdown)
 	mux.HandleFunc("GET /kar/v1/system/information/{component}", s.information)
+	s.actorRoutes(mux)
 	if s.Extra != nil {
 		s.Extra(mux)
 	}

@@ -61,6 +61,11 @@ type Envelope struct {
 	Status int
 	Error  bool
 	Body   []byte
+
+	// Set on tail-call steps on the host, never sent: the step may run
+	// on the instance the previous step holds.
+	releaseLock bool
+	holdsLock   bool
 }
 
 // Target names what a request is for, for messages and logs.

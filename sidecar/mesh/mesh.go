@@ -40,6 +40,11 @@ type Options struct {
 	// MissingComponentTimeout bounds how long a request waits for a
 	// component of its target to join.
 	MissingComponentTimeout time.Duration
+	// ActorBusyTimeout bounds how long an actor call waits for its
+	// instance (0: forever); ActorCollectorInterval deactivates instances
+	// idle that long (0: never).
+	ActorBusyTimeout       time.Duration
+	ActorCollectorInterval time.Duration
 	// Partitions is the topic's initial partition count.
 	Partitions int32
 	Handler    Handler
@@ -68,7 +73,10 @@ type Mesh struct {
 	owned   map[int32]*owned
 	pending map[string]chan *Envelope
 	held    []*heldReq
-	leaving bool
+	// instances hosted here; placements caches where instances live.
+	instances  map[string]*instance
+	placements map[string]string
+	leaving    bool
 	// withdrawn: no longer announced; requests still arriving are served
 	// while the component answers, and handed over when it does not.
 	withdrawn bool
@@ -94,8 +102,11 @@ type owned struct {
 	tr        *tracker
 	adopted   bool
 	committed int64
-	lastWork  atomic.Int64 // Unix ms of the last record read
-	done      chan struct{}
+	// below: records under this offset may have been worked on by a
+	// previous owner (redeliveries): chain steps among them are replayed.
+	below    int64
+	lastWork atomic.Int64 // Unix ms of the last record read
+	done     chan struct{}
 }
 
 type heldReq struct {
@@ -122,18 +133,20 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	m := &Mesh{
-		opts:     opts,
-		id:       id,
-		log:      opts.Logger.With("sidecar", id),
-		rdb:      rdb,
-		kc:       kc,
-		topic:    kafka.Topic(opts.App),
-		keys:     store.NewKeys(opts.App),
-		owned:    map[int32]*owned{},
-		pending:  map[string]chan *Envelope{},
-		stopping: make(chan struct{}),
-		refreshC: make(chan struct{}, 1),
-		adoptC:   make(chan struct{}, 1),
+		opts:       opts,
+		id:         id,
+		log:        opts.Logger.With("sidecar", id),
+		rdb:        rdb,
+		kc:         kc,
+		topic:      kafka.Topic(opts.App),
+		keys:       store.NewKeys(opts.App),
+		owned:      map[int32]*owned{},
+		pending:    map[string]chan *Envelope{},
+		instances:  map[string]*instance{},
+		placements: map[string]string{},
+		stopping:   make(chan struct{}),
+		refreshC:   make(chan struct{}, 1),
+		adoptC:     make(chan struct{}, 1),
 	}
 	m.serveCtx, m.serveCancel = context.WithCancel(context.Background())
 	m.view.Store(newView(nil))
@@ -181,6 +194,7 @@ func (m *Mesh) Join(ctx context.Context) error {
 	m.loop(lctx, m.heldLoop)
 	if !m.opts.Client {
 		m.loop(lctx, m.adoptLoop)
+		m.loop(lctx, m.collectLoop)
 	}
 	m.log.Info("joined", "app", m.opts.App, "partition", p)
 	return nil
@@ -278,6 +292,9 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 		return fmt.Errorf("read partition %d: %w", p, err)
 	}
 	o := &owned{p: p, pc: pc, tr: newTracker(start), adopted: adopted, committed: start, done: make(chan struct{})}
+	if hwm, err := m.kc.GetOffset(m.topic, p, sarama.OffsetNewest); err == nil && hwm > start {
+		o.below = hwm
+	}
 	o.lastWork.Store(time.Now().UnixMilli())
 	m.mu.Lock()
 	m.owned[p] = o
@@ -323,9 +340,26 @@ func (m *Mesh) dispatch(o *owned, msg *sarama.ConsumerMessage) {
 		finish()
 		return
 	}
+	replay := isStep(env.ID) || off < o.below
 	if m.serves(env) {
 		m.work.Add(1)
-		go m.serve(env, finish)
+		if env.ActorType != "" {
+			go func() {
+				if replay && m.replayStep(env, finish) {
+					m.work.Done()
+					return
+				}
+				m.serveActor(env, finish)
+			}()
+			return
+		}
+		go func() {
+			if replay && m.replayStep(env, finish) {
+				m.work.Done()
+				return
+			}
+			m.serve(env, finish)
+		}()
 		return
 	}
 	m.route(env, finish)
@@ -374,15 +408,15 @@ func (m *Mesh) serve(env *Envelope, finish func()) {
 			return
 		}
 	}
-	if !env.Async {
-		resp.Kind = KindResponse
-		resp.ID = env.ID
-		resp.To = env.From
-		if !m.produceRetry(resp, m.partitionOf(env.From, env.FromPart)) {
+	if next := continuation(env, resp, 0); next != nil {
+		if err := m.recordStep(env.ID, next); err == nil {
+			m.sendContinuation(next)
+			finish()
 			return
 		}
+		resp = &Envelope{Status: 500, Error: true, Body: []byte("cannot record tail call")}
 	}
-	finish()
+	m.answer(env, resp, finish)
 }
 
 // handOver passes a request this sidecar's component can no longer serve
@@ -390,7 +424,10 @@ func (m *Mesh) serve(env *Envelope, finish func()) {
 // none, the request stays unfinished: the partition's next owner
 // delivers it.
 func (m *Mesh) handOver(env *Envelope, finish func(), cause error) {
-	if t := m.target(env); t != nil && t.ID != m.id {
+	if env.ActorType != "" {
+		m.dropInstance(context.Background(), m.instance(env.ActorType, env.ActorID))
+	}
+	if t := m.routeTo(context.Background(), env, m.id); t != nil {
 		m.log.Info("handing a request over to another sidecar", "id", env.ID, "to", t.ID, "err", cause)
 		m.forward(env, t, finish)
 		return
@@ -500,10 +537,45 @@ func (m *Mesh) target(env *Envelope) *Member {
 // route passes on a request this sidecar does not serve: to a live
 // sidecar that does, or it holds it until one joins.
 func (m *Mesh) route(env *Envelope, finish func()) {
+	if env.ActorType != "" {
+		// Placement takes a Redis round trip: off the reading goroutine.
+		m.work.Add(1)
+		go func() {
+			defer m.work.Done()
+			if t := m.routeTo(context.Background(), env, m.id); t != nil {
+				m.forward(env, t, finish)
+				return
+			}
+			m.hold(env, finish)
+		}()
+		return
+	}
 	if t := m.target(env); t != nil && t.ID != m.id {
 		m.forward(env, t, finish)
 		return
 	}
+	m.hold(env, finish)
+}
+
+// routeTo chooses the live sidecar for env other than exclude: the
+// placement of an actor instance, or a sidecar serving the service.
+func (m *Mesh) routeTo(ctx context.Context, env *Envelope, exclude string) *Member {
+	if env.ActorType != "" {
+		t, err := m.place(ctx, env.ActorType, env.ActorID, exclude)
+		if err != nil {
+			m.log.Warn("actor placement", "err", err)
+			return nil
+		}
+		return t
+	}
+	if t := m.target(env); t != nil && t.ID != exclude {
+		return t
+	}
+	return nil
+}
+
+// hold keeps a request until a component of its target joins.
+func (m *Mesh) hold(env *Envelope, finish func()) {
 	until := time.UnixMilli(env.Deadline)
 	if env.Deadline == 0 {
 		until = time.Now().Add(m.opts.MissingComponentTimeout)
@@ -533,11 +605,15 @@ func (m *Mesh) retryHeld(ctx context.Context) {
 	m.mu.Unlock()
 	var keep []*heldReq
 	for _, h := range held {
-		if t := m.target(h.env); t != nil && t.ID != m.id {
-			m.forward(h.env, t, h.finish)
-		} else if m.serves(h.env) {
+		if m.serves(h.env) {
 			m.work.Add(1)
-			go m.serve(h.env, h.finish)
+			if h.env.ActorType != "" {
+				go m.serveActor(h.env, h.finish)
+			} else {
+				go m.serve(h.env, h.finish)
+			}
+		} else if t := m.routeTo(ctx, h.env, m.id); t != nil {
+			m.forward(h.env, t, h.finish)
 		} else {
 			keep = append(keep, h)
 		}
@@ -591,7 +667,7 @@ func (m *Mesh) heldLoop(ctx context.Context) {
 func (m *Mesh) onResponse(env *Envelope, from int32) {
 	if env.To == m.id {
 		m.mu.Lock()
-		ch := m.pending[env.ID]
+		ch := m.pending[rootID(env.ID)]
 		m.mu.Unlock()
 		if ch != nil {
 			// The waiter forgets the id once answered; a duplicate
@@ -619,13 +695,17 @@ func (m *Mesh) newRequest(req *Envelope) {
 	if req.Deadline == 0 {
 		req.Deadline = time.Now().Add(m.opts.MissingComponentTimeout).UnixMilli()
 	}
+	if req.ActorType != "" && req.Session == "" {
+		// A call from outside any actor starts a session of its own.
+		req.Session = req.ID
+	}
 }
 
 // send makes req durable in Kafka: on the partition of a sidecar serving
 // it, or on this sidecar's own partition to wait there for one to join.
 func (m *Mesh) send(ctx context.Context, req *Envelope) error {
 	p := req.FromPart
-	if t := m.target(req); t != nil {
+	if t := m.routeTo(ctx, req, ""); t != nil {
 		req.To = t.ID
 		p = t.Partition
 	}
@@ -988,6 +1068,9 @@ func (m *Mesh) Leave(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
+	// Instances hosted here move: their placements go, and a component
+	// still alive gets their deactivation.
+	m.deactivateIdle(ctx, time.Now().Add(time.Hour))
 	m.mu.Lock()
 	var os []*owned
 	for p, o := range m.owned {

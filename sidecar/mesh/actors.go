@@ -1,0 +1,554 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Actors: an instance (type, id) lives on one sidecar at a time, named by
+// its placement in Redis. Callers look the placement up (and cache it while
+// the host is live); the host runs one method at a time per instance,
+// except nested calls of the same session (re-entrancy).
+
+// placeScript returns the live host of an instance, or places it on the
+// candidate. A host is live while its registration key exists (it expires
+// with the sidecar's lease). KEYS: placement. ARGV: candidate, sidecar key prefix.
+var placeScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. cur) == 1 then return cur end
+if cur ~= ARGV[1] then redis.call('SET', KEYS[1], ARGV[1]) end
+return ARGV[1]`)
+
+// unplaceScript deletes a placement if it still names the caller.
+var unplaceScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+// instance is an actor instance hosted here.
+type instance struct {
+	typ, id string
+	mu      sync.Mutex
+	session string // session holding the instance, "" when free
+	depth   int
+	waiters []chan struct{}
+	active  bool
+	used    time.Time
+}
+
+func actorKey(typ, id string) string { return typ + "\x00" + id }
+
+// acquire takes the instance for session, waiting while another session
+// holds it; a nested call of the holding session enters at once.
+func (in *instance) acquire(ctx context.Context, session string) error {
+	for {
+		in.mu.Lock()
+		if in.session == "" || in.session == session {
+			in.session = session
+			in.depth++
+			in.used = time.Now()
+			in.mu.Unlock()
+			return nil
+		}
+		ch := make(chan struct{})
+		in.waiters = append(in.waiters, ch)
+		in.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			in.mu.Lock()
+			for i, w := range in.waiters {
+				if w == ch {
+					in.waiters = append(in.waiters[:i], in.waiters[i+1:]...)
+					break
+				}
+			}
+			in.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+}
+
+func (in *instance) release() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.depth--
+	in.used = time.Now()
+	if in.depth > 0 {
+		return
+	}
+	in.session = ""
+	if len(in.waiters) > 0 {
+		// First come, first served.
+		close(in.waiters[0])
+		in.waiters = in.waiters[1:]
+	}
+}
+
+func (in *instance) idle() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.session == "" && len(in.waiters) == 0
+}
+
+func (m *Mesh) instance(typ, id string) *instance {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := actorKey(typ, id)
+	in := m.instances[k]
+	if in == nil {
+		in = &instance{typ: typ, id: id}
+		m.instances[k] = in
+	}
+	return in
+}
+
+// place finds the live host of an actor instance, placing it on a live
+// host of its type when it has none. nil: no live host of the type.
+func (m *Mesh) place(ctx context.Context, typ, id string, exclude string) (*Member, error) {
+	k := actorKey(typ, id)
+	v := m.view.Load()
+	m.mu.Lock()
+	cached := m.placements[k]
+	m.mu.Unlock()
+	if mem := v.byID[cached]; mem != nil && cached != exclude && contains(mem.Actors, typ) {
+		return mem, nil
+	}
+	var cands []*Member
+	for _, mem := range v.byActor[typ] {
+		if mem.ID != exclude {
+			cands = append(cands, mem)
+		}
+	}
+	cand := pick(cands, &m.rr)
+	if cand == nil {
+		return nil, nil
+	}
+	host, err := placeScript.Run(ctx, m.rdb, []string{m.keys.Placement(typ, id)}, cand.ID, m.keys.Sidecar("")).Text()
+	if err != nil {
+		return nil, fmt.Errorf("actor placement: %w", err)
+	}
+	mem := v.byID[host]
+	if mem == nil {
+		// Placed on a sidecar that joined after the last refresh.
+		if err := m.refresh(ctx); err == nil {
+			mem = m.view.Load().byID[host]
+		}
+		if mem == nil {
+			return cand, nil
+		}
+	}
+	m.mu.Lock()
+	m.placements[k] = host
+	m.mu.Unlock()
+	return mem, nil
+}
+
+// forget drops this sidecar's cached placement of an instance.
+func (m *Mesh) forgetPlacement(typ, id string) {
+	m.mu.Lock()
+	delete(m.placements, actorKey(typ, id))
+	m.mu.Unlock()
+}
+
+// serveActor runs an actor request on this host.
+func (m *Mesh) serveActor(env *Envelope, finish func()) {
+	defer m.work.Done()
+	ctx := m.serveCtx
+	in := m.instance(env.ActorType, env.ActorID)
+	if !in.isActive() {
+		// First request here: make sure the placement names this sidecar.
+		host, err := m.claimPlacement(ctx, env.ActorType, env.ActorID)
+		if err != nil {
+			m.log.Warn("actor placement", "err", err)
+			m.handOver(env, finish, err)
+			return
+		}
+		if host != m.id {
+			if mem := m.view.Load().byID[host]; mem != nil {
+				m.forward(env, mem, finish)
+				return
+			}
+		}
+	}
+	var resp *Envelope
+	var err error
+	for step := 0; ; step++ {
+		resp, err = m.runActorStep(ctx, in, env)
+		if err != nil {
+			m.handOver(env, finish, err)
+			return
+		}
+		next := continuation(env, resp, step)
+		if next == nil {
+			break
+		}
+		if err := m.recordStep(env.ID, next); err != nil {
+			// Without the record the chain could run a step twice after a
+			// crash; fail the call instead.
+			resp = &Envelope{Status: 500, Error: true, Body: []byte("cannot record tail call: " + err.Error())}
+			break
+		}
+		if next.ActorType == env.ActorType && next.ActorID == env.ActorID && !next.releaseLock {
+			// The continuation keeps this instance: run it here, still holding it.
+			next.holdsLock = true
+			env = next
+			continue
+		}
+		m.sendContinuation(next)
+		finish()
+		return
+	}
+	m.answer(env, resp, finish)
+}
+
+// claimPlacement makes this sidecar the instance's host unless another
+// live host has it, and returns the host.
+func (m *Mesh) claimPlacement(ctx context.Context, typ, id string) (string, error) {
+	host, err := placeScript.Run(ctx, m.rdb, []string{m.keys.Placement(typ, id)}, m.id, m.keys.Sidecar("")).Text()
+	if err != nil {
+		return "", err
+	}
+	if host == m.id {
+		m.mu.Lock()
+		m.placements[actorKey(typ, id)] = m.id
+		m.mu.Unlock()
+	}
+	return host, nil
+}
+
+func (in *instance) isActive() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.active
+}
+
+// runActorStep acquires the instance, activates it if needed and invokes
+// the method (or deactivates the instance, for a DELETE).
+func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*Envelope, error) {
+	if !env.holdsLock {
+		actx := ctx
+		if m.opts.ActorBusyTimeout > 0 {
+			var cancel context.CancelFunc
+			actx, cancel = context.WithTimeout(ctx, m.opts.ActorBusyTimeout)
+			defer cancel()
+		}
+		if err := in.acquire(actx, env.Session); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return &Envelope{Status: http.StatusServiceUnavailable, Error: true,
+					Body: []byte(fmt.Sprintf("actor %s/%s stayed busy longer than -actor_busy_timeout %s", env.ActorType, env.ActorID, m.opts.ActorBusyTimeout))}, nil
+			}
+			return nil, err
+		}
+		defer in.release()
+	}
+	base := "/kar/impl/v1/actor/" + url.PathEscape(env.ActorType) + "/" + url.PathEscape(env.ActorID)
+	query := "session=" + url.QueryEscape(env.Session)
+	if env.Method == http.MethodDelete {
+		return m.deactivate(ctx, in, base)
+	}
+	if !in.isActive() {
+		resp, err := m.deliver(ctx, &Envelope{Method: http.MethodGet, Path: base, Query: query})
+		if err != nil {
+			return nil, err
+		}
+		if resp.Status != http.StatusOK && resp.Status != http.StatusCreated {
+			return &Envelope{Status: resp.Status, Header: resp.Header, Body: resp.Body, Error: true}, nil
+		}
+		in.mu.Lock()
+		in.active = true
+		in.mu.Unlock()
+	}
+	call := *env
+	call.Path = base + env.Path
+	call.Query = query
+	call.Method = http.MethodPost
+	return m.deliver(ctx, &call)
+}
+
+// deliver retries a delivery to the component while it is unreachable,
+// until the sidecar stops serving.
+func (m *Mesh) deliver(ctx context.Context, env *Envelope) (*Envelope, error) {
+	for attempt := 0; ; attempt++ {
+		r, err := m.opts.Handler(ctx, env)
+		if err == nil {
+			return r, nil
+		}
+		if m.isLeaving() || m.isWithdrawn() {
+			return nil, err
+		}
+		if !m.pause(backoff(attempt)) {
+			return nil, err
+		}
+	}
+}
+
+func (m *Mesh) deactivate(ctx context.Context, in *instance, base string) (*Envelope, error) {
+	if in.isActive() {
+		if _, err := m.opts.Handler(ctx, &Envelope{Method: http.MethodDelete, Path: base}); err != nil {
+			m.log.Warn("deactivating actor", "actor", in.typ+"/"+in.id, "err", err)
+		}
+	}
+	m.dropInstance(ctx, in)
+	return &Envelope{Status: http.StatusOK, Body: []byte("OK")}, nil
+}
+
+// dropInstance forgets an instance here and gives up its placement.
+func (m *Mesh) dropInstance(ctx context.Context, in *instance) {
+	in.mu.Lock()
+	in.active = false
+	in.mu.Unlock()
+	m.mu.Lock()
+	if m.instances[actorKey(in.typ, in.id)] == in && in.session == "" {
+		delete(m.instances, actorKey(in.typ, in.id))
+	}
+	delete(m.placements, actorKey(in.typ, in.id))
+	m.mu.Unlock()
+	unplaceScript.Run(ctx, m.rdb, []string{m.keys.Placement(in.typ, in.id)}, m.id)
+}
+
+// answer sends the final response of a request (unless async) and marks it finished.
+func (m *Mesh) answer(env *Envelope, resp *Envelope, finish func()) {
+	if isStep(env.ID) {
+		// Steps of a chain record their result, so a duplicate of the
+		// step replays it instead of running the method again.
+		r := *resp
+		r.Kind = KindResponse
+		if b, err := r.Encode(); err == nil {
+			m.rdb.Set(context.Background(), m.keys.Response(env.ID), b, stepRecordTTL)
+		}
+	}
+	if !env.Async {
+		resp.Kind = KindResponse
+		resp.ID = rootID(env.ID)
+		resp.To = env.From
+		if !m.produceRetry(resp, m.partitionOf(env.From, env.FromPart)) {
+			return
+		}
+	}
+	finish()
+}
+
+// stepRecordTTL bounds how long the result of a tail-call step is kept
+// for replay: far longer than any redelivery takes.
+const stepRecordTTL = 24 * time.Hour
+
+// Tail calls. A component answers a call with
+//
+//	{"tailCall": true, "value": {"actorType", "actorId", "path", "payload", "releaseLock"}}
+//	{"tailCall": true, "value": {"serviceName", "path", "payload", "method"}}
+//
+// and the runtime continues with that request on behalf of the original
+// caller, who gets the last step's answer. Each step's continuation is
+// recorded in Redis under the step's request id before it is sent (the
+// step's result and the next step's request are committed together), so a
+// redelivered step resends the recorded continuation instead of running
+// its method again.
+type tailCall struct {
+	TailCall bool `json:"tailCall"`
+	Value    struct {
+		ActorType   string          `json:"actorType"`
+		ActorID     string          `json:"actorId"`
+		ServiceName string          `json:"serviceName"`
+		Path        string          `json:"path"`
+		Method      string          `json:"method"`
+		Payload     json.RawMessage `json:"payload"`
+		ReleaseLock any             `json:"releaseLock"`
+	} `json:"value"`
+}
+
+var tailCallMark = []byte(`"tailCall"`)
+
+// continuation returns the next step of a tail call, or nil.
+func continuation(env, resp *Envelope, step int) *Envelope {
+	if resp == nil || resp.Status != http.StatusOK || !bytes.Contains(resp.Body, tailCallMark) {
+		return nil
+	}
+	var tc tailCall
+	if json.Unmarshal(resp.Body, &tc) != nil || !tc.TailCall {
+		return nil
+	}
+	v := tc.Value
+	next := &Envelope{
+		Kind: KindRequest, ID: rootID(env.ID) + "." + stepSuffix(env.ID, step),
+		From: env.From, FromPart: env.FromPart, Async: env.Async, Deadline: env.Deadline,
+		Method: http.MethodPost, Path: v.Path, Session: env.Session,
+		Header: http.Header{"Content-Type": {"application/kar+json"}},
+	}
+	if !strings.HasPrefix(next.Path, "/") {
+		next.Path = "/" + next.Path
+	}
+	// Actor payloads come as the JSON text of the argument array; service
+	// payloads as a JSON value.
+	var payload []byte = v.Payload
+	var s string
+	if json.Unmarshal(v.Payload, &s) == nil && v.ActorType != "" {
+		payload = []byte(s)
+	}
+	next.Body = payload
+	switch {
+	case v.ActorType != "":
+		next.ActorType, next.ActorID = v.ActorType, v.ActorID
+		next.releaseLock = truthy(v.ReleaseLock)
+		if next.ActorType != env.ActorType || next.ActorID != env.ActorID {
+			// Another instance: a session of its own.
+			next.Session = next.ID
+		}
+	case v.ServiceName != "":
+		next.Service = v.ServiceName
+		if v.Method != "" {
+			next.Method = strings.ToUpper(v.Method)
+		}
+		next.Header = http.Header{"Content-Type": {"application/json"}}
+	default:
+		return nil
+	}
+	return next
+}
+
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case string:
+		b, _ := strconv.ParseBool(x)
+		return b
+	}
+	return false
+}
+
+// rootID is the id the original caller waits on.
+func rootID(id string) string {
+	if i := strings.IndexByte(id, '.'); i >= 0 {
+		return id[:i]
+	}
+	return id
+}
+
+func isStep(id string) bool { return strings.IndexByte(id, '.') >= 0 }
+
+// stepSuffix numbers the steps of a chain deterministically, so that a
+// redelivered step makes the same next id.
+func stepSuffix(id string, step int) string {
+	n := 0
+	if i := strings.LastIndexByte(id, '.'); i >= 0 {
+		n, _ = strconv.Atoi(id[i+1:])
+	}
+	return strconv.Itoa(n + step + 1)
+}
+
+func (m *Mesh) recordStep(id string, next *Envelope) error {
+	b, err := next.Encode()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return m.rdb.Set(ctx, m.keys.Response(id), b, stepRecordTTL).Err()
+}
+
+// sendContinuation routes the next step like any request, on behalf of the
+// original caller.
+func (m *Mesh) sendContinuation(next *Envelope) {
+	ctx := m.serveCtx
+	var t *Member
+	if next.ActorType != "" {
+		t, _ = m.place(ctx, next.ActorType, next.ActorID, "")
+	} else {
+		t = m.target(next)
+	}
+	p := m.selfPartition()
+	if t != nil {
+		next.To = t.ID
+		p = t.Partition
+	}
+	m.produceRetry(next, p)
+}
+
+func (m *Mesh) selfPartition() int32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.self.Partition
+}
+
+// replayStep handles a duplicate of a chain step: it resends what the
+// step produced the first time. It reports false when the step never ran.
+func (m *Mesh) replayStep(env *Envelope, finish func()) bool {
+	b, err := m.rdb.Get(context.Background(), m.keys.Response(env.ID)).Bytes()
+	if err != nil {
+		return false
+	}
+	rec, err := Decode(b)
+	if err != nil {
+		return false
+	}
+	if rec.Kind == KindRequest {
+		m.sendContinuation(rec)
+		finish()
+		return true
+	}
+	if !env.Async {
+		rec.ID = rootID(env.ID)
+		rec.To = env.From
+		m.produceRetry(rec, m.partitionOf(env.From, env.FromPart))
+	}
+	finish()
+	return true
+}
+
+// collectLoop deactivates instances idle for longer than the collector interval.
+func (m *Mesh) collectLoop(ctx context.Context) {
+	every := m.opts.ActorCollectorInterval
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(min(every, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.deactivateIdle(ctx, time.Now().Add(-every))
+	}
+}
+
+// deactivateIdle deactivates the instances last used before cutoff (all
+// of them when cutoff is in the future).
+func (m *Mesh) deactivateIdle(ctx context.Context, cutoff time.Time) {
+	m.mu.Lock()
+	var idle []*instance
+	for _, in := range m.instances {
+		in.mu.Lock()
+		if in.session == "" && len(in.waiters) == 0 && in.used.Before(cutoff) {
+			idle = append(idle, in)
+		}
+		in.mu.Unlock()
+	}
+	m.mu.Unlock()
+	for _, in := range idle {
+		if err := in.acquire(ctx, "kar-collector"); err != nil {
+			continue
+		}
+		base := "/kar/impl/v1/actor/" + url.PathEscape(in.typ) + "/" + url.PathEscape(in.id)
+		m.deactivate(ctx, in, base)
+		in.release()
+	}
+}
+
+// Placed tells whether an actor instance has a placement.
+func (m *Mesh) Placed(ctx context.Context, typ, id string) (bool, error) {
+	n, err := m.rdb.Exists(ctx, m.keys.Placement(typ, id)).Result()
+	return n > 0, err
+}

@@ -1,0 +1,62 @@
+// Actor component for the runtime's tests, written against the npm kar-sdk
+// as a KAR user writes one. NODE_PATH points at an example's node_modules.
+const express = require('express')
+const { actor, sys } = require('kar-sdk')
+
+class Counter {
+  async activate () {
+    this.count = (await actor.state.get(this, 'count')) || 0
+    console.log(`activate ${this.kar.id}`)
+  }
+
+  deactivate () { console.log(`deactivate ${this.kar.id}`) }
+
+  async incr (n = 1) {
+    this.count += n
+    await actor.state.set(this, 'count', this.count)
+    return this.count
+  }
+
+  get () { return this.count }
+  pid () { return process.pid }
+  none () { }
+  fail () { throw new Error('boom') }
+
+  // Reads, waits, writes: two at once on one instance would lose an update.
+  async slow (ms) {
+    const c = this.count
+    await new Promise(resolve => setTimeout(resolve, ms))
+    this.count = c + 1
+    await actor.state.set(this, 'count', this.count)
+    return this.count
+  }
+
+  // Re-entrancy: calls itself through the sidecar with its session.
+  async selfCall (depth) {
+    if (depth <= 0) return 'bottom'
+    return actor.call(this, this, 'selfCall', depth - 1)
+  }
+
+  // Re-entrancy through another instance that calls back.
+  ping (other) { return actor.call(this, actor.proxy('Counter', other), 'pong', this.kar.id) }
+  pong (from) { return actor.call(this, actor.proxy('Counter', from), 'get') }
+
+  // Tail calls: a chain of steps on this instance, and a hop to another.
+  chain (n) { return actor.tailCall(this, 'chainStep', n) }
+  async chainStep (n) {
+    await this.incr(1)
+    if (n <= 1) return this.count
+    return actor.tailCall(this, 'chainStep', n - 1)
+  }
+
+  hop (other, n) { return actor.tailCall(actor.proxy('Counter', other), 'incr', n) }
+
+  async remind (ms, n) {
+    await actor.reminders.schedule(this, 'incr', { id: 'r1', targetTime: new Date(Date.now() + ms) }, n)
+    return 'scheduled'
+  }
+}
+
+const app = express()
+app.use(sys.actorRuntime({ Counter }))
+sys.h2c(app).listen(process.env.KAR_APP_PORT, '127.0.0.1', () => console.log('actors ready'))
