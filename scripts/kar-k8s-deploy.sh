@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 usage() {
   cat <<'USAGE'
-Usage: kar-k8s-deploy.sh [-os] [-m CREDENTIALS_FILE] [-r VERSION] [-registry HOST[/PATH]] [flags]
+Usage: kar-k8s-deploy.sh [-os] [-m CREDENTIAL] [-r VERSION] [-registry HOST[/PATH]] [flags]
 
 Installs kar into the cluster of the current kubeconfig context: namespace
 kar-system, Redis and Kafka (or managed ones with -m), the runtime-config
@@ -14,8 +14,9 @@ secret, the kar-injector webhook; enables the default namespace.
 Re-running it updates the install and rotates the injector certificate.
 
   -os                   OpenShift: no fixed UIDs (restricted SCC)
-  -m CREDENTIALS_FILE   managed Redis + Kafka from IBM Cloud service keys
-                        (ibmcloud resource service-key NAME --output json > FILE)
+  -m CREDENTIAL         managed Redis + Kafka from IBM Cloud service keys: the
+                        service credential name (needs IBMCLOUD_API_KEY) or a
+                        file (ibmcloud resource service-key NAME --output json)
   -r VERSION            released images (quay.io/ibm/kar-sidecar:VERSION) instead of
                         locally built ones (localhost:5000/kar/...:latest)
   -registry HOST        registry of kar's images; with KAR_REGISTRY_PASSWORD

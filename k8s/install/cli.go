@@ -151,7 +151,7 @@ func deployCmd(ctx context.Context, name string, args []string, stdout, stderr i
 	}
 	var pullPolicy string
 	fs.BoolVar(&o.OpenShift, "os", false, "OpenShift: no fixed UIDs or fsGroups (restricted SCC)")
-	fs.StringVar(&o.ManagedCredentials, "m", "", "use managed Redis and Kafka: `FILE` of IBM Cloud service keys (ibmcloud resource service-key NAME --output json)")
+	fs.StringVar(&o.ManagedCredentials, "m", "", "use managed Redis and Kafka: the IBM Cloud service `CREDENTIAL` name (read with IBMCLOUD_API_KEY) or a file of its keys (ibmcloud resource service-key NAME --output json)")
 	fs.StringVar(&o.Release, "r", "", "use the released images of this `VERSION` ("+ReleaseRegistry+"/kar-sidecar, kar-injector; default: locally built images from "+LocalRegistry+", tag latest)")
 	fs.StringVar(&o.Registry, "registry", "", "registry `HOST[/PATH]` holding kar's images as make docker REPO=HOST[/PATH] pushes them; with KAR_REGISTRY_PASSWORD set, the image-pull secret "+ImagePullSecret+" is created")
 	fs.StringVar(&o.RegistryUser, "registry-user", os.Getenv("KAR_REGISTRY_USER"), "user of -registry (env KAR_REGISTRY_USER; the password comes only from env KAR_REGISTRY_PASSWORD)")

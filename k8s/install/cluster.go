@@ -205,7 +205,7 @@ func Generate(ctx context.Context, c *Client, o *Options, now time.Time) (*Gener
 	}
 	g.CABundle = g.TLS.CACert
 	if o.ManagedCredentials != "" {
-		if g.Managed, err = ManagedConfig(o.ManagedCredentials); err != nil {
+		if g.Managed, err = ManagedConfig(ctx, o.ManagedCredentials); err != nil {
 			return nil, err
 		}
 	}

@@ -288,6 +288,28 @@ func TestAgainstAPIServer(t *testing.T) {
 		t.Errorf("injection after rotation: %v", err)
 	}
 
+	// Switching to managed services prunes the in-cluster Redis and Kafka
+	// and refreshes the copies in enabled namespaces.
+	creds := filepath.Join(t.TempDir(), "creds.json")
+	if err := os.WriteFile(creds, []byte(credsJSON), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kar(t, ctx, append([]string{"deploy", "-m", creds, "-webhook-url", webhookURL}, kc...)...)
+	for _, name := range []string{RedisName, KafkaName} {
+		if _, err := c.Typed.AppsV1().StatefulSets(Namespace).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("statefulset %s not pruned with -m: %v", name, err)
+		}
+	}
+	if _, err := core.Secrets(Namespace).Get(ctx, RedisConfigSecret, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("redis config not pruned with -m: %v", err)
+	}
+	for _, n := range []string{Namespace, "default", "apps"} {
+		s, err := core.Secrets(n).Get(ctx, RuntimeConfigSecret, metav1.GetOptions{})
+		if err != nil || string(s.Data["kafka_brokers"]) != "b0:9093,b1:9093" || string(s.Data["redis_password"]) != "rpw" {
+			t.Errorf("namespace %s: runtime config not the managed one: %v", n, err)
+		}
+	}
+
 	// Disable undoes enable.
 	kar(t, ctx, append([]string{"namespace", "disable", "apps"}, kc...)...)
 	ns, err = core.Namespaces().Get(ctx, "apps", metav1.GetOptions{})

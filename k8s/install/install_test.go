@@ -14,6 +14,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kar-runtime/kar/codeengine/cetest"
 )
 
 func generated(t *testing.T, o *Options) *Generated {
@@ -160,7 +162,7 @@ const credsJSON = `[
   "credentials":{"kafka_brokers_sasl":["b0:9093","b1:9093"],"user":"token","password":"kpw"}}
 ]`
 
-func TestManagedConfig(t *testing.T) {
+func TestManagedConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, s string) string {
 		p := filepath.Join(dir, name)
@@ -169,36 +171,38 @@ func TestManagedConfig(t *testing.T) {
 		}
 		return p
 	}
-	cfg, err := ManagedConfig(write("a.json", credsJSON))
+	ctx := context.Background()
+	cfg, err := ManagedConfig(ctx, write("a.json", credsJSON))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{"redis_host": "r.databases.appdomain.cloud", "redis_port": "31234", "redis_user": "ibm_cloud_u",
 		"redis_password": "rpw", "redis_ca": "Q0E=", "redis_enable_tls": "true", "kafka_brokers": "b0:9093,b1:9093",
-		"kafka_username": "token", "kafka_password": "kpw", "kafka_enable_tls": "true", "kafka_version": "2.8.0"}
+		"kafka_password": "kpw", "kafka_enable_tls": "true", "kafka_version": "2.8.0"}
 	for k, v := range want {
 		if cfg[k] != v {
 			t.Errorf("%s = %q, want %q", k, cfg[k], v)
 		}
 	}
-	page, err := ManagedConfig(write("b.json", `{"resources":`+credsJSON+`}`))
+	page, err := ManagedConfig(ctx, write("b.json", `{"resources":`+credsJSON+`}`))
 	if err != nil || page["kafka_password"] != "kpw" {
-		t.Errorf("resource_keys page: %v %v", page, err)
+		t.Errorf("resource_keys page: %v", err)
 	}
 
+	t.Setenv("IBMCLOUD_API_KEY", "")
 	bad := []struct{ name, content, want string }{
-		{"missing.json", "", "reading service credentials"},
+		{"missing.json", "", "needs IBMCLOUD_API_KEY"},
 		{"text.json", "hello", "not IBM Cloud service-key JSON"},
-		{"only-redis.json", `[` + strings.SplitN(credsJSON[1:], "},\n {", 2)[0] + `}]`, "want exactly one of each"},
-		{"no-password.json", strings.Replace(credsJSON, `"password":"kpw"`, `"x":"y"`, 1), "no credentials.password"},
-		{"bad-port.json", strings.Replace(credsJSON, `31234`, `"x"`, 1), "not a port number"},
+		{"only-redis.json", `[` + strings.SplitN(credsJSON[1:], "},\n {", 2)[0] + `}]`, "no key for a Event Streams instance"},
+		{"no-password.json", strings.Replace(credsJSON, `"password":"kpw"`, `"x":"y"`, 1), "lacks password"},
+		{"bad-port.json", strings.Replace(credsJSON, `31234`, `"x"`, 1), "hosts[0].port"},
 	}
 	for _, b := range bad {
 		p := filepath.Join(dir, b.name)
 		if b.content != "" {
 			p = write(b.name, b.content)
 		}
-		_, err := ManagedConfig(p)
+		_, err := ManagedConfig(ctx, p)
 		if err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("%s: %v, want %q", b.name, err, b.want)
 		}
@@ -217,6 +221,34 @@ func TestManagedConfig(t *testing.T) {
 	}
 	if rc := find[*corev1.Secret](objs, RuntimeConfigSecret); string(rc.Data["kafka_brokers"]) != "b0:9093,b1:9093" {
 		t.Errorf("runtime config %v", rc.Data)
+	}
+}
+
+// TestManagedConfigByName: -m CREDENTIAL reads the keys from Resource
+// Controller (the strict local double of the Code Engine tooling).
+func TestManagedConfigByName(t *testing.T) {
+	d := cetest.New(t, "test-api-key")
+	d.AddKarCredential("kar-creds")
+	for _, kv := range d.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	cfg, err := ManagedConfig(context.Background(), "kar-creds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg["redis_host"] != cetest.RedisHost || cfg["redis_password"] != cetest.RedisPassword || cfg["kafka_password"] != cetest.KafkaPassword ||
+		cfg["kafka_brokers"] != strings.Join(cetest.KafkaBrokers, ",") || cfg["redis_ca"] != cetest.RedisCA {
+		t.Errorf("config from the double: %v", cfg)
+	}
+	_, err = ManagedConfig(context.Background(), "nope")
+	if err == nil || !strings.Contains(err.Error(), `no service credential named "nope"`) {
+		t.Errorf("unknown credential: %v", err)
+	}
+	t.Setenv("IBMCLOUD_API_KEY", "wrong")
+	_, err = ManagedConfig(context.Background(), "kar-creds")
+	if err == nil || strings.Contains(err.Error(), "wrong") || strings.Contains(err.Error(), "test-api-key") {
+		t.Errorf("bad API key: %v", err)
 	}
 }
 
@@ -251,6 +283,7 @@ func TestManifests(t *testing.T) {
 }
 
 func TestCLIUsage(t *testing.T) {
+	t.Setenv("IBMCLOUD_API_KEY", "")
 	tests := []struct {
 		args []string
 		code int
@@ -266,7 +299,7 @@ func TestCLIUsage(t *testing.T) {
 		{[]string{"namespace", "disable", "kar-system"}, 2, "kar never injects there"},
 		{[]string{"deploy", "-h"}, 0, "-webhook-url"},
 		{[]string{"manifests", "stray"}, 2, "unexpected argument"},
-		{[]string{"manifests", "-m", "/nonexistent"}, 1, "reading service credentials"},
+		{[]string{"manifests", "-m", "/nonexistent"}, 1, "needs IBMCLOUD_API_KEY"},
 		{[]string{"deploy", "-nope"}, 2, "flag provided but not defined"},
 	}
 	for _, tt := range tests {

@@ -51,10 +51,10 @@ const (
 type Options struct {
 	// OpenShift: no fixed UIDs or fsGroups, so the restricted SCC assigns them.
 	OpenShift bool
-	// ManagedCredentials is the path of a JSON file holding IBM Cloud
-	// service keys for Databases for Redis and Event Streams (the output of
-	// `ibmcloud resource service-key NAME --output json`): no in-cluster
-	// Redis or Kafka.
+	// ManagedCredentials names IBM Cloud service keys for Databases for
+	// Redis and Event Streams: a service credential name (read with
+	// IBMCLOUD_API_KEY) or a file of the keys (see ManagedConfig). No
+	// in-cluster Redis or Kafka then.
 	ManagedCredentials string
 	// Release selects released images of this version from ReleaseRegistry
 	// (or Registry); empty means locally built ones (tag latest).
