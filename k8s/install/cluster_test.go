@@ -19,6 +19,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"sigs.k8s.io/yaml"
 
@@ -425,4 +428,55 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestManifestsApplyToAPIServer: what `kar k8s manifests` prints is
+// accepted by a real API server as it is (kubectl apply -f would send the
+// same objects).
+func TestManifestsApplyToAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and kube-apiserver")
+	}
+	cl := kubetest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := NewClient(cl.Kubeconfig, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, flags := range [][]string{{"-os", "-node-ports"}, {"-registry", "us.icr.io/space", "-registry-user", "iamapikey"}} {
+		if i == 1 {
+			t.Setenv("KAR_REGISTRY_PASSWORD", "s3cret")
+		}
+		out := kar(t, ctx, append([]string{"manifests"}, flags...)...)
+		n := 0
+		for _, doc := range strings.Split(out, "---\n")[1:] {
+			var u unstructured.Unstructured
+			if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+				t.Fatal(err)
+			}
+			gvr, ok := map[string]schema.GroupVersionResource{
+				"Namespace": gvrNamespace, "Secret": gvrSecret, "Service": gvrService, "StatefulSet": gvrStatefulSet,
+				"Deployment": gvrDeployment, "MutatingWebhookConfiguration": gvrWebhook,
+			}[u.GetKind()]
+			if !ok {
+				t.Fatalf("unexpected kind %s", u.GetKind())
+			}
+			var ri dynamic.ResourceInterface = c.Dynamic.Resource(gvr)
+			if u.GetNamespace() != "" {
+				ri = c.Dynamic.Resource(gvr).Namespace(u.GetNamespace())
+			}
+			if _, err := ri.Apply(ctx, u.GetName(), &u, metav1.ApplyOptions{FieldManager: "kubectl", Force: true}); err != nil {
+				t.Errorf("manifests %v: %s %s rejected: %v", flags, u.GetKind(), u.GetName(), err)
+			}
+			n++
+		}
+		if n < 10 {
+			t.Errorf("manifests %v: only %d objects", flags, n)
+		}
+	}
+	ps, err := c.Typed.CoreV1().Secrets("default").Get(ctx, ImagePullSecret, metav1.GetOptions{})
+	if err != nil || ps.Type != corev1.SecretTypeDockerConfigJson {
+		t.Errorf("image-pull secret in default: %v", err)
+	}
 }
