@@ -62,6 +62,13 @@ func APIServerBinary(t testing.TB) string {
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
+	// A cold build takes minutes: rather than die in the middle of it at
+	// go test's default 10-minute timeout, say what to do.
+	if tt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if d, ok := tt.Deadline(); ok && time.Until(d) < 12*time.Minute {
+			t.Fatalf("kube-apiserver %s is not built yet (%s) and a cold build (about 7 minutes on 2 cores) may not fit in this test's timeout: run test/kube/build.sh once, or go test -timeout 30m", Version, bin)
+		}
+	}
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		t.Fatal(err)
 	}
