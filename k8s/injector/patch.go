@@ -38,11 +38,10 @@ func Patch(pod *corev1.Pod, a *Annotations, opt Options) []Op {
 		{Name: "KAR_RUNTIME_PORT", Value: strconv.Itoa(a.RuntimePort)},
 	}
 	if !a.SidecarContainer {
-		// Recommended mode: the app container runs `kar run` itself
-		// (KAR_SIDECAR_IN_CONTAINER entrypoint), configured through env and
-		// the mounted config directory.
-		// KAR_SIDECAR_IN_CONTAINER makes the kar base images' entrypoint
-		// (`kar entrypoint -- CMD`) run the command under `kar run`.
+		// Recommended mode: the app container holds kar. With
+		// KAR_SIDECAR_IN_CONTAINER the kar base images' entrypoint (`kar
+		// entrypoint -- CMD`) runs the command under `kar run`, configured
+		// by this env and the mounted config directory.
 		env = append([]corev1.EnvVar{{Name: "KAR_SIDECAR_IN_CONTAINER", Value: "true"}, {Name: "KAR_APP", Value: a.App}}, env...)
 		env = append(env, corev1.EnvVar{Name: "KAR_EXTRA_ARGS", Value: strings.Join(a.RunFlags(), " ")})
 	}

@@ -56,7 +56,7 @@ func NewClient(kubeconfig, context string) (*Client, error) {
 	return &Client{Typed: typed, Dynamic: dyn}, nil
 }
 
-// known lists every object an install may hold, namespace last: undeploy
+// known lists every object an install may hold but its namespace: undeploy
 // deletes these, deploy prunes those its current options no longer make.
 var known = []struct {
 	gvr  schema.GroupVersionResource
