@@ -40,6 +40,19 @@ func (k Keys) Placement(actorType, id string) string {
 	return k.prefix + "placement:" + actorType + ":" + id
 }
 
+// PlacementPrefix and StatePrefix start every placement and state key;
+// what follows is "type:id" (actor types may not contain ':').
+func (k Keys) PlacementPrefix() string { return k.prefix + "placement:" }
+
+// StatePrefix: see PlacementPrefix.
+func (k Keys) StatePrefix() string { return k.prefix + "state:" }
+
+// Runtime is the pattern of the keys of messages in flight (partition
+// leases and positions, tail-call records): what `kar drain` removes.
+func (k Keys) Runtime() []string {
+	return []string{k.prefix + "lease:*", k.prefix + "offset:*", k.prefix + "response:*", k.prefix + "placement:*"}
+}
+
 // ActorState is the hash of one actor instance's state.
 func (k Keys) ActorState(actorType, id string) string {
 	return k.prefix + "state:" + actorType + ":" + id

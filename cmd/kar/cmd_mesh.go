@@ -52,14 +52,34 @@ func runRest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return notYet("invoke", stderr)
+	var cfg config.Client
+	rest, code, ok := loadConfig(&cfg, "invoke", args, stderr)
+	if !ok {
+		return code
+	}
+	return sidecar.Invoke(ctx, &cfg, rest, stdout, stderr)
 }
+
 func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return notYet("get", stderr)
+	var cfg sidecar.Admin
+	if _, code, ok := loadConfig(&cfg, "get", args, stderr); !ok {
+		return code
+	}
+	return sidecar.Get(ctx, &cfg, stdout, stderr)
 }
+
 func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return notYet("purge", stderr)
+	var cfg sidecar.Admin
+	if _, code, ok := loadConfig(&cfg, "purge", args, stderr); !ok {
+		return code
+	}
+	return sidecar.Purge(ctx, &cfg, false, stdout, stderr)
 }
+
 func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return notYet("drain", stderr)
+	var cfg sidecar.Admin
+	if _, code, ok := loadConfig(&cfg, "drain", args, stderr); !ok {
+		return code
+	}
+	return sidecar.Purge(ctx, &cfg, true, stdout, stderr)
 }

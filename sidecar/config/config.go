@@ -361,8 +361,8 @@ func (r *Run) Validate() error {
 		return fmt.Errorf("-runtime_port %d is not a port number", r.RuntimePort)
 	}
 	for _, name := range append([]string{r.Service}, r.Actors...) {
-		if strings.ContainsAny(name, "/ \t?#") {
-			return fmt.Errorf("service or actor type %q may not contain '/', '?', '#' or spaces", name)
+		if strings.ContainsAny(name, "/ \t?#:") {
+			return fmt.Errorf("service or actor type %q may not contain '/', '?', '#', ':' or spaces", name)
 		}
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -93,21 +94,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
-// loadMembers reads the registered members; ids whose record expired are
-// dropped from the set (their sidecar died).
-func (m *Mesh) loadMembers(ctx context.Context) ([]*Member, error) {
-	ids, err := m.rdb.SMembers(ctx, m.keys.Sidecars()).Result()
+// LoadMembers reads the registered members of the application whose keys
+// are given; ids whose record expired are dropped from the set (their
+// sidecar died).
+func LoadMembers(ctx context.Context, rdb *redis.Client, keys store.Keys) ([]*Member, error) {
+	ids, err := rdb.SMembers(ctx, keys.Sidecars()).Result()
 	if err != nil {
 		return nil, err
 	}
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	keys := make([]string, len(ids))
+	recs := make([]string, len(ids))
 	for i, id := range ids {
-		keys[i] = m.keys.Sidecar(id)
+		recs[i] = keys.Sidecar(id)
 	}
-	vals, err := m.rdb.MGet(ctx, keys...).Result()
+	vals, err := rdb.MGet(ctx, recs...).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -126,14 +128,14 @@ func (m *Mesh) loadMembers(ctx context.Context) ([]*Member, error) {
 		out = append(out, mem)
 	}
 	if len(gone) > 0 {
-		m.rdb.SRem(ctx, m.keys.Sidecars(), gone...)
+		rdb.SRem(ctx, keys.Sidecars(), gone...)
 	}
 	return out, nil
 }
 
 // refresh reloads the view and retries held requests that may now have a target.
 func (m *Mesh) refresh(ctx context.Context) error {
-	ms, err := m.loadMembers(ctx)
+	ms, err := LoadMembers(ctx, m.rdb, m.keys)
 	if err != nil {
 		return err
 	}

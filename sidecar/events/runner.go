@@ -1,0 +1,522 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
+)
+
+// Run delivers the events of every subscription of the application until
+// ctx ends, then stops its deliveries, hands its subscriptions back (so
+// another sidecar takes them at once) and returns nil. Redis and Kafka
+// errors are logged and retried; they do not end Run.
+//
+// Any number of sidecars run Run against the same Redis. Each
+// subscription is delivered by exactly one of them at a time: the one
+// holding its lease (a Redis key with a TTL, renewed every LeaseTTL/3).
+// The holder reads the subscription's topic with a direct partition
+// consumer from the committed offsets (in Redis), delivers one event at a
+// time (the next only after the actor method returned for the previous
+// one), retrying a failed delivery with backoff, and commits the offset
+// after each success — only while it still holds the lease. A holder that
+// dies stops renewing; its lease expires and another sidecar goes on from
+// the last committed offset: delivery is at least once (the event in
+// flight when a holder dies is delivered again). A holder that cannot
+// renew pauses before its lease could have expired.
+func (s *Service) Run(ctx context.Context) error {
+	if s.opts.Deliver == nil || s.opts.SidecarID == "" {
+		return errors.New("events: Run needs Options.Deliver and Options.SidecarID")
+	}
+	ps := s.rdb.Subscribe(ctx, wakeChannel(s.keys))
+	defer ps.Close()
+	notices := ps.Channel()
+
+	r := &runner{s: s, workers: map[string]*worker{}, ended: make(chan *worker, 16), stopping: make(chan struct{}), base: time.Now()}
+	defer r.stopAll()
+	ticker := time.NewTicker(s.opts.Poll)
+	defer ticker.Stop()
+	for {
+		r.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		case <-notices:
+			drain(notices)
+		case <-s.wake:
+		case w := <-r.ended:
+			if r.workers[w.field] == w {
+				delete(r.workers, w.field)
+			}
+		}
+	}
+}
+
+// runner is the state of one Run.
+type runner struct {
+	s       *Service
+	workers map[string]*worker // by subscription field
+	ended   chan *worker
+	// stopping is closed when Run returns: ended is no longer read.
+	stopping chan struct{}
+	base    time.Time // monotonic origin of lease deadlines
+	readers readers
+}
+
+// now is the monotonic time since the runner started.
+func (r *runner) now() time.Duration { return time.Since(r.base) }
+
+// reconcile stops the workers of subscriptions that were removed or changed
+// and starts workers for subscriptions whose lease it can take.
+func (r *runner) reconcile(ctx context.Context) {
+	s := r.s
+	all, err := s.rdb.HGetAll(ctx, s.keys.Subscriptions()).Result()
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("events: cannot read the subscriptions from Redis; retrying", "err", err)
+		}
+		return
+	}
+	for f, w := range r.workers {
+		if all[f] != w.raw {
+			w.cancel() // removed from the map when it has ended
+		}
+	}
+	for f, raw := range all {
+		if _, running := r.workers[f]; running {
+			continue
+		}
+		ok, err := acquireScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, f), s.keys.Subscriptions()},
+			s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), f, raw).Int()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("events: cannot take a subscription lease", "subscription", f, "err", err)
+			}
+			return
+		}
+		if ok != 1 {
+			continue
+		}
+		r.start(ctx, f, raw)
+	}
+}
+
+func (r *runner) start(ctx context.Context, f, raw string) {
+	wctx, cancel := context.WithCancel(ctx)
+	w := &worker{r: r, field: f, raw: raw, cancel: cancel, done: make(chan struct{})}
+	w.validUntil.Store(int64(r.now() + r.s.opts.LeaseTTL*4/5))
+	if err := json.Unmarshal([]byte(raw), &w.sub); err != nil {
+		r.s.log.Error("events: a subscription is stored corrupt; not delivering it", "subscription", f, "err", err)
+		cancel()
+		close(w.done)
+		go r.release(w)
+		return
+	}
+	r.workers[f] = w
+	go w.run(wctx)
+}
+
+// stopAll stops every worker, waits for them and closes the readers.
+func (r *runner) stopAll() {
+	close(r.stopping)
+	for _, w := range r.workers {
+		w.cancel()
+	}
+	for _, w := range r.workers {
+		<-w.done
+	}
+	r.readers.close()
+}
+
+// release gives a lease back if this sidecar still holds it.
+func (r *runner) release(w *worker) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := releaseScript.Run(ctx, r.s.rdb, []string{leaseKey(r.s.keys, w.field)}, r.s.opts.SidecarID).Err(); err != nil {
+		r.s.log.Debug("events: cannot release a subscription lease; it will expire", "subscription", w.field, "err", err)
+	}
+}
+
+// acquireScript takes the lease KEYS[1] for ARGV[1] (TTL ARGV[2] ms) if it
+// is free or already ours, and only if the subscription (field ARGV[3] of
+// KEYS[2]) still reads ARGV[4].
+var acquireScript = redis.NewScript(`
+if redis.call('HGET', KEYS[2], ARGV[3]) ~= ARGV[4] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`)
+
+// renewScript extends our lease while the subscription is unchanged.
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[2], ARGV[3]) ~= ARGV[4] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`)
+
+// releaseScript deletes our lease.
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+// commitScript records the next offset of a partition while we hold the lease.
+var commitScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1`)
+
+// worker delivers one subscription while its runner holds the lease.
+type worker struct {
+	r      *runner
+	field  string
+	raw    string
+	sub    Subscription
+	cancel context.CancelFunc
+	done   chan struct{}
+	// validUntil is when (runner.now) the lease may have expired for all
+	// we know: deliveries pause past it.
+	validUntil atomic.Int64
+}
+
+// errLeaseLost ends a worker whose lease another sidecar took.
+var errLeaseLost = errors.New("subscription lease lost")
+
+func (w *worker) run(ctx context.Context) {
+	s := w.r.s
+	defer func() {
+		w.cancel()
+		w.r.release(w)
+		close(w.done)
+		select {
+		case w.r.ended <- w:
+		case <-w.r.stopping:
+		}
+	}()
+	s.log.Debug("events: delivering a subscription", "subscription", w.field, "topic", w.sub.Topic)
+	go w.renew(ctx)
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		err := w.session(ctx)
+		if ctx.Err() != nil || errors.Is(err, errLeaseLost) {
+			return
+		}
+		backoff = min(max(2*backoff, s.opts.RetryMin), s.opts.RetryMax)
+		if err != nil {
+			s.log.Warn("events: subscription paused; retrying", "subscription", w.field, "topic", w.sub.Topic, "err", err, "retry_in", backoff)
+		}
+		if !sleep(ctx, backoff) {
+			return
+		}
+	}
+}
+
+// renew keeps the lease until ctx ends, cancelling the worker when the
+// lease is lost or the subscription changed.
+func (w *worker) renew(ctx context.Context) {
+	s := w.r.s
+	t := time.NewTicker(s.opts.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		asked := w.r.now()
+		ok, err := renewScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, w.field), s.keys.Subscriptions()},
+			s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), w.field, w.raw).Int()
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				s.log.Warn("events: cannot renew a subscription lease", "subscription", w.field, "err", err)
+			}
+		case ok != 1:
+			s.log.Info("events: subscription lease lost or subscription changed; stopping its delivery", "subscription", w.field)
+			w.cancel()
+			return
+		default:
+			w.validUntil.Store(int64(asked + s.opts.LeaseTTL*4/5))
+		}
+	}
+}
+
+// leaseValid waits until the lease is known to be ours (false: ctx ended).
+func (w *worker) leaseValid(ctx context.Context) bool {
+	for time.Duration(w.validUntil.Load()) < w.r.now() {
+		if !sleep(ctx, 20*time.Millisecond) {
+			return false
+		}
+	}
+	return ctx.Err() == nil
+}
+
+// errTopicMissing pauses a subscription whose topic does not exist (it
+// was deleted): it resumes when the topic is created again.
+var errTopicMissing = errors.New("topic does not exist")
+
+// errPartitionsChanged restarts a session to read new partitions.
+var errPartitionsChanged = errors.New("partitions changed")
+
+// session reads the topic from the committed offsets and delivers until
+// ctx ends or something needs a fresh start.
+func (w *worker) session(ctx context.Context) error {
+	s := w.r.s
+	kt := s.kafkaTopic(w.sub.Topic)
+	if err := s.kc.RefreshMetadata(kt); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return fmt.Errorf("kafka metadata of %s: %w", kt, err)
+	}
+	parts, err := s.kc.Partitions(kt)
+	if err != nil || len(parts) == 0 {
+		return fmt.Errorf("%w: %s", errTopicMissing, w.sub.Topic)
+	}
+	stored, err := s.rdb.HGetAll(ctx, offsetsKey(s.keys, w.field)).Result()
+	if err != nil {
+		return fmt.Errorf("read committed offsets: %w", err)
+	}
+
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	msgs := make(chan *sarama.ConsumerMessage)
+	ended := make(chan error, len(parts))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, p := range parts {
+		off := int64(sarama.OffsetOldest)
+		if v, ok := stored[strconv.Itoa(int(p))]; ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				off = n
+			}
+		}
+		pc, release, err := w.r.readers.consume(s, kt, p, off)
+		if errors.Is(err, sarama.ErrOffsetOutOfRange) {
+			s.log.Warn("events: committed offset no longer in the topic (deleted and created again, or past retention); reading from the oldest",
+				"subscription", w.field, "topic", w.sub.Topic, "partition", p, "offset", off)
+			pc, release, err = w.r.readers.consume(s, kt, p, sarama.OffsetOldest)
+		}
+		if err != nil {
+			return fmt.Errorf("read %s/%d: %w", kt, p, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer release()
+			forward(sctx, pc, msgs, ended)
+		}()
+	}
+
+	check := time.NewTicker(5 * s.opts.Poll)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-ended:
+			return err
+		case <-check.C:
+			if ps, err := s.kc.Partitions(kt); err == nil && len(ps) != len(parts) {
+				return errPartitionsChanged
+			}
+		case m := <-msgs:
+			if err := w.deliver(ctx, m); err != nil {
+				return err
+			}
+			ok, err := w.commit(ctx, m.Partition, m.Offset+1)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				w.cancel()
+				return errLeaseLost
+			}
+		}
+	}
+}
+
+// forward passes one partition's records to the worker, one at a time.
+func forward(ctx context.Context, pc sarama.PartitionConsumer, out chan<- *sarama.ConsumerMessage, ended chan<- error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-pc.Messages():
+			if !ok {
+				ended <- errors.New("partition consumer stopped")
+				return
+			}
+			select {
+			case out <- m:
+			case <-ctx.Done():
+				return
+			}
+		case e, ok := <-pc.Errors():
+			if ok && e != nil {
+				ended <- fmt.Errorf("reading partition %d: %w", e.Partition, e.Err)
+				return
+			}
+		}
+	}
+}
+
+// commit records that the partition's events before next were delivered.
+// It retries while Redis is unreachable (ok=false: the lease is gone).
+func (w *worker) commit(ctx context.Context, partition int32, next int64) (bool, error) {
+	s := w.r.s
+	backoff := 20 * time.Millisecond
+	for {
+		ok, err := commitScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, w.field), offsetsKey(s.keys, w.field)},
+			s.opts.SidecarID, strconv.Itoa(int(partition)), next).Int()
+		if err == nil {
+			return ok == 1, nil
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		s.log.Warn("events: cannot commit a delivered event's offset; retrying", "subscription", w.field, "err", err)
+		if !sleep(ctx, backoff) {
+			return false, ctx.Err()
+		}
+		backoff = min(2*backoff, s.opts.RetryMax)
+	}
+}
+
+// deliver delivers one record, retrying with exponential backoff until it
+// succeeds (or, for a sink, is dead-lettered), while the lease is ours.
+func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage) error {
+	s := w.r.s
+	p, err := fromRecord(s.opts.App, m)
+	if err != nil {
+		s.log.Error("events: skipping a record that is not a readable CloudEvent", "subscription", w.field,
+			"topic", w.sub.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
+		return nil
+	}
+	backoff := time.Duration(0)
+	for attempt := 1; ; attempt++ {
+		if !w.leaseValid(ctx) {
+			return ctx.Err()
+		}
+		var err error
+		if w.sub.Sink != "" {
+			err = s.deliverSink(ctx, w.sub, p, attempt)
+		} else {
+			err = w.deliverActor(ctx, p)
+		}
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		backoff = min(max(2*backoff, s.opts.RetryMin), s.opts.RetryMax)
+		s.log.Warn("events: delivery failed; will retry", "subscription", w.field, "topic", w.sub.Topic,
+			"event", p.ev.ID(), "attempt", attempt, "err", oneLine(err.Error()), "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+	}
+}
+
+func (w *worker) deliverActor(ctx context.Context, p published) error {
+	arg, err := deliveryArg(p, w.sub.ContentType)
+	if err != nil {
+		return fmt.Errorf("encode event %s: %w", p.ev.ID(), err)
+	}
+	return w.r.s.opts.Deliver(ctx, w.sub.Actor.Type, w.sub.Actor.ID, w.sub.Path, "application/json", actorArgs(arg))
+}
+
+// readers hands out partition consumers on a Kafka connection of their own
+// (kept apart from the mesh's). A sarama consumer reads a partition once at
+// a time, so subscriptions reading the same partition get different
+// consumers of one pool; all share the connection.
+type readers struct {
+	mu     sync.Mutex
+	client sarama.Client
+	slots  []*readerSlot
+}
+
+type readerSlot struct {
+	c    sarama.Consumer
+	busy map[string]bool // "topic/partition"
+}
+
+func (r *readers) consume(s *Service, topic string, p int32, off int64) (sarama.PartitionConsumer, func(), error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.client == nil {
+		c, err := s.kc.NewFetchClient()
+		if err != nil {
+			return nil, nil, fmt.Errorf("kafka fetch connection: %w", err)
+		}
+		r.client = c
+	}
+	key := topic + "/" + strconv.Itoa(int(p))
+	var slot *readerSlot
+	for _, sl := range r.slots {
+		if !sl.busy[key] {
+			slot = sl
+			break
+		}
+	}
+	if slot == nil {
+		c, err := sarama.NewConsumerFromClient(r.client)
+		if err != nil {
+			return nil, nil, fmt.Errorf("kafka consumer: %w", err)
+		}
+		slot = &readerSlot{c: c, busy: map[string]bool{}}
+		r.slots = append(r.slots, slot)
+	}
+	pc, err := slot.c.ConsumePartition(topic, p, off)
+	if err != nil {
+		return nil, nil, err
+	}
+	slot.busy[key] = true
+	return pc, func() {
+		pc.Close()
+		r.mu.Lock()
+		delete(slot.busy, key)
+		r.mu.Unlock()
+	}, nil
+}
+
+func (r *readers) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, sl := range r.slots {
+		sl.c.Close()
+	}
+	r.slots = nil
+	if r.client != nil {
+		r.client.Close()
+		r.client = nil
+	}
+}
+
+// drain discards queued notices: one look at the subscriptions answers them all.
+func drain[T any](ch <-chan T) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+// sleep waits d or until ctx is done, reporting whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,294 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kar-runtime/kar/adapter/store"
+)
+
+// Actor names an actor instance.
+type Actor struct {
+	Type string `json:"Type"`
+	ID   string `json:"ID"`
+}
+
+// Subscription is one subscription as the API shows it (the swagger
+// "source" object), plus kar's sink extension: a subscription with a Sink
+// delivers to that URL as CloudEvents over HTTP instead of to the actor.
+type Subscription struct {
+	Actor Actor  `json:"actor"`
+	ID    string `json:"id"`
+	// Path is the actor method ("/name") each event is delivered to.
+	Path  string `json:"path,omitempty"`
+	Topic string `json:"topic"`
+	// Group is kept for KAR compatibility; kar reads without consumer groups.
+	Group string `json:"group"`
+	// ContentType selects what the method receives (see deliveryArg);
+	// empty is the default.
+	ContentType  string `json:"contenttype,omitempty"`
+	OffsetOldest bool   `json:"oldestoffset"`
+
+	// Sink is an http(s) URL receiving each event as a CloudEvent (binary mode).
+	Sink string `json:"sink,omitempty"`
+	// DeadLetterSink receives the events the sink rejected (4xx) or that
+	// exhausted Retry; without one they are logged and skipped.
+	DeadLetterSink string `json:"deadLetterSink,omitempty"`
+	// Retry is how many times a failed sink delivery is retried (nil: forever).
+	Retry *int `json:"retry,omitempty"`
+}
+
+// subscribePayload is the body of PUT .../events/{subscriptionId}
+// (EventSubscribeOptions). JSON member names match case-insensitively, so
+// "contentType" (kar-sdk) and "contenttype" (KAR's Go struct) both work.
+type subscribePayload struct {
+	Path           string   `json:"path"`
+	Topic          string   `json:"topic"`
+	ContentType    string   `json:"contentType"`
+	Group          string   `json:"group"`
+	OldestOffset   flexBool `json:"oldestOffset"`
+	OffsetOldest   flexBool `json:"offsetOldest"`
+	Sink           string   `json:"sink"`
+	DeadLetterSink string   `json:"deadLetterSink"`
+	Retry          *int     `json:"retry"`
+}
+
+// flexBool accepts true/false and "true"/"false" (KAR stored the option as a string).
+type flexBool bool
+
+func (b *flexBool) UnmarshalJSON(p []byte) error {
+	s := strings.Trim(string(p), `"`)
+	if s == "" || s == "null" {
+		*b = false
+		return nil
+	}
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("want true or false, not %s", p)
+	}
+	*b = flexBool(v)
+	return nil
+}
+
+// parseSubscribe turns a PUT body into a Subscription. Errors say what to fix.
+func parseSubscribe(actor Actor, id string, body []byte) (Subscription, error) {
+	const shape = `{"path": "/method", "topic": "name", "contentType": "application/json"}`
+	if len(bytes.TrimSpace(body)) == 0 {
+		return Subscription{}, fmt.Errorf("request body is empty: send %s", shape)
+	}
+	var p subscribePayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return Subscription{}, fmt.Errorf("request body is not a subscription %s: %w", shape, err)
+	}
+	s := Subscription{Actor: actor, ID: id, Path: p.Path, Topic: p.Topic, Group: p.Group,
+		ContentType: p.ContentType, OffsetOldest: bool(p.OldestOffset || p.OffsetOldest),
+		Sink: p.Sink, DeadLetterSink: p.DeadLetterSink, Retry: p.Retry}
+	if s.Topic == "" {
+		return Subscription{}, errors.New(`"topic" is missing: name the topic to subscribe to`)
+	}
+	if err := validTopic(s.Topic); err != nil {
+		return Subscription{}, fmt.Errorf(`"topic": %w`, err)
+	}
+	if s.Sink == "" && s.Path == "" {
+		return Subscription{}, errors.New(`"path" is missing: name the actor method that receives the events, e.g. "/onEvent" (or give a "sink" URL)`)
+	}
+	if s.Path != "" && !strings.HasPrefix(s.Path, "/") {
+		s.Path = "/" + s.Path
+	}
+	if s.ContentType != "" {
+		if _, _, err := mime.ParseMediaType(s.ContentType); err != nil {
+			return Subscription{}, fmt.Errorf(`"contentType" %q is not a media type such as application/json: %v`, s.ContentType, err)
+		}
+	}
+	for name, u := range map[string]string{"sink": s.Sink, "deadLetterSink": s.DeadLetterSink} {
+		if u == "" {
+			continue
+		}
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return Subscription{}, fmt.Errorf(`%q %q is not an absolute http(s) URL such as http://broker-ingress.knative-eventing.svc/ns/default`, name, u)
+		}
+	}
+	if s.Retry != nil && *s.Retry < 0 {
+		return Subscription{}, fmt.Errorf(`"retry" %d is negative: give how many times to retry, or leave it out to retry forever`, *s.Retry)
+	}
+	return s, nil
+}
+
+// validTopic checks that an event topic name makes a legal Kafka topic name.
+func validTopic(t string) error {
+	if t == "" {
+		return errors.New("the topic name is empty")
+	}
+	if len(t) > 200 {
+		return fmt.Errorf("topic name %.20q... is longer than 200 characters", t)
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("topic name %q may hold only letters, digits, '.', '_' and '-'", t)
+		}
+	}
+	return nil
+}
+
+// field is the subscription's field in the Subscriptions hash
+// ("type/id/subscriptionId", each part path-escaped so that a "/" inside
+// one cannot make two subscriptions collide).
+func field(actorType, actorID, id string) string {
+	return instancePrefix(actorType, actorID) + url.PathEscape(id)
+}
+
+func instancePrefix(actorType, actorID string) string {
+	return url.PathEscape(actorType) + "/" + url.PathEscape(actorID) + "/"
+}
+
+func (s Subscription) field() string { return field(s.Actor.Type, s.Actor.ID, s.ID) }
+
+// KEY SCHEME ADDITIONS (not yet in adapter/store/keys.go): derived from
+// Subscriptions() so they share the application's prefix and hash tag.
+
+// offsetsKey is the hash of a subscription's committed offsets: partition →
+// the next offset to deliver.
+func offsetsKey(k store.Keys, field string) string { return k.Subscriptions() + ":offsets:" + field }
+
+// leaseKey names the sidecar running a subscription (with a TTL).
+func leaseKey(k store.Keys, field string) string { return k.Subscriptions() + ":lease:" + field }
+
+// wakeChannel announces subscription changes to every runner.
+func wakeChannel(k store.Keys) string { return k.Subscriptions() + ":wake" }
+
+// errNotFound reports a subscription that does not exist.
+var errNotFound = errors.New("subscription not found")
+
+// get returns one subscription and its stored JSON.
+func (s *Service) get(ctx context.Context, f string) (Subscription, string, error) {
+	v, err := s.rdb.HGet(ctx, s.keys.Subscriptions(), f).Result()
+	if errors.Is(err, redis.Nil) {
+		return Subscription{}, "", errNotFound
+	}
+	if err != nil {
+		return Subscription{}, "", fmt.Errorf("read subscription %s: %w", f, err)
+	}
+	var sub Subscription
+	if err := json.Unmarshal([]byte(v), &sub); err != nil {
+		return Subscription{}, "", fmt.Errorf("subscription %s is stored corrupt: %w", f, err)
+	}
+	return sub, v, nil
+}
+
+// put stores sub. When it is new or changes topic, its offsets restart at
+// start (partition → offset; partitions absent start at the oldest).
+func (s *Service) put(ctx context.Context, sub Subscription, start map[int32]int64, resetOffsets bool) (created bool, err error) {
+	b, err := json.Marshal(sub)
+	if err != nil {
+		return false, fmt.Errorf("encode subscription: %w", err)
+	}
+	f := sub.field()
+	var hset *redis.IntCmd
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		hset = p.HSet(ctx, s.keys.Subscriptions(), f, b)
+		if resetOffsets {
+			p.Del(ctx, offsetsKey(s.keys, f))
+			if len(start) > 0 {
+				vals := make([]any, 0, 2*len(start))
+				for part, off := range start {
+					vals = append(vals, strconv.Itoa(int(part)), off)
+				}
+				p.HSet(ctx, offsetsKey(s.keys, f), vals...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("store subscription %s: %w", f, err)
+	}
+	s.notify(ctx)
+	return hset.Val() == 1, nil
+}
+
+// list returns the subscriptions of one actor instance, by id.
+func (s *Service) list(ctx context.Context, actor Actor) ([]Subscription, []string, error) {
+	prefix := instancePrefix(actor.Type, actor.ID)
+	var out []Subscription
+	var fields []string
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb.HScan(ctx, s.keys.Subscriptions(), cursor, globEscape(prefix)+"*", 1000).Result()
+		if err != nil {
+			return nil, nil, fmt.Errorf("list subscriptions of %s/%s: %w", actor.Type, actor.ID, err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if !strings.HasPrefix(kv[i], prefix) {
+				continue
+			}
+			var sub Subscription
+			if err := json.Unmarshal([]byte(kv[i+1]), &sub); err != nil {
+				return nil, nil, fmt.Errorf("subscription %s is stored corrupt: %w", kv[i], err)
+			}
+			out = append(out, sub)
+			fields = append(fields, kv[i])
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Strings(fields)
+	return out, fields, nil
+}
+
+// remove deletes subscriptions with their offsets and leases; a runner
+// delivering one stops at its next lease renewal (announced at once).
+func (s *Service) remove(ctx context.Context, fields []string) (int, error) {
+	if len(fields) == 0 {
+		return 0, nil
+	}
+	var hdel *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		hdel = p.HDel(ctx, s.keys.Subscriptions(), fields...)
+		for _, f := range fields {
+			p.Del(ctx, offsetsKey(s.keys, f), leaseKey(s.keys, f))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.notify(ctx)
+	return int(hdel.Val()), nil
+}
+
+// notify wakes the runners; a lost notice only delays them by Options.Poll.
+func (s *Service) notify(ctx context.Context) {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	if err := s.rdb.Publish(ctx, wakeChannel(s.keys), "").Err(); err != nil {
+		s.log.Debug("events: cannot announce a subscription change", "err", err)
+	}
+}
+
+// globEscape quotes the characters Redis MATCH patterns treat specially.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		switch c {
+		case '*', '?', '[', ']', '\\', '^', '-':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
