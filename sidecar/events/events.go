@@ -65,6 +65,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// HTTPClient posts to sinks. Default: a client with a 30s timeout.
 	HTTPClient *http.Client
+	// MaxIngressInFlight bounds the ingress requests being written to Kafka
+	// at once; beyond it the ingress answers 429 (Knative retries). Default 256.
+	MaxIngressInFlight int
 }
 
 func (o Options) withDefaults() Options {
@@ -89,6 +92,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.MaxIngressInFlight <= 0 {
+		o.MaxIngressInFlight = 256
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -105,12 +111,15 @@ type Service struct {
 	// wake tells this process's runner at once that subscriptions changed.
 	wake chan struct{}
 	rr   atomic.Uint32 // round robin over the partitions of a topic
+	// ingress holds a token per ingress request in progress.
+	ingress chan struct{}
 }
 
 // New returns the events service of opts.App.
 func New(opts Options) *Service {
 	opts = opts.withDefaults()
-	return &Service{opts: opts, rdb: opts.Redis, kc: opts.Kafka, keys: opts.Keys, log: opts.Logger, wake: make(chan struct{}, 1)}
+	return &Service{opts: opts, rdb: opts.Redis, kc: opts.Kafka, keys: opts.Keys, log: opts.Logger, wake: make(chan struct{}, 1),
+		ingress: make(chan struct{}, opts.MaxIngressInFlight)}
 }
 
 func (s *Service) kafkaTopic(topic string) string { return kafka.EventTopic(s.opts.App, topic) }

@@ -74,6 +74,14 @@ func (s *Service) handleIngress(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	select {
+	case s.ingress <- struct{}{}:
+		defer func() { <-s.ingress }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many events in flight; retry later", http.StatusTooManyRequests)
+		return
+	}
 	body, ok := readBody(w, r, s.opts.MaxBodyBytes)
 	if !ok {
 		return

@@ -67,8 +67,8 @@ type runner struct {
 	ended   chan *worker
 	// stopping is closed when Run returns: ended is no longer read.
 	stopping chan struct{}
-	base    time.Time // monotonic origin of lease deadlines
-	readers readers
+	base     time.Time // monotonic origin of lease deadlines
+	readers  readers
 }
 
 // now is the monotonic time since the runner started.

@@ -1,0 +1,86 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/IBM/sarama"
+)
+
+// Helpers of the event topics (sidecar/events): records with headers
+// (CloudEvents binary mode puts the attributes in ce_* headers), topics
+// created with the user's options, and a fetch connection of their own.
+
+// ProduceMessage writes msg (its Topic, Partition, Key, Value and Headers
+// set by the caller) and returns once the broker acknowledged it (acks=all).
+// It replaces msg.Metadata.
+func (c *Client) ProduceMessage(ctx context.Context, msg *sarama.ProducerMessage) error {
+	done := make(chan error, 1)
+	msg.Metadata = done
+	select {
+	case c.producer.Input() <- msg:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return errors.New("kafka client closed")
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TopicOptions are the settings of a new topic (the API's topicCreateOptions).
+type TopicOptions struct {
+	NumPartitions     int32
+	ReplicationFactor int16 // 0: 3 on clusters of 3 brokers or more, else 1
+	ConfigEntries     map[string]*string
+}
+
+// CreateTopic creates topic and reports whether it did (false: it existed).
+func (c *Client) CreateTopic(ctx context.Context, topic string, o TopicOptions) (created bool, err error) {
+	if o.NumPartitions <= 0 {
+		o.NumPartitions = 1
+	}
+	if o.ReplicationFactor <= 0 {
+		o.ReplicationFactor = c.replication()
+	}
+	// The admin shares the client; it is never closed, since closing it would close the client.
+	admin, err := sarama.NewClusterAdminFromClient(c.Client)
+	if err != nil {
+		return false, fmt.Errorf("kafka admin: %w", err)
+	}
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{
+		NumPartitions: o.NumPartitions, ReplicationFactor: o.ReplicationFactor, ConfigEntries: o.ConfigEntries,
+	}, false)
+	if err != nil && (errors.Is(err, sarama.ErrTopicAlreadyExists) || strings.Contains(err.Error(), "already exists")) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	// Wait for the metadata to show it, so that a publish right after the
+	// creation finds its partitions.
+	if _, err := c.EnsureTopic(ctx, topic, o.NumPartitions); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// NewFetchClient opens another sarama client to the same cluster with the
+// same settings, for consumers that must not queue their long-poll fetches
+// behind the mesh's on one connection. The caller closes it.
+func (c *Client) NewFetchClient() (sarama.Client, error) {
+	var addrs []string
+	for _, b := range c.Brokers() {
+		addrs = append(addrs, b.Addr())
+	}
+	if len(addrs) == 0 {
+		return nil, errors.New("kafka: no broker known")
+	}
+	return sarama.NewClient(addrs, c.Config())
+}
