@@ -1,6 +1,7 @@
 package install
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -73,11 +74,20 @@ func (cf *clusterFlags) register(fs *flag.FlagSet) {
 }
 
 // parse accepts flags before and after the positional arguments, as in
-// `kar k8s namespace enable myns -context kind-kar`.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+// `kar k8s namespace enable myns -context kind-kar`. Usage asked for with
+// -h goes to stdout, a flag error and usage to stderr.
+func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	defer fs.SetOutput(stderr)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				_, _ = buf.WriteTo(stdout)
+			} else {
+				_, _ = buf.WriteTo(stderr)
+			}
 			return nil, err
 		}
 		rest := fs.Args()
@@ -89,11 +99,10 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func newFlagSet(name string, stderr io.Writer, positional string) *flag.FlagSet {
+func newFlagSet(name, positional string) *flag.FlagSet {
 	fs := flag.NewFlagSet("kar k8s "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: kar k8s %s [flags]%s\n\nFlags:\n", name, positional)
+		fmt.Fprintf(fs.Output(), "Usage: kar k8s %s [flags]%s\n\nFlags:\n", name, positional)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -104,15 +113,13 @@ func clusterCmd(ctx context.Context, name string, args []string, npos int, stdou
 	if npos == 1 {
 		positional = " NAMESPACE"
 	}
-	fs := newFlagSet(name, stderr, positional)
-	fs.SetOutput(stdout)
+	fs := newFlagSet(name, positional)
 	var cf clusterFlags
 	cf.register(fs)
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	fs.SetOutput(stderr)
 	if err != nil {
 		return 2
 	}
@@ -143,7 +150,7 @@ func clusterCmd(ctx context.Context, name string, args []string, npos int, stdou
 }
 
 func deployCmd(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet(name, stdout, "")
+	fs := newFlagSet(name, "")
 	var o Options
 	var cf clusterFlags
 	if name == "deploy" {
@@ -159,7 +166,7 @@ func deployCmd(ctx context.Context, name string, args []string, stdout, stderr i
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "`URL` where the API server calls the injector, instead of the in-cluster Service (an injector run outside the cluster)")
 	fs.BoolVar(&o.NodePorts, "node-ports", false, fmt.Sprintf("expose Redis on NodePort %d and Kafka on %d (kind/k3d: a laptop kar run joins the cluster's mesh)", RedisNodePort, KafkaNodePort))
 	fs.StringVar(&o.StorageClass, "storage-class", "", "storage class of the Redis and Kafka volumes (default: the cluster's default)")
-	pos, err := parse(fs, args)
+	pos, err := parse(fs, args, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

@@ -300,12 +300,20 @@ func TestCLIUsage(t *testing.T) {
 		{[]string{"deploy", "-h"}, 0, "-webhook-url"},
 		{[]string{"manifests", "stray"}, 2, "unexpected argument"},
 		{[]string{"manifests", "-m", "/nonexistent"}, 1, "needs IBMCLOUD_API_KEY"},
-		{[]string{"deploy", "-nope"}, 2, "flag provided but not defined"},
+		{[]string{"deploy", "-nope"}, 2, "flag provided but not defined: -nope"},
+		{[]string{"undeploy", "-h"}, 0, "-kubeconfig"},
+		{[]string{"namespace", "enable", "-h"}, 0, "Usage: kar k8s namespace enable [flags] NAMESPACE"},
+		{[]string{"undeploy", "-context"}, 2, "flag needs an argument: -context"},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
 		code := Main(context.Background(), tt.args, &out, &errb)
-		if code != tt.code || !strings.Contains(out.String()+errb.String(), tt.want) {
+		// Help on stdout, everything else on stderr.
+		got := errb.String()
+		if code == 0 {
+			got = out.String()
+		}
+		if code != tt.code || !strings.Contains(got, tt.want) {
 			t.Errorf("kar k8s %v: exit %d, %q %q; want %d and %q", tt.args, code, out.String(), errb.String(), tt.code, tt.want)
 		}
 	}
