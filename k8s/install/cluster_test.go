@@ -171,7 +171,11 @@ func TestAgainstAPIServer(t *testing.T) {
 		}
 	})
 
-	kar(t, ctx, append([]string{"namespace", "enable", "apps"}, kc...)...)
+	// Through the script, as a user would.
+	scriptEnv := []string{"KAR_BIN=" + karBinary(t), "KUBECONFIG=" + cl.Kubeconfig}
+	if code, out, errOut := runScript(t, scriptEnv, "kar-k8s-namespace-enable.sh", "apps"); code != 0 || !strings.Contains(out, "namespace apps created") {
+		t.Fatalf("kar-k8s-namespace-enable.sh apps: exit %d: %s%s", code, out, errOut)
+	}
 	if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +318,9 @@ func TestAgainstAPIServer(t *testing.T) {
 	}
 
 	// Disable undoes enable.
-	kar(t, ctx, append([]string{"namespace", "disable", "apps"}, kc...)...)
+	if code, out, errOut := runScript(t, scriptEnv, "kar-k8s-namespace-disable.sh", "apps"); code != 0 {
+		t.Fatalf("kar-k8s-namespace-disable.sh apps: exit %d: %s%s", code, out, errOut)
+	}
 	ns, err = core.Namespaces().Get(ctx, "apps", metav1.GetOptions{})
 	if err != nil || ns.Labels[EnabledLabel] != "" {
 		t.Errorf("apps still labelled: %v %v", ns.Labels, err)

@@ -69,14 +69,7 @@ func TestScriptsCallKar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds kar")
 	}
-	bin := os.Getenv("KAR_BIN")
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "kar")
-		if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/kar").CombinedOutput(); err != nil {
-			t.Fatalf("building kar: %v\n%s", err, out)
-		}
-	}
-	env := []string{"KAR_BIN=" + bin, "KUBECONFIG=" + filepath.Join(t.TempDir(), "none")}
+	env := []string{"KAR_BIN=" + karBinary(t), "KUBECONFIG=" + filepath.Join(t.TempDir(), "none")}
 	tests := []struct {
 		script string
 		args   []string
@@ -96,4 +89,17 @@ func TestScriptsCallKar(t *testing.T) {
 			t.Errorf("%s %v: exit %d, stderr %q; want exit %d and %q", tt.script, tt.args, code, errOut, tt.code, tt.want)
 		}
 	}
+}
+
+// karBinary is $KAR_BIN (scripts/test.sh builds it) or a fresh build.
+func karBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("KAR_BIN"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "kar")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/kar").CombinedOutput(); err != nil {
+		t.Fatalf("building kar: %v\n%s", err, out)
+	}
+	return bin
 }
