@@ -90,6 +90,9 @@ func adminRedis(ctx context.Context, cfg *Admin) (*redis.Client, store.Keys, err
 	if err := config.ValidApp(cfg.App); err != nil {
 		return nil, store.Keys{}, err
 	}
+	if log, err := NewLogger(cfg.Verbose, io.Discard); err == nil {
+		store.RouteLogs(log)
+	}
 	rdb, err := store.Connect(ctx, cfg.Backend)
 	return rdb, store.NewKeys(cfg.App), err
 }

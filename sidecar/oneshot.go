@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/sidecar/config"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 )
@@ -31,6 +32,7 @@ func JoinOneShot(ctx context.Context, cfg *config.Client) (*OneShot, error) {
 	if err != nil {
 		return nil, err
 	}
+	store.RouteLogs(log)
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	be, err := Connect(cctx, cfg.Backend, cfg.App)

@@ -112,6 +112,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		fmt.Fprintln(stderr, "kar run:", err)
 		return ExitConfig
 	}
+	store.RouteLogs(log)
 	if addr := os.Getenv("KAR_PPROF_ADDR"); addr != "" {
 		// Profiling on demand (net/http/pprof registers on the default mux).
 		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(addr, nil)) }()

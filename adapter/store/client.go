@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -97,4 +98,17 @@ func TLSConfig(serverName, caBase64 string, skipVerify bool) (*tls.Config, error
 	}
 	tc.RootCAs = pool
 	return tc, nil
+}
+
+// RouteLogs sends go-redis's own messages (pool dial failures, reconnects)
+// to log at warn level instead of raw lines on stderr. go-redis keeps one
+// logger per process, so this is set once by the process's main path.
+func RouteLogs(log *slog.Logger) {
+	redis.SetLogger(slogPrintf{log})
+}
+
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Warn("redis: " + fmt.Sprintf(format, v...))
 }
