@@ -169,8 +169,9 @@ func qualified(ns, name string) string {
 	return ns + "/" + name
 }
 
-// deleteOwned deletes an object if it exists and carries kar's label, so a
-// same-named object kar did not make is left alone.
+// deleteOwned deletes an object if it exists, carries kar's label (a
+// same-named object kar did not make is left alone) and is not already
+// being deleted, and reports whether it did.
 func (c *Client) deleteOwned(ctx context.Context, gvr schema.GroupVersionResource, ns, name string) (bool, error) {
 	var ri dynamic.ResourceInterface = c.Dynamic.Resource(gvr)
 	if ns != "" {
@@ -183,7 +184,7 @@ func (c *Client) deleteOwned(ctx context.Context, gvr schema.GroupVersionResourc
 	if err != nil {
 		return false, fmt.Errorf("reading %s %s: %w", gvr.Resource, qualified(ns, name), err)
 	}
-	if u.GetLabels()[PartOfLabel] != "kar" {
+	if u.GetLabels()[PartOfLabel] != "kar" || u.GetDeletionTimestamp() != nil {
 		return false, nil
 	}
 	uid := u.GetUID()

@@ -369,6 +369,10 @@ func TestAgainstAPIServer(t *testing.T) {
 			t.Errorf("user pod %s/hello gone: %v", n, err)
 		}
 	}
+	// Undeploy again: nothing left to do, and no error.
+	if out := kar(t, ctx, append([]string{"undeploy"}, kc...)...); strings.Contains(out, "deleted") {
+		t.Errorf("second undeploy deleted something: %s", out)
+	}
 	got, err = create("default", pod("after-undeploy", map[string]string{"kar.ibm.com/app": "hello"}))
 	if err != nil || len(got.Spec.Containers[0].Env) != 1 {
 		t.Errorf("pod after undeploy: %v", err)
