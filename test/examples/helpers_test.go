@@ -45,6 +45,12 @@ func karEnv(b *devenv.Backend, extra ...string) []string {
 // free -app_port so that tests never share a fixed port.
 func karRun(t *testing.T, b *devenv.Backend, name, dir string, env []string, args ...string) *testenv.Proc {
 	t.Helper()
-	full := append([]string{testenv.KarBin(t), "run", "-app_port", strconv.Itoa(testenv.FreePort(t))}, args...)
+	full := []string{testenv.KarBin(t), "run", "-app_port", strconv.Itoa(testenv.FreePort(t))}
+	// EXAMPLES_KAR_VERBOSE=info (or debug) shows the sidecars' logs when a
+	// test needs looking into.
+	if v := os.Getenv("EXAMPLES_KAR_VERBOSE"); v != "" {
+		full = append(full, "-v", v)
+	}
+	full = append(full, args...)
 	return testenv.Start(t, name, append(karEnv(b), env...), dir, full...)
 }
