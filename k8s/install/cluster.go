@@ -243,6 +243,11 @@ func Deploy(ctx context.Context, c *Client, o *Options, out io.Writer) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
+	if ns, err := c.Typed.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{}); err == nil && ns.DeletionTimestamp != nil {
+		return fmt.Errorf("namespace %s is still being deleted (an earlier undeploy): deploy again once `kubectl get namespace %s` finds nothing", Namespace, Namespace)
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading namespace %s: %w", Namespace, err)
+	}
 	g, err := Generate(ctx, c, o, time.Now())
 	if err != nil {
 		return err

@@ -373,6 +373,12 @@ func TestAgainstAPIServer(t *testing.T) {
 	if out := kar(t, ctx, append([]string{"undeploy"}, kc...)...); strings.Contains(out, "deleted") {
 		t.Errorf("second undeploy deleted something: %s", out)
 	}
+	// Deploying while kar-system is still terminating says to wait.
+	out.Reset()
+	errb.Reset()
+	if code := Main(ctx, append([]string{"deploy"}, kc...), &out, &errb); code != 1 || !strings.Contains(errb.String(), "still being deleted") {
+		t.Errorf("deploy during termination: exit %d, %q", code, errb.String())
+	}
 	got, err = create("default", pod("after-undeploy", map[string]string{"kar.ibm.com/app": "hello"}))
 	if err != nil || len(got.Spec.Containers[0].Env) != 1 {
 		t.Errorf("pod after undeploy: %v", err)
