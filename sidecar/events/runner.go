@@ -230,22 +230,35 @@ func (w *worker) renew(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		asked := w.r.now()
-		ok, err := renewScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, w.field), s.keys.Subscriptions()},
-			s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), w.field, w.raw).Int()
+		ok, err := w.check(ctx)
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {
 				s.log.Warn("events: cannot renew a subscription lease", "subscription", w.field, "err", err)
 			}
-		case ok != 1:
-			s.log.Info("events: subscription lease lost or subscription changed; stopping its delivery", "subscription", w.field)
+		case !ok:
 			w.cancel()
 			return
-		default:
-			w.validUntil.Store(int64(asked + s.opts.LeaseTTL*4/5))
 		}
 	}
+}
+
+// check renews the lease, reporting false when it is lost or the
+// subscription changed or was cancelled (the worker must stop).
+func (w *worker) check(ctx context.Context) (bool, error) {
+	s := w.r.s
+	asked := w.r.now()
+	ok, err := renewScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, w.field), s.keys.Subscriptions()},
+		s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), w.field, w.raw).Int()
+	if err != nil {
+		return false, err
+	}
+	if ok != 1 {
+		s.log.Info("events: subscription lease lost or subscription changed; stopping its delivery", "subscription", w.field)
+		return false, nil
+	}
+	w.validUntil.Store(int64(asked + s.opts.LeaseTTL*4/5))
+	return true, nil
 }
 
 // leaseValid waits until the lease is known to be ours (false: ctx ended).
@@ -402,10 +415,16 @@ func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage) error {
 		if !w.leaseValid(ctx) {
 			return ctx.Err()
 		}
-		var err error
-		if w.sub.Sink != "" {
+		// A subscription cancelled (or changed) before this event was
+		// read gets nothing more: check with Redis before each delivery.
+		ok, err := w.check(ctx)
+		if err == nil && !ok {
+			w.cancel()
+			return errLeaseLost
+		}
+		if err == nil && w.sub.Sink != "" {
 			err = s.deliverSink(ctx, w.sub, p, attempt)
-		} else {
+		} else if err == nil {
 			err = w.deliverActor(ctx, p)
 		}
 		if err == nil {
