@@ -481,6 +481,45 @@ func (m *Mesh) selfPartition() int32 {
 	return m.self.Partition
 }
 
+// runOnce runs a request that may be a duplicate (a chain step, or a
+// record a previous owner of the partition may have worked on): a
+// duplicate of a step running here waits for it and then, like any
+// duplicate of a finished step, replays the step's record instead of
+// running the method again.
+func (m *Mesh) runOnce(env *Envelope, finish func(), run func()) {
+	m.mu.Lock()
+	wait, busy := m.running[env.ID]
+	if !busy {
+		done := make(chan struct{})
+		m.running[env.ID] = done
+		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			delete(m.running, env.ID)
+			m.mu.Unlock()
+			close(done)
+		}()
+		if m.replayStep(env, finish) {
+			m.work.Done()
+			return
+		}
+		run()
+		return
+	}
+	m.mu.Unlock()
+	select {
+	case <-wait:
+	case <-m.stopping:
+		m.work.Done()
+		return
+	}
+	if !m.replayStep(env, finish) {
+		m.log.Warn("duplicate of a step that left no record", "id", env.ID)
+		finish()
+	}
+	m.work.Done()
+}
+
 // replayStep handles a duplicate of a chain step: it resends what the
 // step produced the first time. It reports false when the step never ran.
 func (m *Mesh) replayStep(env *Envelope, finish func()) bool {

@@ -76,7 +76,9 @@ type Mesh struct {
 	// instances hosted here; placements caches where instances live.
 	instances  map[string]*instance
 	placements map[string]string
-	leaving    bool
+	// running: the chain steps (and possible redeliveries) being run here.
+	running map[string]chan struct{}
+	leaving bool
 	// withdrawn: no longer announced; requests still arriving are served
 	// while the component answers, and handed over when it does not.
 	withdrawn bool
@@ -144,6 +146,7 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 		pending:    map[string]chan *Envelope{},
 		instances:  map[string]*instance{},
 		placements: map[string]string{},
+		running:    map[string]chan struct{}{},
 		stopping:   make(chan struct{}),
 		refreshC:   make(chan struct{}, 1),
 		adoptC:     make(chan struct{}, 1),
@@ -340,26 +343,17 @@ func (m *Mesh) dispatch(o *owned, msg *sarama.ConsumerMessage) {
 		finish()
 		return
 	}
-	replay := isStep(env.ID) || off < o.below
 	if m.serves(env) {
 		m.work.Add(1)
+		run := func() { m.serve(env, finish) }
 		if env.ActorType != "" {
-			go func() {
-				if replay && m.replayStep(env, finish) {
-					m.work.Done()
-					return
-				}
-				m.serveActor(env, finish)
-			}()
-			return
+			run = func() { m.serveActor(env, finish) }
 		}
-		go func() {
-			if replay && m.replayStep(env, finish) {
-				m.work.Done()
-				return
-			}
-			m.serve(env, finish)
-		}()
+		if isStep(env.ID) || off < o.below {
+			go m.runOnce(env, finish, run)
+		} else {
+			go run()
+		}
 		return
 	}
 	m.route(env, finish)

@@ -176,3 +176,54 @@ func TestActorPlacementAfterHostDies(t *testing.T) {
 		t.Errorf("answered by pid %d, want the surviving host's", p)
 	}
 }
+
+// TestTailCallChainSurvivesHostKill runs a chain of tail calls that
+// alternates between two hosts and kills one host (-9) between two steps:
+// the chain completes, and every step ran exactly once.
+func TestTailCallChainSurvivesHostKill(t *testing.T) {
+	b := testenv.Backend(t)
+	h1 := startActors(t, b, "host1", "chain")
+	h2 := startActors(t, b, "host2", "chain")
+	_, base := sidecarAlone(t, b, "chain")
+	pids := map[int]*testenv.Proc{childPID(t, h1.PID()): h1, childPID(t, h2.PID()): h2}
+	byHost := map[*testenv.Proc][]string{}
+	for i := 0; len(byHost[h1]) < 3 || len(byHost[h2]) < 3; i++ {
+		if i > 60 {
+			t.Fatalf("placement never spread over both hosts: %v", byHost)
+		}
+		id := "n" + strconv.Itoa(i)
+		host := pids[int(value(t, base, id, "pid").(float64))]
+		byHost[host] = append(byHost[host], id)
+	}
+	// Steps alternate: h1, h2, h1, h2, h1, h2.
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, byHost[h1][i], byHost[h2][i])
+	}
+	result := make(chan any, 1)
+	go func() {
+		_, m, raw := actorCall(t, base, ids[0], "relay", ids, 0, 300)
+		if m == nil {
+			result <- raw
+			return
+		}
+		result <- m["value"]
+	}()
+	// Step 2 runs on h1 once step 1 on h2 finished: kill h2 then.
+	h1.WaitOutput(t, "relay start 2 "+ids[2], 30*time.Second)
+	h2.Kill()
+	select {
+	case v := <-result:
+		if v != 6.0 {
+			t.Fatalf("chain result %v, want 6", v)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the chain did not complete within 60s of the kill")
+	}
+	for _, id := range ids {
+		resp, got := do(t, "GET", base+"/kar/v1/actor/Counter/"+id+"/state/visits", nil, "")
+		if resp.StatusCode != 200 || got != "1" {
+			t.Errorf("instance %s ran its step %s times (status %d), want once", id, got, resp.StatusCode)
+		}
+	}
+}

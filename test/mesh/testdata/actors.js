@@ -51,6 +51,17 @@ class Counter {
 
   hop (other, n) { return actor.tailCall(actor.proxy('Counter', other), 'incr', n) }
 
+  // A tail-call chain over instances: each step counts its visit, waits,
+  // and hands over to the next instance.
+  async relay (ids, i, ms) {
+    console.log(`relay start ${i} ${this.kar.id}`)
+    const visits = ((await actor.state.get(this, 'visits')) || 0) + 1
+    await actor.state.set(this, 'visits', visits)
+    await new Promise(resolve => setTimeout(resolve, ms))
+    if (i + 1 >= ids.length) return ids.length
+    return actor.tailCall(actor.proxy('Counter', ids[i + 1]), 'relay', ids, i + 1, ms)
+  }
+
   async remind (ms, n) {
     await actor.reminders.schedule(this, 'incr', { id: 'r1', targetTime: new Date(Date.now() + ms) }, n)
     return 'scheduled'
