@@ -13,25 +13,39 @@ import (
 // (CloudEvents binary mode puts the attributes in ce_* headers), topics
 // created with the user's options, and a fetch connection of their own.
 
-// ProduceMessage writes msg (its Topic, Partition, Key, Value and Headers
-// set by the caller) and returns once the broker acknowledged it (acks=all).
-// It replaces msg.Metadata.
-func (c *Client) ProduceMessage(ctx context.Context, msg *sarama.ProducerMessage) error {
-	done := make(chan error, 1)
-	msg.Metadata = done
-	select {
-	case c.producer.Input() <- msg:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.done:
-		return errors.New("kafka client closed")
+// ProduceMessages writes msgs (their Topic, Partition, Key, Value and
+// Headers set by the caller), handing them to the producer in order, and
+// returns once the broker acknowledged all (acks=all); the error is the
+// first failure. It replaces each msg.Metadata.
+func (c *Client) ProduceMessages(ctx context.Context, msgs ...*sarama.ProducerMessage) error {
+	done := make(chan error, len(msgs))
+	sent := 0
+	var err error
+enqueue:
+	for _, m := range msgs {
+		m.Metadata = done
+		select {
+		case c.producer.Input() <- m:
+			sent++
+		case <-ctx.Done():
+			err = ctx.Err()
+			break enqueue
+		case <-c.done:
+			err = errors.New("kafka client closed")
+			break enqueue
+		}
 	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	for range sent {
+		select {
+		case e := <-done:
+			if e != nil && err == nil {
+				err = e
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return err
 }
 
 // TopicOptions are the settings of a new topic (the API's topicCreateOptions).

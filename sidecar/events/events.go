@@ -146,34 +146,27 @@ func (s *Service) publish(ctx context.Context, topic string, evs ...published) e
 		return unavailableErr{fmt.Errorf("topic %s: %w", topic, err)}
 	}
 	kt := s.kafkaTopic(topic)
-	errs := make(chan error, len(evs))
+	msgs := make([]*sarama.ProducerMessage, 0, len(evs))
 	for _, p := range evs {
-		part := s.partitionOf(p, n)
-		msg, err := toRecord(ctx, p, kt, part)
+		msg, err := toRecord(ctx, p, kt, s.partitionOf(p, n))
 		if err != nil {
 			return badEvent("%v", err)
 		}
-		go func() { errs <- s.produce(ctx, topic, msg) }()
+		msgs = append(msgs, msg)
 	}
-	var first error
-	for range evs {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return s.produce(ctx, topic, msgs)
 }
 
-// produce writes one record, recreating the topic once if it was deleted
-// under the producer's cached metadata.
-func (s *Service) produce(ctx context.Context, topic string, msg *sarama.ProducerMessage) error {
-	err := s.kc.ProduceMessage(ctx, msg)
+// produce writes records in order, recreating the topic once if it was
+// deleted under the producer's cached metadata.
+func (s *Service) produce(ctx context.Context, topic string, msgs []*sarama.ProducerMessage) error {
+	err := s.kc.ProduceMessages(ctx, msgs...)
 	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-		if _, err2 := s.kc.EnsureTopic(ctx, msg.Topic, 1); err2 == nil {
-			if msg.Partition > 0 {
-				msg.Partition = 0
+		if _, err2 := s.kc.EnsureTopic(ctx, msgs[0].Topic, 1); err2 == nil {
+			for _, m := range msgs {
+				m.Partition = 0
 			}
-			err = s.kc.ProduceMessage(ctx, msg)
+			err = s.kc.ProduceMessages(ctx, msgs...)
 		}
 	}
 	switch {
