@@ -41,6 +41,7 @@ func waitSuccess(t *testing.T, tester *testenv.Proc) {
 func TestDiningPhilosophers(t *testing.T) {
 	b := testenv.Backend(t)
 	dir := nodeExample(t, "actors-js")
+	dumpOnFailure(t, b, "dp")
 	server := dpServer(t, b, "server", dir)
 	waitSuccess(t, dpTester(t, b, dir, "5", "5"))
 	if n := strings.Count(server.Output(), "] Philosopher "); n < 25 {
@@ -58,6 +59,7 @@ func TestDiningPhilosophers(t *testing.T) {
 func TestDiningPhilosophersServerKilled(t *testing.T) {
 	b := testenv.Backend(t)
 	dir := nodeExample(t, "actors-js")
+	dumpOnFailure(t, b, "dp")
 	first := dpServer(t, b, "server1", dir)
 	tester := dpTester(t, b, dir, "5", "8")
 	first.WaitOutput(t, "ate serving 2 of 8", 40*time.Second)

@@ -4,15 +4,20 @@
 package examples_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/devenv"
 	"github.com/kar-runtime/kar/internal/testenv"
+	"github.com/redis/go-redis/v9"
 )
 
 // example is the directory of examples/name.
@@ -53,4 +58,41 @@ func karRun(t *testing.T, b *devenv.Backend, name, dir string, env []string, arg
 	}
 	full = append(full, args...)
 	return testenv.Start(t, name, append(karEnv(b), env...), dir, full...)
+}
+
+// dumpOnFailure logs every Redis key of app when the test fails: actor
+// state, placement, reminders and subscriptions are what to look at when
+// an example stalls.
+func dumpOnFailure(t *testing.T, b *devenv.Backend, app string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rdb := redis.NewClient(&redis.Options{Addr: b.RedisAddr()})
+		defer rdb.Close()
+		keys, err := rdb.Keys(ctx, store.NewKeys(app).Pattern()).Result()
+		if err != nil {
+			t.Logf("redis dump: %v", err)
+			return
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			var v any
+			switch typ, _ := rdb.Type(ctx, k).Result(); typ {
+			case "string":
+				v, err = rdb.Get(ctx, k).Result()
+			case "hash":
+				v, err = rdb.HGetAll(ctx, k).Result()
+			case "zset":
+				v, err = rdb.ZRangeWithScores(ctx, k, 0, -1).Result()
+			case "set":
+				v, err = rdb.SMembers(ctx, k).Result()
+			default:
+				v = typ
+			}
+			t.Logf("redis %s = %v %v", k, v, err)
+		}
+	})
 }
