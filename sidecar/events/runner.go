@@ -167,10 +167,14 @@ var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
-// commitScript records the next offset of a partition while we hold the lease.
+// commitScript records the next offset of a partition while we hold the
+// lease, then checks that the subscription (field ARGV[5] of KEYS[3]) still
+// reads ARGV[6] and renews the lease (TTL ARGV[4] ms): 1 when both hold.
 var commitScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+if redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return 2 end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1`)
 
 // worker delivers one subscription while its runner holds the lease.
@@ -338,16 +342,29 @@ func (w *worker) session(ctx context.Context) error {
 				return errPartitionsChanged
 			}
 		case m := <-msgs:
-			if err := w.deliver(ctx, m); err != nil {
-				return err
-			}
-			ok, err := w.commit(ctx, m.Partition, m.Offset+1)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				w.cancel()
-				return errLeaseLost
+			// Records already in hand when a commit confirmed the
+			// subscription were published before any cancellation of it,
+			// so they need no check of their own: under load one Redis
+			// round trip per event (commit + check) instead of two.
+			checked := false
+			for m != nil {
+				if err := w.deliver(ctx, m, checked); err != nil {
+					return err
+				}
+				var next *sarama.ConsumerMessage
+				select {
+				case next = <-msgs:
+				default:
+				}
+				ok, err := w.commit(ctx, m.Partition, m.Offset+1)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					w.cancel()
+					return errLeaseLost
+				}
+				m, checked = next, true
 			}
 		}
 	}
@@ -384,9 +401,15 @@ func (w *worker) commit(ctx context.Context, partition int32, next int64) (bool,
 	s := w.r.s
 	backoff := 20 * time.Millisecond
 	for {
-		ok, err := commitScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, w.field), offsetsKey(s.keys, w.field)},
-			s.opts.SidecarID, strconv.Itoa(int(partition)), next).Int()
+		asked := w.r.now()
+		ok, err := commitScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, w.field), offsetsKey(s.keys, w.field), s.keys.Subscriptions()},
+			s.opts.SidecarID, strconv.Itoa(int(partition)), next, s.opts.LeaseTTL.Milliseconds(), w.field, w.raw).Int()
 		if err == nil {
+			if ok == 1 {
+				w.validUntil.Store(int64(asked + s.opts.LeaseTTL*4/5))
+			} else {
+				s.log.Info("events: subscription lease lost or subscription changed; stopping its delivery", "subscription", w.field)
+			}
 			return ok == 1, nil
 		}
 		if ctx.Err() != nil {
@@ -402,7 +425,9 @@ func (w *worker) commit(ctx context.Context, partition int32, next int64) (bool,
 
 // deliver delivers one record, retrying with exponential backoff until it
 // succeeds (or, for a sink, is dead-lettered), while the lease is ours.
-func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage) error {
+// checked says that the subscription was confirmed after m was read, so
+// the first attempt needs no check.
+func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage, checked bool) error {
 	s := w.r.s
 	p, err := fromRecord(s.opts.App, m)
 	if err != nil {
@@ -417,7 +442,10 @@ func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage) error {
 		}
 		// A subscription cancelled (or changed) before this event was
 		// read gets nothing more: check with Redis before each delivery.
-		ok, err := w.check(ctx)
+		ok, err := true, error(nil)
+		if !checked || attempt > 1 {
+			ok, err = w.check(ctx)
+		}
 		if err == nil && !ok {
 			w.cancel()
 			return errLeaseLost
