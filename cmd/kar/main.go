@@ -32,10 +32,10 @@ func commands() map[string]command {
 		"dev":        {runDev, "serve a local Kafka-protocol broker and Redis for development"},
 		"version":    {runVersion, "print the version"},
 		"entrypoint": {runEntrypoint, "container entrypoint: kar entrypoint [--] CMD ARGS..."},
-		"k8s":        {runK8s, "install kar in Kubernetes: kar k8s deploy|manifests|undeploy|namespace"},
-		"ce":         {runCE, "IBM Code Engine: kar ce project|app ..."},
-		"knative":    {runKnative, "print a Knative Service: kar knative service ..."},
-		"env":        {runEnv, "print backend variables: kar env ibmcloud CREDENTIAL"},
+		"k8s":        {cloudCommand("k8s"), "install kar in Kubernetes: kar k8s deploy|manifests|undeploy|namespace"},
+		"ce":         {cloudCommand("ce"), "IBM Code Engine: kar ce project|app ..."},
+		"knative":    {cloudCommand("knative"), "print a Knative Service: kar knative service ..."},
+		"env":        {cloudCommand("env"), "print backend variables: kar env ibmcloud CREDENTIAL"},
 	}
 }
 

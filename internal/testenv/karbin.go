@@ -19,7 +19,7 @@ var karBuild = sync.OnceValues(buildKar)
 
 // KarBin is the path of the kar binary to test: $KAR_BIN when set (as
 // scripts/test.sh does, having built it once for every package), else
-// ./cmd/kar built once per test binary run.
+// ./cmd/kar (with ./cmd/kar-cloud beside it) built once per test binary run.
 //
 // The build goes to a fixed path under the temporary directory, named by
 // the module's location, and is renamed into place atomically: test
@@ -50,22 +50,28 @@ func buildKar() (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	tmp, err := os.CreateTemp(dir, "kar-*.tmp")
+	// kar hands its deployment commands to kar-cloud next to it.
+	for _, name := range []string{"kar-cloud", "kar"} {
+		if err := buildInto(root, dir, name); err != nil {
+			return "", err
+		}
+	}
+	return filepath.Join(dir, "kar"), nil
+}
+
+func buildInto(root, dir, name string) error {
+	tmp, err := os.CreateTemp(dir, name+"-*.tmp")
 	if err != nil {
-		return "", err
+		return err
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	cmd := exec.Command("go", "build", "-o", tmp.Name(), "./cmd/kar")
+	cmd := exec.Command("go", "build", "-o", tmp.Name(), "./cmd/"+name)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/kar in %s: %w\n%s", root, err, out)
+		return fmt.Errorf("go build ./cmd/%s in %s: %w\n%s", name, root, err, out)
 	}
-	bin := filepath.Join(dir, "kar")
-	if err := os.Rename(tmp.Name(), bin); err != nil {
-		return "", err
-	}
-	return bin, nil
+	return os.Rename(tmp.Name(), filepath.Join(dir, name))
 }
 
 // moduleRoot walks up from the test's directory to go.mod.

@@ -3,6 +3,7 @@ package install
 import (
 	"bytes"
 	"errors"
+	"github.com/kar-runtime/kar/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,15 +92,9 @@ func TestScriptsCallKar(t *testing.T) {
 	}
 }
 
-// karBinary is $KAR_BIN (scripts/test.sh builds it) or a fresh build.
+// karBinary is $KAR_BIN (scripts/test.sh builds it) or a fresh build of
+// kar with kar-cloud beside it.
 func karBinary(t *testing.T) string {
 	t.Helper()
-	if bin := os.Getenv("KAR_BIN"); bin != "" {
-		return bin
-	}
-	bin := filepath.Join(t.TempDir(), "kar")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/kar").CombinedOutput(); err != nil {
-		t.Fatalf("building kar: %v\n%s", err, out)
-	}
-	return bin
+	return testenv.KarBin(t)
 }
