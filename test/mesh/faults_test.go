@@ -1,6 +1,7 @@
 package mesh_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -197,4 +198,78 @@ func TestCallerDies(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Hello After!") {
 		t.Fatalf("after the caller died: exit %d %q %q", code, out, errOut)
 	}
+}
+
+// TestBackendRestarts: Redis killed (-9) and restarted, then Kafka stopped
+// and restarted, while async calls flow: every call the mesh accepted
+// (202) is delivered, and calls work again afterwards.
+func TestBackendRestarts(t *testing.T) {
+	b := testenv.Backend(t, testenv.DataDir(t.TempDir()))
+	dir := needNodeExample(t, "service-hello-js")
+	server, _ := startService(t, b, "server", "restarts", "greeter", dir, "node", "server.js")
+	_, base := sidecarAlone(t, b, "restarts")
+
+	var accepted []string
+	n := 0
+	tell := func() {
+		n++
+		name := fmt.Sprintf("n%d", n)
+		req, _ := http.NewRequest("POST", base+"/kar/v1/service/greeter/call/helloText", strings.NewReader(name))
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("Pragma", "async")
+		c := &http.Client{Timeout: 20 * time.Second}
+		resp, err := c.Do(req)
+		if err != nil {
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 202 {
+			accepted = append(accepted, name)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		tell()
+	}
+	if err := b.StopRedis(true); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		tell()
+	}
+	if err := b.StartRedis(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		tell()
+	}
+	b.StopKafka()
+	for i := 0; i < 3; i++ {
+		tell()
+	}
+	if err := b.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		resp, err := http.Post(base+"/kar/v1/service/greeter/call/helloText", "text/plain", strings.NewReader("after"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "sync calls work after the restarts")
+	for i := 0; i < 10; i++ {
+		tell()
+	}
+	if len(accepted) < 30 {
+		t.Errorf("only %d of %d calls accepted", len(accepted), n)
+	}
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		out := server.Output()
+		for _, name := range accepted {
+			if !strings.Contains(out, "[STDOUT] Hello "+name+"!") {
+				return false
+			}
+		}
+		return true
+	}, "every accepted call delivered")
 }
