@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/internal/testenv"
 )
 
@@ -312,5 +313,28 @@ func TestCancelStopsDelivery(t *testing.T) {
 	testenv.Eventually(t, 20*time.Second, func() bool { return rec.count() >= 5 }, "5 deliveries")
 	if nums := numbers(t, rec.snapshot()); !slices.Equal(nums, []int{0, 1, 2, 6, 7}) {
 		t.Errorf("delivered %v, want [0 1 2 6 7]", nums)
+	}
+}
+
+// TestTopicGrows: partitions added to a topic under a running subscription
+// are read too (from their start), nothing lost.
+func TestTopicGrows(t *testing.T) {
+	w := newWorld(t)
+	rec := &recorder{}
+	s, _ := w.service(t, "sc1", rec.deliverAs("sc1"))
+	base := serve(t, s).URL
+	subscribe(t, base, "a1", "s1", `{"path":"/m","topic":"grow","contentType":"application/json"}`)
+	run(t, s)
+	publishN(t, base, "grow", 0, 2)
+	testenv.Eventually(t, 20*time.Second, func() bool { return rec.count() == 2 }, "2 deliveries")
+	if n, err := w.kc.GrowTopic(context.Background(), kafka.EventTopic(testApp, "grow"), 3); err != nil || n != 3 {
+		t.Fatalf("grow: %d, %v", n, err)
+	}
+	publishN(t, base, "grow", 2, 20) // round robin over 3 partitions
+	testenv.Eventually(t, 20*time.Second, func() bool { return rec.count() >= 20 }, "20 deliveries")
+	nums := numbers(t, rec.snapshot())
+	slices.Sort(nums)
+	if !slices.Equal(nums, seq(0, 20)) {
+		t.Errorf("delivered %v, want each of 0..19 once", nums)
 	}
 }

@@ -299,12 +299,14 @@ func (w *worker) session(ctx context.Context) error {
 		return fmt.Errorf("read committed offsets: %w", err)
 	}
 
+	// On return: first stop the forwarders, then wait for them to close
+	// their partition consumers (defers run last first).
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	msgs := make(chan *sarama.ConsumerMessage)
 	ended := make(chan error, len(parts))
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for _, p := range parts {
 		off := int64(sarama.OffsetOldest)
 		if v, ok := stored[strconv.Itoa(int(p))]; ok {
@@ -338,6 +340,10 @@ func (w *worker) session(ctx context.Context) error {
 		case err := <-ended:
 			return err
 		case <-check.C:
+			// Partitions added by any sidecar: read them too.
+			if err := s.kc.RefreshMetadata(kt); err != nil {
+				continue
+			}
 			if ps, err := s.kc.Partitions(kt); err == nil && len(ps) != len(parts) {
 				return errPartitionsChanged
 			}
