@@ -1,6 +1,7 @@
 package mesh_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
@@ -225,5 +226,47 @@ func TestTailCallChainSurvivesHostKill(t *testing.T) {
 		if resp.StatusCode != 200 || got != "1" {
 			t.Errorf("instance %s ran its step %s times (status %d), want once", id, got, resp.StatusCode)
 		}
+	}
+}
+
+// TestRemindersSurviveRestartOfEverything: a periodic reminder keeps firing
+// after every component, sidecar, Redis and Kafka were stopped and started
+// again; it re-activates its instance on the new host, state intact.
+func TestRemindersSurviveRestartOfEverything(t *testing.T) {
+	b := testenv.Backend(t, testenv.DataDir(t.TempDir()))
+	host := startActors(t, b, "host1", "forever")
+	caller, base := sidecarAlone(t, b, "forever")
+	if v := value(t, base, "tick", "remindEvery", "200ms"); v != "scheduled" {
+		t.Fatalf("remindEvery = %v", v)
+	}
+	var before float64
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		before, _ = value(t, base, "tick", "get").(float64)
+		return before >= 3
+	}, "the periodic reminder fires")
+
+	host.Kill()
+	caller.Kill()
+	if err := b.StopRedis(true); err != nil {
+		t.Fatal(err)
+	}
+	b.StopKafka()
+	if err := b.StartRedis(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+
+	host2 := startActors(t, b, "host2", "forever")
+	host2.WaitOutput(t, "activate tick", 30*time.Second)
+	_, base2 := sidecarAlone(t, b, "forever")
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		v, _ := value(t, base2, "tick", "get").(float64)
+		return v >= before+3
+	}, "the reminder fires again after the restart, from count %v", before)
+	_, got := do(t, "GET", base2+"/kar/v1/actor/Counter/tick/reminders/tick", nil, "")
+	if !strings.Contains(got, `"period":200000000`) {
+		t.Errorf("reminder after restart: %s", got)
 	}
 }

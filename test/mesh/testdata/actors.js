@@ -62,6 +62,11 @@ class Counter {
     return actor.tailCall(actor.proxy('Counter', ids[i + 1]), 'relay', ids, i + 1, ms)
   }
 
+  async remindEvery (period) {
+    await actor.reminders.schedule(this, 'incr', { id: 'tick', targetTime: new Date(Date.now() + 100), period }, 1)
+    return 'scheduled'
+  }
+
   async remind (ms, n) {
     await actor.reminders.schedule(this, 'incr', { id: 'r1', targetTime: new Date(Date.now() + ms) }, n)
     return 'scheduled'
