@@ -338,3 +338,28 @@ func TestTopicGrows(t *testing.T) {
 		t.Errorf("delivered %v, want each of 0..19 once", nums)
 	}
 }
+
+// TestTopicDeletedAndRecreated: a subscription outlives its topic; when
+// the topic comes back (a publish creates it) delivery resumes from its start.
+func TestTopicDeletedAndRecreated(t *testing.T) {
+	w := newWorld(t)
+	rec := &recorder{}
+	s, logs := w.service(t, "sc1", rec.deliverAs("sc1"))
+	base := serve(t, s).URL
+	subscribe(t, base, "a1", "s1", `{"path":"/m","topic":"phoenix","contentType":"application/json"}`)
+	run(t, s)
+	publishN(t, base, "phoenix", 0, 3)
+	testenv.Eventually(t, 20*time.Second, func() bool { return rec.count() == 3 }, "3 deliveries")
+	expect(t, "DELETE", base+"/kar/v1/event/phoenix", "", "", 200, "OK")
+	kt := kafka.EventTopic(testApp, "phoenix")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		w.kc.RefreshMetadata(kt)
+		ps, err := w.kc.Partitions(kt)
+		return err != nil || len(ps) == 0
+	}, "topic deleted")
+	publishN(t, base, "phoenix", 3, 5)
+	testenv.Eventually(t, 30*time.Second, func() bool { return rec.count() >= 5 }, "delivery resumes on the new topic\n%s", logs)
+	if nums := numbers(t, rec.snapshot()); !slices.Equal(nums, seq(0, 5)) {
+		t.Errorf("delivered %v, want 0..4", nums)
+	}
+}
