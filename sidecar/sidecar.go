@@ -24,6 +24,7 @@ import (
 	"github.com/kar-runtime/kar/sidecar/api"
 	"github.com/kar-runtime/kar/sidecar/appclient"
 	"github.com/kar-runtime/kar/sidecar/config"
+	"github.com/kar-runtime/kar/sidecar/events"
 	"github.com/kar-runtime/kar/sidecar/launcher"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 	"github.com/kar-runtime/kar/sidecar/reminders"
@@ -156,6 +157,10 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	shutdown := make(chan struct{}, 1)
 	keys := store.NewKeys(cfg.App)
 	rems := reminders.New(be.Redis, keys, reminders.Options{Logger: log})
+	evs := events.New(events.Options{
+		App: cfg.App, Redis: be.Redis, Kafka: be.Kafka, Keys: keys, Logger: log,
+		SidecarID: m.ID(), Deliver: deliverEvent(m),
+	})
 	srv := &api.Server{
 		Mesh: m, Log: log, RequestTimeout: cfg.RequestTimeout, Ready: ready,
 		ActorCleanup: func(ctx context.Context, typ, id string) error {
@@ -168,6 +173,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		Extra: func(mux *http.ServeMux) {
 			actorstate.Register(mux, be.Redis, keys)
 			reminders.Register(mux, rems)
+			evs.Register(mux)
 		},
 		Shutdown: func() {
 			select {
@@ -212,7 +218,19 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	remDone := make(chan struct{})
 	go func() {
 		defer close(remDone)
-		rems.Run(remCtx, fireReminder(m))
+		// Every sidecar also runs event subscriptions: each one is leased
+		// to one sidecar at a time, which delivers its events in order.
+		evDone := make(chan struct{})
+		go func() {
+			defer close(evDone)
+			if err := evs.Run(remCtx); err != nil {
+				log.Error("event subscriptions stopped", "err", err)
+			}
+		}()
+		if err := rems.Run(remCtx, fireReminder(m)); err != nil {
+			log.Error("reminders stopped", "err", err)
+		}
+		<-evDone
 	}()
 
 	var services []string
@@ -309,6 +327,27 @@ func fireReminder(m *mesh.Mesh) reminders.FireFunc {
 			ActorType: r.Actor.Type, ActorID: r.Actor.ID, Method: http.MethodPost, Path: path,
 			Header: http.Header{"Content-Type": {"application/kar+json"}}, Body: body,
 		})
+	}
+}
+
+// deliverEvent delivers one event to an actor method as a synchronous
+// call: the subscription's next event waits for this one's method to return.
+func deliverEvent(m *mesh.Mesh) events.DeliverFunc {
+	return func(ctx context.Context, actorType, actorID, path, contentType string, body []byte) error {
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		resp, err := m.Call(ctx, &mesh.Envelope{
+			ActorType: actorType, ActorID: actorID, Method: http.MethodPost, Path: path,
+			Header: http.Header{"Content-Type": {contentType}}, Body: body,
+		})
+		if err != nil {
+			return err
+		}
+		if resp.Status >= 300 {
+			return fmt.Errorf("actor %s/%s %s answered %d: %s", actorType, actorID, path, resp.Status, strings.TrimSpace(string(resp.Body)))
+		}
+		return nil
 	}
 }
 

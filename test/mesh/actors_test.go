@@ -270,3 +270,23 @@ func TestRemindersSurviveRestartOfEverything(t *testing.T) {
 		t.Errorf("reminder after restart: %s", got)
 	}
 }
+
+// TestEventSubscription: an actor subscribed to a topic gets the events
+// published to it, through the sidecar's subscription runner and the mesh.
+func TestEventSubscription(t *testing.T) {
+	b := testenv.Backend(t)
+	startActors(t, b, "host", "events")
+	_, base := sidecarAlone(t, b, "events")
+	resp, got := do(t, "PUT", base+"/kar/v1/actor/Counter/sub/events/nums", http.Header{"Content-Type": {"application/json"}},
+		`{"path": "/incr", "topic": "nums", "contentType": "application/json"}`)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("subscribe: %d %s", resp.StatusCode, got)
+	}
+	for i := 1; i <= 5; i++ {
+		resp, got := do(t, "POST", base+"/kar/v1/event/nums/publish", http.Header{"Content-Type": {"application/json"}}, strconv.Itoa(i))
+		if resp.StatusCode >= 300 {
+			t.Fatalf("publish %d: %d %s", i, resp.StatusCode, got)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool { return value(t, base, "sub", "get") == 15.0 }, "5 events delivered (count 15)")
+}
