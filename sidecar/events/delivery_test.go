@@ -363,3 +363,37 @@ func TestTopicDeletedAndRecreated(t *testing.T) {
 		t.Errorf("delivered %v, want 0..4", nums)
 	}
 }
+
+// TestRunnersShareSubscriptions: live runners split the subscriptions
+// between them rather than the quickest taking all.
+func TestRunnersShareSubscriptions(t *testing.T) {
+	w := newWorld(t)
+	noop := func(context.Context, string, string, string, string, []byte) error { return nil }
+	a, _ := w.service(t, "A", noop)
+	b, _ := w.service(t, "B", noop)
+	run(t, a)
+	run(t, b)
+	ctx := context.Background()
+	testenv.Eventually(t, 10*time.Second, func() bool { return w.rdb.ZCard(ctx, runnersKey(a.keys)).Val() == 2 }, "both runners alive")
+	const n = 8
+	var fields []string
+	for i := range n {
+		sub := Subscription{Actor: Actor{Type: "Sub", ID: fmt.Sprintf("a%d", i)}, ID: "s", Path: "/m", Topic: "many", OffsetOldest: true}
+		raw, _ := json.Marshal(sub)
+		w.rdb.HSet(ctx, a.keys.Subscriptions(), sub.field(), raw)
+		fields = append(fields, sub.field())
+	}
+	a.notify(ctx)
+	held := map[string]int{}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		held = map[string]int{}
+		for _, f := range fields {
+			held[w.rdb.Get(ctx, leaseKey(a.keys, f)).Val()]++
+		}
+		return held["A"]+held["B"] == n
+	}, "every subscription leased")
+	t.Logf("leases: %v", held)
+	if held["A"] < 2 || held["B"] < 2 {
+		t.Errorf("leases %v: the runners did not share the subscriptions", held)
+	}
+}

@@ -69,6 +69,9 @@ type runner struct {
 	stopping chan struct{}
 	base     time.Time // monotonic origin of lease deadlines
 	readers  readers
+	// unclaimed are subscriptions beyond our share that had no lease at the
+	// last reconcile: if they still have none, we take them.
+	unclaimed map[string]bool
 }
 
 // now is the monotonic time since the runner started.
@@ -90,8 +93,23 @@ func (r *runner) reconcile(ctx context.Context) {
 			w.cancel() // removed from the map when it has ended
 		}
 	}
+	// Spread the subscriptions over the live runners: take at most a fair
+	// share, and more only of those nobody took for a whole round (the
+	// other runners may be gone or busy).
+	share := len(all)
+	if live, err := heartbeatScript.Run(ctx, s.rdb, []string{runnersKey(s.keys)}, s.opts.SidecarID,
+		max(3*s.opts.Poll, s.opts.LeaseTTL).Milliseconds()).Int(); err == nil && live > 1 {
+		share = (len(all) + live - 1) / live
+	}
+	unclaimed := map[string]bool{}
 	for f, raw := range all {
 		if _, running := r.workers[f]; running {
+			continue
+		}
+		if len(r.workers) >= share && !r.unclaimed[f] {
+			if n, err := s.rdb.Exists(ctx, leaseKey(s.keys, f)).Result(); err == nil && n == 0 {
+				unclaimed[f] = true
+			}
 			continue
 		}
 		ok, err := acquireScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, f), s.keys.Subscriptions()},
@@ -107,7 +125,17 @@ func (r *runner) reconcile(ctx context.Context) {
 		}
 		r.start(ctx, f, raw)
 	}
+	r.unclaimed = unclaimed
 }
+
+// heartbeatScript records that runner ARGV[1] is alive (by Redis's clock),
+// forgets runners silent for ARGV[2] ms and returns how many are alive.
+var heartbeatScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return redis.call('ZCARD', KEYS[1])`)
 
 func (r *runner) start(ctx context.Context, f, raw string) {
 	wctx, cancel := context.WithCancel(ctx)
@@ -127,6 +155,9 @@ func (r *runner) start(ctx context.Context, f, raw string) {
 // stopAll stops every worker, waits for them and closes the readers.
 func (r *runner) stopAll() {
 	close(r.stopping)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	r.s.rdb.ZRem(ctx, runnersKey(r.s.keys), r.s.opts.SidecarID)
+	cancel()
 	for _, w := range r.workers {
 		w.cancel()
 	}

@@ -164,6 +164,11 @@ func offsetsKey(k store.Keys, field string) string { return k.Subscriptions() + 
 // leaseKey names the sidecar running a subscription (with a TTL).
 func leaseKey(k store.Keys, field string) string { return k.Subscriptions() + ":lease:" + field }
 
+// runnersKey is the sorted set of the live runners (member: sidecar id,
+// score: the Redis time of its last heartbeat, ms), to share the
+// subscriptions among them.
+func runnersKey(k store.Keys) string { return k.Subscriptions() + ":runners" }
+
 // wakeChannel announces subscription changes to every runner.
 func wakeChannel(k store.Keys) string { return k.Subscriptions() + ":wake" }
 
