@@ -24,6 +24,9 @@ const { actor, sys } = require('kar-sdk')
 
 const thinkMs = Number(process.env.DP_THINK_MS || 200)
 
+// DP_TRACE=1 logs every step of every philosopher, to follow a run.
+const trace = process.env.DP_TRACE ? (who, what) => console.log(`trace ${who.kar.id} ${what}`) : () => {}
+
 // when is the target time of the next step: 0..thinkMs from now.
 const when = () => new Date(Date.now() + Math.floor(Math.random() * thinkMs))
 
@@ -71,6 +74,7 @@ class Philosopher {
 
   // joinTable seats the philosopher; the first reminder starts its meal.
   async joinTable (table, firstFork, secondFork, servings) {
+    trace(this, `joinTable joined=${this.joined()}`)
     if (this.joined()) return // a repeated request
     // Schedule before persisting: if we die in between, the repeated
     // request finds no state and schedules again (the same reminder id).
@@ -85,6 +89,7 @@ class Philosopher {
   fork (which) { return actor.proxy('Fork', which === 1 ? this.firstFork : this.secondFork) }
 
   async getFirstFork (serving) {
+    trace(this, `getFirstFork(${serving}) servingsEaten=${this.servingsEaten}`)
     if (!this.current(serving)) return // stale step
     if (await actor.call(this, this.fork(1), 'pickUp', this.kar.id)) {
       return actor.tailCall(this, 'getSecondFork', serving)
@@ -93,6 +98,7 @@ class Philosopher {
   }
 
   async getSecondFork (serving) {
+    trace(this, `getSecondFork(${serving}) servingsEaten=${this.servingsEaten}`)
     if (!this.current(serving)) return
     if (await actor.call(this, this.fork(2), 'pickUp', this.kar.id)) {
       return actor.tailCall(this, 'eat', serving)
@@ -103,6 +109,7 @@ class Philosopher {
   }
 
   async eat (serving) {
+    trace(this, `eat(${serving}) servingsEaten=${this.servingsEaten}`)
     if (!this.joined()) return
     if (serving === this.servingsEaten - 1) {
       // We ate it but died before leaving the table: leave now.
@@ -130,6 +137,7 @@ class Philosopher {
   // or tells the table it is done. It changes no state of its own, so it
   // can run any number of times.
   async leave (next) {
+    trace(this, `leave(${next}) servingsEaten=${this.servingsEaten}`)
     if (!this.current(next)) return
     await actor.call(this, this.fork(2), 'putDown', this.kar.id)
     await actor.call(this, this.fork(1), 'putDown', this.kar.id)
