@@ -397,3 +397,52 @@ func TestRunnersShareSubscriptions(t *testing.T) {
 		t.Errorf("leases %v: the runners did not share the subscriptions", held)
 	}
 }
+
+// TestRedisRestartDuringDelivery: with Redis killed, the runner pauses
+// (it can neither check its lease nor commit); when Redis is back it goes
+// on where it was, nothing lost.
+func TestRedisRestartDuringDelivery(t *testing.T) {
+	w := newWorld(t, testenv.DataDir(t.TempDir()))
+	rec := &recorder{}
+	s, _ := w.service(t, "sc1", rec.deliverAs("sc1"))
+	base := serve(t, s).URL
+	subscribe(t, base, "a1", "s1", `{"path":"/m","topic":"t1","contentType":"application/json"}`)
+	run(t, s)
+	publishN(t, base, "t1", 0, 3)
+	testenv.Eventually(t, 20*time.Second, func() bool { return rec.count() == 3 }, "3 deliveries")
+	if err := w.b.StopRedis(true); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, base, "t1", 3, 8) // publishing needs only Kafka
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.b.StartRedis(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool { return rec.count() >= 8 }, "deliveries resume")
+	checkAtLeastOnceInOrder(t, numbers(t, rec.snapshot()), 8)
+}
+
+// TestKafkaRestartDuringDelivery: the runner reconnects to a restarted
+// broker and goes on from its committed offset.
+func TestKafkaRestartDuringDelivery(t *testing.T) {
+	w := newWorld(t, testenv.DataDir(t.TempDir()))
+	rec := &recorder{}
+	s, _ := w.service(t, "sc1", rec.deliverAs("sc1"))
+	base := serve(t, s).URL
+	subscribe(t, base, "a1", "s1", `{"path":"/m","topic":"t1","contentType":"application/json"}`)
+	run(t, s)
+	publishN(t, base, "t1", 0, 3)
+	testenv.Eventually(t, 20*time.Second, func() bool { return rec.count() == 3 }, "3 deliveries")
+	w.b.StopKafka()
+	if err := w.b.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		st, _ := do(t, "POST", base+"/kar/v1/event/t1/publish", "application/json", `{"n":3}`)
+		return st == 200
+	}, "publish after the broker restarted")
+	publishN(t, base, "t1", 4, 8)
+	testenv.Eventually(t, 60*time.Second, func() bool { return rec.count() >= 8 }, "deliveries resume")
+	checkAtLeastOnceInOrder(t, numbers(t, rec.snapshot()), 8)
+}
