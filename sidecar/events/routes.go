@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/IBM/sarama"
+
 	"github.com/kar-runtime/kar/adapter/kafka"
 )
 
@@ -145,6 +147,8 @@ func (s *Service) handleCreateTopic(w http.ResponseWriter, r *http.Request) {
 	created, err := s.createTopic(r.Context(), topic, kafka.TopicOptions{
 		NumPartitions: o.NumPartitions, ReplicationFactor: o.ReplicationFactor, ConfigEntries: o.ConfigEntries})
 	switch {
+	case err != nil && rejectedOptions(err):
+		http.Error(w, fmt.Sprintf("Kafka refused the options of topic %q: %s", topic, oneLine(err.Error())), http.StatusBadRequest)
 	case err != nil:
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, fmt.Sprintf("cannot create topic %q: %s", topic, oneLine(err.Error())), http.StatusServiceUnavailable)
@@ -291,4 +295,17 @@ func (s *Service) handleCancel(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeText(w, http.StatusOK, "1")
 	}
+}
+
+// rejectedOptions tells topic options Kafka refuses (a client error) from
+// Kafka being unavailable.
+func rejectedOptions(err error) bool {
+	for _, e := range []error{sarama.ErrInvalidReplicationFactor, sarama.ErrInvalidPartitions, sarama.ErrInvalidConfig,
+		sarama.ErrInvalidTopic, sarama.ErrPolicyViolation, sarama.ErrInvalidReplicaAssignment} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var te *sarama.TopicError
+	return errors.As(err, &te) && te.Err != sarama.ErrNoError && te.Err != sarama.ErrRequestTimedOut && te.Err != sarama.ErrNotController
 }

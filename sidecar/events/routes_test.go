@@ -39,6 +39,7 @@ func TestTopicRoutes(t *testing.T) {
 		says                         string
 	}{
 		{"bad options", "PUT", "x", "application/json", `{"numPartitions": "many"}`, 400, "not topic options"},
+		{"replication beyond the brokers", "PUT", "rf", "application/json", `{"replicationFactor": 5}`, 400, "refused"},
 		{"negative partitions", "PUT", "x", "application/json", `{"numPartitions": -1}`, 400, "positive"},
 		{"bad topic name", "PUT", "a%20b", "", "", 400, "only letters"},
 		{"bad topic name publish", "POST", "a%24b/publish", "application/json", `1`, 400, "only letters"},
