@@ -44,7 +44,7 @@ type Options struct {
 	App   string
 	Redis *redis.Client
 	Kafka *kafka.Client
-	Keys  store.Keys
+	Keys  store.Keys // default store.NewKeys(App)
 	// Deliver calls actor methods (required for Run).
 	Deliver DeliverFunc
 	Logger  *slog.Logger
@@ -71,6 +71,9 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
+	if o.Keys == (store.Keys{}) {
+		o.Keys = store.NewKeys(o.App)
+	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 5 * time.Second
 	}
