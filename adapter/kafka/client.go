@@ -20,17 +20,15 @@ import (
 const MaxMessageBytes = 1000000
 
 // Client is kar's Kafka access: a sarama client for producing, metadata and
-// admin requests, and a second one whose connection carries only fetches.
-// A broker answers the requests of one connection in order, so a produce
-// sharing the connection of a parked long-poll fetch would wait out the
-// fetch's MaxWait; two connections keep request latency at the broker's own.
+// admin requests. Records are read on connections of their own
+// (ReadPartition): a broker answers the requests of one connection in
+// order, so a produce sharing the connection of a parked long-poll fetch
+// would wait out the fetch.
 type Client struct {
 	sarama.Client
-	fetchClient sarama.Client
-	consumer    sarama.Consumer
-	producer    sarama.AsyncProducer
-	done        chan struct{}
-	wg          sync.WaitGroup
+	producer sarama.AsyncProducer
+	done     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // SaramaConfig turns the backend settings into a sarama configuration: TLS,
@@ -98,29 +96,22 @@ func Connect(ctx context.Context, cfg config.Backend, app string) (*Client, erro
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan result, 2)
-	for range 2 {
-		go func() {
-			c, err := sarama.NewClient(cfg.KafkaBrokers, sc)
-			ch <- result{c, err}
-		}()
-	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := sarama.NewClient(cfg.KafkaBrokers, sc)
+		ch <- result{c, err}
+	}()
 	var rs []result
-	for len(rs) < 2 {
-		select {
-		case r := <-ch:
-			rs = append(rs, r)
-		case <-ctx.Done():
-			go func() {
-				for range 2 - len(rs) {
-					if r := <-ch; r.c != nil {
-						r.c.Close()
-					}
-				}
-			}()
-			closeAll(rs)
-			return nil, ctx.Err()
-		}
+	select {
+	case r := <-ch:
+		rs = append(rs, r)
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+		return nil, ctx.Err()
 	}
 	for _, r := range rs {
 		if r.err != nil {
@@ -140,13 +131,7 @@ func Connect(ctx context.Context, cfg config.Backend, app string) (*Client, erro
 		closeAll(rs)
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	cons, err := sarama.NewConsumerFromClient(rs[1].c)
-	if err != nil {
-		p.Close()
-		closeAll(rs)
-		return nil, fmt.Errorf("kafka consumer: %w", err)
-	}
-	c := &Client{Client: rs[0].c, fetchClient: rs[1].c, consumer: cons, producer: p, done: make(chan struct{})}
+	c := &Client{Client: rs[0].c, producer: p, done: make(chan struct{})}
 	c.wg.Add(2)
 	go c.acks()
 	go c.errs()
@@ -290,17 +275,10 @@ func (c *Client) Close() error {
 	close(c.done)
 	err := c.producer.Close()
 	c.wg.Wait()
-	c.consumer.Close()
-	c.fetchClient.Close()
 	if cerr := c.Client.Close(); err == nil {
 		err = cerr
 	}
 	return err
-}
-
-// ConsumePartition reads partition p of topic from offset, on the fetch connection.
-func (c *Client) ConsumePartition(topic string, p int32, offset int64) (sarama.PartitionConsumer, error) {
-	return c.consumer.ConsumePartition(topic, p, offset)
 }
 
 func isNetErr(err error) bool {

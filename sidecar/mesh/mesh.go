@@ -100,7 +100,7 @@ type Mesh struct {
 
 type owned struct {
 	p         int32
-	pc        sarama.PartitionConsumer
+	r         *kafka.PartitionReader
 	tr        *tracker
 	adopted   bool
 	committed int64
@@ -283,18 +283,7 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 		}
 		start = oldest
 	}
-	pc, err := m.kc.ConsumePartition(m.topic, p, start)
-	if errors.Is(err, sarama.ErrOffsetOutOfRange) {
-		// The topic was recreated (kar purge) or trimmed: read what is there.
-		start, err = m.kc.GetOffset(m.topic, p, sarama.OffsetOldest)
-		if err == nil {
-			pc, err = m.kc.ConsumePartition(m.topic, p, start)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("read partition %d: %w", p, err)
-	}
-	o := &owned{p: p, pc: pc, tr: newTracker(start), adopted: adopted, committed: start, done: make(chan struct{})}
+	o := &owned{p: p, tr: newTracker(start), adopted: adopted, committed: start}
 	if hwm, err := m.kc.GetOffset(m.topic, p, sarama.OffsetNewest); err == nil && hwm > start {
 		o.below = hwm
 	}
@@ -302,37 +291,17 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 	m.mu.Lock()
 	m.owned[p] = o
 	m.mu.Unlock()
-	go m.read(o)
+	o.r = m.kc.ReadPartition(m.topic, p, start, func(off int64, value []byte) {
+		o.tr.add(off)
+		o.lastWork.Store(time.Now().UnixMilli())
+		m.dispatch(o, off, value)
+	})
 	return nil
 }
 
-func (m *Mesh) read(o *owned) {
-	defer close(o.done)
-	msgs, errs := o.pc.Messages(), o.pc.Errors()
-	for msgs != nil || errs != nil {
-		select {
-		case msg, ok := <-msgs:
-			if !ok {
-				msgs = nil
-				continue
-			}
-			o.tr.add(msg.Offset)
-			o.lastWork.Store(time.Now().UnixMilli())
-			m.dispatch(o, msg)
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			m.log.Warn("reading partition", "partition", o.p, "err", err)
-		}
-	}
-}
-
-func (m *Mesh) dispatch(o *owned, msg *sarama.ConsumerMessage) {
-	off := msg.Offset
+func (m *Mesh) dispatch(o *owned, off int64, value []byte) {
 	finish := func() { o.tr.finish(off) }
-	env, err := Decode(msg.Value)
+	env, err := Decode(value)
 	if err != nil {
 		m.log.Warn("dropping a record that is not a kar message", "partition", o.p, "offset", off, "err", err)
 		finish()
@@ -832,7 +801,7 @@ func (m *Mesh) lost(ctx context.Context, p int32, primary bool) {
 	delete(m.owned, p)
 	m.mu.Unlock()
 	if o != nil {
-		o.pc.AsyncClose()
+		o.r.Close()
 	}
 	if !primary {
 		return
@@ -1016,7 +985,7 @@ func (m *Mesh) releaseDrained(ctx context.Context) {
 	m.mu.Lock()
 	var drained []*owned
 	for p, o := range m.owned {
-		if o.adopted && o.tr.idle() && now-o.lastWork.Load() > 2000 && o.tr.position() >= o.pc.HighWaterMarkOffset() {
+		if o.adopted && o.tr.idle() && now-o.lastWork.Load() > 2000 && o.tr.position() >= o.r.HighWaterMark() {
 			drained = append(drained, o)
 			delete(m.owned, p)
 		}
@@ -1030,8 +999,7 @@ func (m *Mesh) releaseDrained(ctx context.Context) {
 
 // release stops reading o and hands its lease back with its position.
 func (m *Mesh) release(ctx context.Context, o *owned) {
-	o.pc.AsyncClose()
-	<-o.done
+	o.r.Close()
 	if err := releaseScript.Run(ctx, m.rdb, []string{m.keys.Lease(o.p), m.keys.Offset(o.p)}, m.id, o.tr.position()).Err(); err != nil {
 		m.log.Warn("cannot release partition", "partition", o.p, "err", err)
 	}

@@ -1,0 +1,190 @@
+package kafka
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// PartitionReader reads one partition with long-poll fetches on a
+// connection of its own, handing each record to a function in offset order.
+//
+// It replaces sarama's PartitionConsumer on the mesh's hot path for two
+// reasons. First, sarama batches new partition subscriptions for a fixed,
+// unexported 100 ms before the first fetch, and that delay landed on every
+// new sidecar's first requests and on every one-shot `kar rest`. Second,
+// its several goroutines and channels per record cost CPU on every call.
+// Closing the reader closes its connection, so a parked fetch ends at once.
+type PartitionReader struct {
+	c      *Client
+	topic  string
+	p      int32
+	handle func(offset int64, value []byte)
+
+	next atomic.Int64 // offset of the next record to fetch
+	hwm  atomic.Int64
+
+	mu     sync.Mutex
+	broker *sarama.Broker
+	// handling is held while a record is handed over, so that Close can
+	// promise that none is handed over after it returns.
+	handling sync.Mutex
+	stopped  atomic.Bool
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// fetchWait is how long a fetch parks at the broker waiting for a record.
+const fetchWait = 500 * time.Millisecond
+
+// ReadPartition starts reading partition p of topic at offset.
+func (c *Client) ReadPartition(topic string, p int32, offset int64, handle func(offset int64, value []byte)) *PartitionReader {
+	r := &PartitionReader{c: c, topic: topic, p: p, handle: handle, stop: make(chan struct{}), done: make(chan struct{})}
+	r.next.Store(offset)
+	go r.run()
+	return r
+}
+
+// HighWaterMark is the partition's end offset as last fetched.
+func (r *PartitionReader) HighWaterMark() int64 { return r.hwm.Load() }
+
+// Close stops reading; it returns once no record will be handed over any
+// more. The connection closes in the background: sarama holds a broker's
+// lock for a whole request, so closing it waits out a parked fetch.
+func (r *PartitionReader) Close() {
+	r.mu.Lock()
+	if !r.stopped.Swap(true) {
+		close(r.stop)
+	}
+	b := r.broker
+	r.mu.Unlock()
+	r.handling.Lock()
+	r.handling.Unlock()
+	if b != nil {
+		go b.Close()
+	}
+}
+
+func (r *PartitionReader) isStopped() bool { return r.stopped.Load() }
+
+func (r *PartitionReader) run() {
+	defer close(r.done)
+	for attempt := 0; !r.isStopped(); attempt++ {
+		b, err := r.connect()
+		if err == nil {
+			attempt = 0
+			err = r.fetchLoop(b)
+			b.Close()
+		}
+		if r.isStopped() {
+			return
+		}
+		if err != nil {
+			r.c.RefreshMetadata(r.topic)
+		}
+		select {
+		case <-time.After(min(50*time.Millisecond<<min(attempt, 5), 2*time.Second)):
+		case <-r.stop:
+		}
+	}
+}
+
+// connect opens a connection of its own to the partition's leader.
+func (r *PartitionReader) connect() (*sarama.Broker, error) {
+	leader, err := r.c.Leader(r.topic, r.p)
+	if err != nil {
+		return nil, err
+	}
+	b := sarama.NewBroker(leader.Addr())
+	if err := b.Open(r.c.Config()); err != nil {
+		return nil, err
+	}
+	if ok, err := b.Connected(); !ok {
+		b.Close()
+		if err == nil {
+			err = errors.New("not connected")
+		}
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped.Load() {
+		b.Close()
+		return nil, errors.New("stopped")
+	}
+	r.broker = b
+	return b, nil
+}
+
+// fetchLoop fetches until the connection fails or the reader stops.
+func (r *PartitionReader) fetchLoop(b *sarama.Broker) error {
+	for !r.isStopped() {
+		req := &sarama.FetchRequest{Version: 4, MaxWaitTime: int32(fetchWait / time.Millisecond), MinBytes: 1, MaxBytes: 16 << 20, Isolation: sarama.ReadUncommitted}
+		req.AddBlock(r.topic, r.p, r.next.Load(), 4<<20, -1)
+		resp, err := b.Fetch(req)
+		if err != nil {
+			return err
+		}
+		block := resp.GetBlock(r.topic, r.p)
+		if block == nil {
+			continue
+		}
+		switch block.Err {
+		case sarama.ErrNoError:
+		case sarama.ErrOffsetOutOfRange:
+			// The topic was recreated or trimmed: read what is there.
+			oldest, err := r.c.GetOffset(r.topic, r.p, sarama.OffsetOldest)
+			if err != nil {
+				return err
+			}
+			r.next.Store(oldest)
+			continue
+		default:
+			// Leadership moved or the partition is not ready: look again.
+			return block.Err
+		}
+		r.hwm.Store(block.HighWaterMarkOffset)
+		r.deliver(block)
+	}
+	return nil
+}
+
+func (r *PartitionReader) deliver(block *sarama.FetchResponseBlock) {
+	next := r.next.Load()
+	for _, recs := range block.RecordsSet {
+		if batch := recs.RecordBatch; batch != nil {
+			if !batch.Control {
+				for _, rec := range batch.Records {
+					off := batch.FirstOffset + rec.OffsetDelta
+					if off >= next && r.hand(off, rec.Value) {
+						next = off + 1
+					}
+				}
+			}
+			if last := batch.LastOffset() + 1; last > next && !batch.PartialTrailingRecord {
+				next = last
+			}
+		} else if set := recs.MsgSet; set != nil {
+			for _, mb := range set.Messages {
+				if mb.Offset >= next && mb.Msg != nil && r.hand(mb.Offset, mb.Msg.Value) {
+					next = mb.Offset + 1
+				}
+			}
+		}
+	}
+	r.next.Store(next)
+}
+
+// hand gives one record to the handler unless the reader stopped.
+func (r *PartitionReader) hand(off int64, value []byte) bool {
+	r.handling.Lock()
+	defer r.handling.Unlock()
+	if r.isStopped() {
+		return false
+	}
+	r.handle(off, value)
+	return true
+}
