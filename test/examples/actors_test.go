@@ -105,4 +105,14 @@ func TestCounterGo(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		return strings.Contains(server.Output(), "activated") && strings.Contains(server.Output(), "id=c2")
 	}, "the server to log the activation of c2")
+
+	// The README's one-liner: kar invoke prints the method's value.
+	for _, c := range []struct{ by, want string }{{"5", "5"}, {"7", "12"}} {
+		inv := exec.Command(testenv.KarBin(t), "invoke", "-app", "counter", "Counter", "c3", "incr", c.by)
+		inv.Env = append(inv.Environ(), karEnv(b)...)
+		out, err := inv.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != c.want {
+			t.Fatalf("kar invoke -app counter Counter c3 incr %s: %v, output %q, want %s", c.by, err, out, c.want)
+		}
+	}
 }
