@@ -13,6 +13,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,6 +61,19 @@ func NewLogger(level string, w io.Writer) (*slog.Logger, error) {
 		return nil, fmt.Errorf("-v %q: want error, warn, info or debug", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// tuneMemory trades a little memory for less garbage-collection CPU on
+// every call, under a soft limit that keeps a sidecar small: collect when
+// the heap grew by 150%, and harder as Go memory nears 18 MiB. GOGC and
+// GOMEMLIMIT, when set, win.
+func tuneMemory() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(150)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(18 << 20)
+	}
 }
 
 // Backends are the connections every mesh member needs.
@@ -114,6 +128,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		return ExitConfig
 	}
 	store.RouteLogs(log)
+	tuneMemory()
 	if addr := os.Getenv("KAR_PPROF_ADDR"); addr != "" {
 		// Profiling on demand (net/http/pprof registers on the default mux).
 		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(addr, nil)) }()
@@ -344,10 +359,17 @@ func deliverEvent(m *mesh.Mesh) events.DeliverFunc {
 		if err != nil {
 			return err
 		}
-		if resp.Status >= 300 {
+		switch {
+		case resp.Status < 300:
+			return nil
+		case resp.Status >= 400 && resp.Status < 500 && resp.Status != http.StatusRequestTimeout && resp.Status != http.StatusTooManyRequests:
+			// No retry makes a missing method or a rejected event succeed:
+			// skip the event rather than block the subscription for good.
+			m.Logger().Error("event not delivered: the actor rejected it", "actor", actorType+"/"+actorID, "path", path, "status", resp.Status, "body", strings.TrimSpace(string(resp.Body)))
+			return nil
+		default:
 			return fmt.Errorf("actor %s/%s %s answered %d: %s", actorType, actorID, path, resp.Status, strings.TrimSpace(string(resp.Body)))
 		}
-		return nil
 	}
 }
 

@@ -164,7 +164,7 @@ func (m *Mesh) forgetPlacement(typ, id string) {
 // serveActor runs an actor request on this host.
 func (m *Mesh) serveActor(env *Envelope, finish func()) {
 	defer m.work.Done()
-	ctx := m.serveCtx
+	ctx := context.Background()
 	in := m.instance(env.ActorType, env.ActorID)
 	if !in.isActive() {
 		// First request here: make sure the placement names this sidecar.

@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -159,3 +160,6 @@ func (m *Mesh) Members() []*Member {
 	})
 	return out
 }
+
+// Logger is the mesh's logger.
+func (m *Mesh) Logger() *slog.Logger { return m.log }

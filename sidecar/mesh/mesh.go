@@ -90,6 +90,7 @@ type Mesh struct {
 	// hot path.
 	serveCtx    context.Context
 	serveCancel context.CancelFunc
+	workers     *pool
 	refreshC    chan struct{}
 	adoptC      chan struct{}
 	loops       sync.WaitGroup
@@ -152,6 +153,7 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 		adoptC:     make(chan struct{}, 1),
 	}
 	m.serveCtx, m.serveCancel = context.WithCancel(context.Background())
+	m.workers = newPool(10 * time.Second)
 	m.view.Store(newView(nil))
 	m.self = Member{ID: id, Host: opts.Host, Port: opts.Port, Version: opts.Version, Started: time.Now().UTC(), Client: opts.Client}
 	return m, nil
@@ -319,9 +321,9 @@ func (m *Mesh) dispatch(o *owned, off int64, value []byte) {
 			run = func() { m.serveActor(env, finish) }
 		}
 		if isStep(env.ID) || off < o.below {
-			go m.runOnce(env, finish, run)
+			m.workers.Go(func() { m.runOnce(env, finish, run) })
 		} else {
-			go run()
+			m.workers.Go(run)
 		}
 		return
 	}
@@ -354,7 +356,10 @@ func (m *Mesh) serve(env *Envelope, finish func()) {
 	defer m.work.Done()
 	var resp *Envelope
 	for attempt := 0; ; attempt++ {
-		r, err := m.opts.Handler(m.serveCtx, env)
+		// No per-request cancellation: registering every delivery with a
+		// cancellable parent was a tenth of a busy sidecar's CPU; Leave
+		// bounds its wait for deliveries itself.
+		r, err := m.opts.Handler(context.Background(), env)
 		if err == nil {
 			resp = r
 			break
