@@ -74,8 +74,27 @@ func (k Keys) Reminders() string { return k.prefix + "reminders" }
 // ReminderSchedule is the sorted set of reminder fields by next fire time (ms).
 func (k Keys) ReminderSchedule() string { return k.prefix + "reminder-schedule" }
 
+// ReminderWake is the pub/sub channel announcing a change of the reminder schedule.
+func (k Keys) ReminderWake() string { return k.ReminderSchedule() + ":wake" }
+
 // Subscriptions is the hash of all event subscriptions (field: type/id/subscriptionId).
 func (k Keys) Subscriptions() string { return k.prefix + "subscriptions" }
+
+// SubscriptionOffsets is the hash of a subscription's committed offsets
+// (partition → the next offset to deliver).
+func (k Keys) SubscriptionOffsets(field string) string {
+	return k.Subscriptions() + ":offsets:" + field
+}
+
+// SubscriptionLease names the sidecar running a subscription (with a TTL).
+func (k Keys) SubscriptionLease(field string) string { return k.Subscriptions() + ":lease:" + field }
+
+// SubscriptionRunners is the sorted set of live subscription runners
+// (member: sidecar id, score: Redis time of its last heartbeat in ms).
+func (k Keys) SubscriptionRunners() string { return k.Subscriptions() + ":runners" }
+
+// SubscriptionWake is the pub/sub channel announcing subscription changes.
+func (k Keys) SubscriptionWake() string { return k.Subscriptions() + ":wake" }
 
 // Response holds the result of a tail-call step, committed with the next step.
 func (k Keys) Response(requestID string) string { return k.prefix + "response:" + requestID }

@@ -154,23 +154,11 @@ func instancePrefix(actorType, actorID string) string {
 
 func (s Subscription) field() string { return field(s.Actor.Type, s.Actor.ID, s.ID) }
 
-// KEY SCHEME ADDITIONS (not yet in adapter/store/keys.go): derived from
-// Subscriptions() so they share the application's prefix and hash tag.
-
-// offsetsKey is the hash of a subscription's committed offsets: partition →
-// the next offset to deliver.
-func offsetsKey(k store.Keys, field string) string { return k.Subscriptions() + ":offsets:" + field }
-
-// leaseKey names the sidecar running a subscription (with a TTL).
-func leaseKey(k store.Keys, field string) string { return k.Subscriptions() + ":lease:" + field }
-
-// runnersKey is the sorted set of the live runners (member: sidecar id,
-// score: the Redis time of its last heartbeat, ms), to share the
-// subscriptions among them.
-func runnersKey(k store.Keys) string { return k.Subscriptions() + ":runners" }
-
-// wakeChannel announces subscription changes to every runner.
-func wakeChannel(k store.Keys) string { return k.Subscriptions() + ":wake" }
+// The subscriptions' Redis keys come from the key scheme (adapter/store).
+func offsetsKey(k store.Keys, field string) string { return k.SubscriptionOffsets(field) }
+func leaseKey(k store.Keys, field string) string   { return k.SubscriptionLease(field) }
+func runnersKey(k store.Keys) string               { return k.SubscriptionRunners() }
+func wakeChannel(k store.Keys) string              { return k.SubscriptionWake() }
 
 // errNotFound reports a subscription that does not exist.
 var errNotFound = errors.New("subscription not found")

@@ -88,10 +88,7 @@ func New(rdb redis.UniversalClient, keys store.Keys, opts Options) *Store {
 
 // wakeChannel is the pub/sub channel on which Schedule announces a change of
 // the schedule to every scheduler.
-//
-// KEY SCHEME ADDITION (not yet in adapter/store/keys.go): derived from
-// ReminderSchedule so it shares the application's prefix and hash tag.
-func wakeChannel(keys store.Keys) string { return keys.ReminderSchedule() + ":wake" }
+func wakeChannel(keys store.Keys) string { return keys.ReminderWake() }
 
 // ErrNotFound reports a reminder that does not exist.
 var ErrNotFound = errors.New("reminder not found")
