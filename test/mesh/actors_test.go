@@ -290,3 +290,75 @@ func TestEventSubscription(t *testing.T) {
 	}
 	testenv.Eventually(t, 30*time.Second, func() bool { return value(t, base, "sub", "get") == 15.0 }, "5 events delivered (count 15)")
 }
+
+// TestServiceTailCallsAndActorTimers: tail calls actor → service and
+// service → service, -actor_busy_timeout, and the idle collector.
+func TestServiceTailCallsAndActorTimers(t *testing.T) {
+	b := testenv.Backend(t)
+	nodeModules := filepath.Join(needNodeExample(t, "service-hello-js"), "node_modules")
+	td := filepath.Join(repo(t), "test", "mesh", "testdata")
+	svc := testenv.Start(t, "tails", karEnv(b, "NODE_PATH="+nodeModules), td, testenv.KarBin(t), "run", "-app", "timers", "-service", "tails",
+		"-app_port", strconv.Itoa(testenv.FreePort(t)), "node", "services.js")
+	svc.WaitOutput(t, "services ready", 30*time.Second)
+	host := testenv.Start(t, "host", karEnv(b, "NODE_PATH="+nodeModules), td, testenv.KarBin(t), "run", "-app", "timers", "-actors", "Counter", "-h2c",
+		"-app_port", strconv.Itoa(testenv.FreePort(t)), "-actor_busy_timeout", "300ms", "-actor_collector_interval", "1s", "node", "actors.js")
+	host.WaitOutput(t, "actors ready", 30*time.Second)
+	waitServes(t, b, "timers", "tails", 1)
+	_, base := sidecarAlone(t, b, "timers")
+
+	resp, got := do(t, "POST", base+"/kar/v1/service/tails/call/start", http.Header{"Content-Type": {"application/json"}}, `{"name":"Ada"}`)
+	if resp.StatusCode != 200 || !strings.Contains(got, "Hello Ada via tail call!") {
+		t.Errorf("service → service tail call: %d %s", resp.StatusCode, got)
+	}
+	_, _, raw := actorCall(t, base, "ts", "toService", "Bob")
+	if !strings.Contains(raw, "Hello Bob!") {
+		t.Errorf("actor → service tail call: %s", raw)
+	}
+
+	// While slow() holds the instance for 2s, another call waits at most 300ms.
+	slow := make(chan struct{})
+	go func() { defer close(slow); actorCall(t, base, "busy", "slow", 2000) }()
+	testenv.Eventually(t, 10*time.Second, func() bool { return strings.Contains(host.Output(), "activate busy") }, "busy activated")
+	status, _, raw := actorCall(t, base, "busy", "get")
+	if status != 503 || !strings.Contains(raw, "actor_busy_timeout") {
+		t.Errorf("call on a busy instance: %d %s", status, raw)
+	}
+	<-slow
+
+	// An instance idle past -actor_collector_interval is deactivated.
+	value(t, base, "idle", "incr", 1)
+	host.WaitOutput(t, "deactivate idle", 20*time.Second)
+	if v := value(t, base, "idle", "get"); v != 1.0 {
+		t.Errorf("after collection, state = %v", v)
+	}
+}
+
+// TestReplicasShareLoad: calls to a service with two replicas reach both.
+func TestReplicasShareLoad(t *testing.T) {
+	b := testenv.Backend(t)
+	nodeModules := filepath.Join(needNodeExample(t, "service-hello-js"), "node_modules")
+	td := filepath.Join(repo(t), "test", "mesh", "testdata")
+	for _, name := range []string{"r1", "r2"} {
+		p := testenv.Start(t, name, karEnv(b, "NODE_PATH="+nodeModules), td, testenv.KarBin(t), "run", "-app", "share", "-service", "tails",
+			"-app_port", strconv.Itoa(testenv.FreePort(t)), "node", "services.js")
+		p.WaitOutput(t, "services ready", 30*time.Second)
+	}
+	waitServes(t, b, "share", "tails", 2)
+	_, base := sidecarAlone(t, b, "share")
+	pids := map[float64]int{}
+	for i := 0; i < 20; i++ {
+		_, got := do(t, "POST", base+"/kar/v1/service/tails/call/hello", http.Header{"Content-Type": {"application/json"}}, `{"name":"x"}`)
+		var m map[string]any
+		json.Unmarshal([]byte(got), &m)
+		pid, _ := m["pid"].(float64)
+		pids[pid]++
+	}
+	if len(pids) != 2 {
+		t.Errorf("20 calls reached %d replica(s): %v", len(pids), pids)
+	}
+	for pid, n := range pids {
+		if n < 5 {
+			t.Errorf("replica %v got %d of 20 calls", pid, n)
+		}
+	}
+}

@@ -1,7 +1,7 @@
 // Actor component for the runtime's tests, written against the npm kar-sdk
 // as a KAR user writes one. NODE_PATH points at an example's node_modules.
 const express = require('express')
-const { actor, sys } = require('kar-sdk')
+const { actor, sys, tailCall } = require('kar-sdk')
 
 class Counter {
   async activate () {
@@ -48,6 +48,8 @@ class Counter {
     if (n <= 1) return this.count
     return actor.tailCall(this, 'chainStep', n - 1)
   }
+
+  toService (name) { return tailCall('tails', 'hello', { name }) }
 
   hop (other, n) { return actor.tailCall(actor.proxy('Counter', other), 'incr', n) }
 
