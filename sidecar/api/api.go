@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 )
 
@@ -81,11 +82,7 @@ func (s *Server) Close(ctx context.Context) {
 	}
 }
 
-func text(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(status)
-	io.WriteString(w, msg)
-}
+func text(w http.ResponseWriter, status int, msg string) { httpx.Text(w, status, msg) }
 
 // waitReady holds a request until the sidecar has joined the mesh.
 func (s *Server) waitReady(w http.ResponseWriter, r *http.Request) bool {

@@ -16,10 +16,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kar-runtime/kar/sidecar/httpx"
 	"hash/fnv"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -227,4 +227,4 @@ type tooLargeErr struct{ error }
 func (e tooLargeErr) Unwrap() error { return e.error }
 
 // oneLine keeps log values and error bodies on one line.
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+func oneLine(s string) string { return httpx.OneLine(s) }

@@ -1,82 +1,24 @@
 package reminders
 
 import (
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"strconv"
-	"strings"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
-// readBody reads the whole body within limit. On failure it has already
-// answered the request (413 or 400) and returns ok=false.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, ok bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			http.Error(w, fmt.Sprintf("request body larger than %d bytes: send a smaller reminder (data included)", tooBig.Limit), http.StatusRequestEntityTooLarge)
-			return nil, false
-		}
-		http.Error(w, "cannot read request body: "+err.Error(), http.StatusBadRequest)
-		return nil, false
-	}
-	return body, true
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	return httpx.ReadBody(w, r, limit, "send a smaller reminder (data included)")
 }
 
-// nilOnAbsent reads the ?nilOnAbsent= query parameter. On a malformed value
-// it has already answered 400 and returns ok=false.
 func nilOnAbsent(w http.ResponseWriter, r *http.Request) (noa, ok bool) {
-	s := r.URL.Query().Get("nilOnAbsent")
-	if s == "" {
-		return false, true
-	}
-	noa, err := strconv.ParseBool(s)
-	if err != nil {
-		http.Error(w, fmt.Sprintf("query parameter nilOnAbsent=%q is not a boolean: use true or false", s), http.StatusBadRequest)
-		return false, false
-	}
-	return noa, true
+	return httpx.NilOnAbsent(w, r)
 }
 
-// storeError answers a failed Redis operation: 503 when Redis cannot be
-// reached right now (clients such as kar-sdk retry on 503), 500 otherwise.
-// go-redis errors name the address at most, never the credentials.
 func storeError(w http.ResponseWriter, what string, err error) {
-	if unavailable(err) {
-		http.Error(w, fmt.Sprintf("reminder store unavailable while trying to %s (Redis): %v; retry later", what, err), http.StatusServiceUnavailable)
-		return
-	}
-	http.Error(w, fmt.Sprintf("reminder store failed to %s: %v", what, err), http.StatusInternalServerError)
+	httpx.StoreError(w, "reminder store", what, err)
 }
 
-// unavailable tells transient unavailability (no connection, Redis loading
-// or failing over) from errors a retry would not fix.
-func unavailable(err error) bool {
-	var rerr redis.Error
-	if !errors.As(err, &rerr) {
-		return true // network, pool timeout, closed client, cancelled request
-	}
-	msg := rerr.Error()
-	for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY"} {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
-}
+func unavailable(err error) bool { return httpx.RedisUnavailable(err) }
 
-func writeText(w http.ResponseWriter, status int, s string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(status)
-	io.WriteString(w, s)
-}
-
-func writeJSON(w http.ResponseWriter, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
-}
+func writeText(w http.ResponseWriter, status int, s string) { httpx.Text(w, status, s) }
+func writeJSON(w http.ResponseWriter, body []byte)          { httpx.JSON(w, body) }

@@ -1,0 +1,93 @@
+// Package httpx holds the small HTTP answers shared by the sidecar's route
+// packages (actor state, reminders, events): bounded bodies, the
+// nilOnAbsent parameter, and store errors told apart as "retry later"
+// (503, which kar-sdk retries) or "failed" (500).
+package httpx
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ReadBody reads the whole body within limit. On failure it has already
+// answered the request (413 with hint, or 400) and returns ok=false.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64, hint string) (body []byte, ok bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			http.Error(w, fmt.Sprintf("request body larger than %d bytes: %s", tooBig.Limit, hint), http.StatusRequestEntityTooLarge)
+			return nil, false
+		}
+		http.Error(w, "cannot read request body: "+err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	return body, true
+}
+
+// NilOnAbsent reads the ?nilOnAbsent= query parameter. On a malformed
+// value it has already answered 400 and returns ok=false.
+func NilOnAbsent(w http.ResponseWriter, r *http.Request) (noa, ok bool) {
+	s := r.URL.Query().Get("nilOnAbsent")
+	if s == "" {
+		return false, true
+	}
+	noa, err := strconv.ParseBool(s)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("query parameter nilOnAbsent=%q is not a boolean: use true or false", s), http.StatusBadRequest)
+		return false, false
+	}
+	return noa, true
+}
+
+// StoreError answers a failed Redis operation of store ("actor state
+// store", ...): 503 with Retry-After when Redis cannot be reached right
+// now, 500 otherwise. go-redis errors name the address at most, never the
+// credentials.
+func StoreError(w http.ResponseWriter, store, what string, err error) {
+	if RedisUnavailable(err) {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("%s unavailable while trying to %s (Redis): %s; retry later", store, what, OneLine(err.Error())), http.StatusServiceUnavailable)
+		return
+	}
+	http.Error(w, fmt.Sprintf("%s failed to %s: %s", store, what, OneLine(err.Error())), http.StatusInternalServerError)
+}
+
+// RedisUnavailable tells transient unavailability (no connection, Redis
+// loading or failing over) from errors a retry would not fix.
+func RedisUnavailable(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return true // network, pool timeout, closed client, cancelled request
+	}
+	msg := rerr.Error()
+	for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Text writes a plain-text answer.
+func Text(w http.ResponseWriter, status int, s string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	io.WriteString(w, s)
+}
+
+// JSON writes a 200 answer whose body is already JSON.
+func JSON(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+// OneLine keeps a message on one line (for HTTP answers and log fields).
+func OneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
