@@ -547,20 +547,13 @@ func (m *Mesh) replayStep(env *Envelope, finish func()) bool {
 
 // collectLoop deactivates instances idle for longer than the collector interval.
 func (m *Mesh) collectLoop(ctx context.Context) {
-	every := m.opts.ActorCollectorInterval
-	if every <= 0 {
+	idle := m.opts.ActorCollectorInterval
+	if idle <= 0 {
 		return
 	}
-	t := time.NewTicker(min(every, time.Minute))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		m.deactivateIdle(ctx, time.Now().Add(-every))
-	}
+	every(ctx, min(idle, time.Minute), nil, func(ctx context.Context) {
+		m.deactivateIdle(ctx, time.Now().Add(-idle))
+	})
 }
 
 // deactivateIdle deactivates the instances last used before cutoff (all

@@ -205,6 +205,22 @@ func (m *Mesh) Join(ctx context.Context) error {
 	return nil
 }
 
+// every runs f every period, and at once on each signal of wake (nil:
+// none), until ctx ends.
+func every(ctx context.Context, period time.Duration, wake <-chan struct{}, f func(context.Context)) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-wake:
+		}
+		f(ctx)
+	}
+}
+
 func (m *Mesh) loop(ctx context.Context, f func(context.Context)) {
 	m.loops.Add(1)
 	go func() {
@@ -595,38 +611,33 @@ func (m *Mesh) retryHeld(ctx context.Context) {
 
 // heldLoop answers held requests whose wait for a component ran out.
 func (m *Mesh) heldLoop(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	every(ctx, 100*time.Millisecond, nil, m.expireHeld)
+}
+
+func (m *Mesh) expireHeld(ctx context.Context) {
+	now := time.Now()
+	var expired []*heldReq
+	m.mu.Lock()
+	keep := m.held[:0]
+	for _, h := range m.held {
+		if now.After(h.until) {
+			expired = append(expired, h)
+		} else {
+			keep = append(keep, h)
 		}
-		now := time.Now()
-		var expired []*heldReq
-		m.mu.Lock()
-		keep := m.held[:0]
-		for _, h := range m.held {
-			if now.After(h.until) {
-				expired = append(expired, h)
-			} else {
-				keep = append(keep, h)
+	}
+	m.held = keep
+	m.mu.Unlock()
+	for _, h := range expired {
+		msg := fmt.Sprintf("no component for %s joined the application %s in time (-missing_component_timeout %s)", h.env.Target(), m.opts.App, m.opts.MissingComponentTimeout)
+		m.log.Error(msg, "id", h.env.ID)
+		if !h.env.Async {
+			resp := &Envelope{Kind: KindResponse, ID: h.env.ID, To: h.env.From, Status: 503, Error: true, Body: []byte(msg)}
+			if !m.produceRetry(resp, m.partitionOf(h.env.From, h.env.FromPart)) {
+				continue
 			}
 		}
-		m.held = keep
-		m.mu.Unlock()
-		for _, h := range expired {
-			msg := fmt.Sprintf("no component for %s joined the application %s in time (-missing_component_timeout %s)", h.env.Target(), m.opts.App, m.opts.MissingComponentTimeout)
-			m.log.Error(msg, "id", h.env.ID)
-			if !h.env.Async {
-				resp := &Envelope{Kind: KindResponse, ID: h.env.ID, To: h.env.From, Status: 503, Error: true, Body: []byte(msg)}
-				if !m.produceRetry(resp, m.partitionOf(h.env.From, h.env.FromPart)) {
-					continue
-				}
-			}
-			h.finish()
-		}
+		h.finish()
 	}
 }
 
@@ -762,39 +773,37 @@ func (m *Mesh) wait(ctx context.Context, ch chan *Envelope) (*Envelope, error) {
 // presumed dead) gives up that partition and, if it was the primary one,
 // claims another.
 func (m *Mesh) renewLoop(ctx context.Context) {
-	t := time.NewTicker(m.opts.LeaseTTL / 4)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	every(ctx, m.opts.LeaseTTL/4, nil, m.renew)
+}
+
+func (m *Mesh) renew(ctx context.Context) {
+	m.mu.Lock()
+	rec, _ := json.Marshal(m.self)
+	primary := m.self.Partition
+	parts := make([]int32, 0, len(m.owned))
+	for p := range m.owned {
+		parts = append(parts, p)
+	}
+	m.mu.Unlock()
+	pipe := m.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(parts))
+	for i, p := range parts {
+		r := ""
+		if p == primary {
+			r = string(rec)
 		}
-		m.mu.Lock()
-		rec, _ := json.Marshal(m.self)
-		primary := m.self.Partition
-		parts := make([]int32, 0, len(m.owned))
-		for p := range m.owned {
-			parts = append(parts, p)
-		}
-		m.mu.Unlock()
-		pipe := m.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(parts))
-		for i, p := range parts {
-			r := ""
-			if p == primary {
-				r = string(rec)
-			}
-			cmds[i] = renewScript.Eval(ctx, pipe, []string{m.keys.Lease(p), m.keys.Sidecar(m.id)}, m.id, m.opts.LeaseTTL.Milliseconds(), r)
-		}
-		if _, err := pipe.Exec(ctx); err != nil && ctx.Err() == nil {
+		cmds[i] = renewScript.Eval(ctx, pipe, []string{m.keys.Lease(p), m.keys.Sidecar(m.id)}, m.id, m.opts.LeaseTTL.Milliseconds(), r)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		// Not a verdict on the leases: try again at the next tick.
+		if ctx.Err() == nil {
 			m.log.Warn("cannot renew leases", "err", err)
-			continue
 		}
-		for i, c := range cmds {
-			if n, _ := c.Int(); n == 0 {
-				m.lost(ctx, parts[i], parts[i] == primary)
-			}
+		return
+	}
+	for i, c := range cmds {
+		if n, _ := c.Int(); n == 0 {
+			m.lost(ctx, parts[i], parts[i] == primary)
 		}
 	}
 }
@@ -856,33 +865,16 @@ func (m *Mesh) watchLoop(ctx context.Context) {
 // refreshLoop reloads the view on notice, and every second to notice
 // sidecars that died without a word.
 func (m *Mesh) refreshLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-m.refreshC:
-		}
+	every(ctx, time.Second, m.refreshC, func(ctx context.Context) {
 		if err := m.refresh(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("cannot read membership", "err", err)
 		}
-	}
+	})
 }
 
 // commitLoop stores each owned partition's position when it moved.
 func (m *Mesh) commitLoop(ctx context.Context) {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		m.commit(ctx)
-	}
+	every(ctx, 50*time.Millisecond, nil, m.commit)
 }
 
 func (m *Mesh) commit(ctx context.Context) {
@@ -910,20 +902,12 @@ func (m *Mesh) commit(ctx context.Context) {
 // records (their sidecar died or left with work undone), adopts them, and
 // releases adopted partitions once they are drained.
 func (m *Mesh) adoptLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second + time.Duration(mrand.IntN(200))*time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-m.adoptC:
-		}
+	every(ctx, time.Second+time.Duration(mrand.IntN(200))*time.Millisecond, m.adoptC, func(ctx context.Context) {
 		if err := m.adoptScan(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("scan for orphaned partitions", "err", err)
 		}
 		m.releaseDrained(ctx)
-	}
+	})
 }
 
 func (m *Mesh) adoptScan(ctx context.Context) error {
