@@ -96,6 +96,12 @@ func Load(cfg any, name string, args []string, usageOut io.Writer) ([]string, er
 	if err := envconfig.Process("", cfg); err != nil {
 		return nil, fmt.Errorf("bad environment: %w", cleanEnvErr(err))
 	}
+	// envconfig splits lists on commas as they are; "A, B,,C" means A, B, C.
+	for _, f := range fields {
+		if f.v.Kind() == reflect.Slice && f.v.Len() > 0 {
+			set(f.v, strings.Join(f.v.Interface().([]string), ","))
+		}
+	}
 
 	// The config directory fills what the environment left unset. Its
 	// location may itself come from the flags, so peek at them first.

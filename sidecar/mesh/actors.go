@@ -406,6 +406,7 @@ func continuation(env, resp *Envelope, step int) *Envelope {
 		}
 	case v.ServiceName != "":
 		next.Service = v.ServiceName
+		next.Session = ""
 		if v.Method != "" {
 			next.Method = strings.ToUpper(v.Method)
 		}
