@@ -171,7 +171,9 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	ready := make(chan struct{})
 	shutdown := make(chan struct{}, 1)
 	keys := store.NewKeys(cfg.App)
-	rems := reminders.New(be.Redis, keys, reminders.Options{Logger: log})
+	// Firing a reminder is one produce to Kafka: a short claim lease lets
+	// another sidecar fire a reminder soon when the one that claimed it dies.
+	rems := reminders.New(be.Redis, keys, reminders.Options{Logger: log, Lease: 5 * time.Second})
 	evs := events.New(events.Options{
 		App: cfg.App, Redis: be.Redis, Kafka: be.Kafka, Keys: keys, Logger: log,
 		SidecarID: m.ID(), Deliver: deliverEvent(m),

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,5 +139,29 @@ func TestPoolReusesWorkers(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("a task waited for a busy worker")
 		}
+	}
+}
+
+func TestSweep(t *testing.T) {
+	m := &Mesh{pending: map[string]chan *Envelope{}, promised: map[string]time.Time{}, placements: map[string]string{}}
+	now := time.Now()
+	m.pending["old"], m.promised["old"] = make(chan *Envelope, 1), now.Add(-2*PromiseTTL)
+	m.pending["new"], m.promised["new"] = make(chan *Envelope, 1), now
+	m.pending["call"] = make(chan *Envelope, 1) // a synchronous call: its caller forgets it
+	for i := 0; i <= placementCacheMax; i++ {
+		m.placements[actorKey("T", strconv.Itoa(i))] = "x"
+	}
+	m.sweep(now)
+	if _, ok := m.pending["old"]; ok {
+		t.Error("a stale promise was kept")
+	}
+	if _, ok := m.pending["new"]; !ok {
+		t.Error("a fresh promise was dropped")
+	}
+	if _, ok := m.pending["call"]; !ok {
+		t.Error("a synchronous call was dropped")
+	}
+	if len(m.placements) != 0 {
+		t.Errorf("placement cache kept %d entries past its bound", len(m.placements))
 	}
 }

@@ -52,6 +52,10 @@ type Envelope struct {
 	Header http.Header
 	// Async requests (tell, reminders, events) get no response.
 	Async bool
+	// MayRepeat marks a request passed on by a sidecar other than its
+	// sender (adoption, hand-over): it may have run already, so its host
+	// checks for a recorded result before running it.
+	MayRepeat bool
 	// Deadline (Unix ms) bounds how long the request may wait for a
 	// component of its target to join.
 	Deadline int64
@@ -89,6 +93,7 @@ const (
 	wireVersion = 1
 	flagAsync   = 1
 	flagError   = 2
+	flagRepeat  = 4
 )
 
 // Encode renders e as a record value.
@@ -108,6 +113,9 @@ func (e *Envelope) Encode() ([]byte, error) {
 	}
 	if e.Error {
 		flags |= flagError
+	}
+	if e.MayRepeat {
+		flags |= flagRepeat
 	}
 	strs := [...]string{e.ID, e.From, e.To, e.Service, e.ActorType, e.ActorID, e.Session, e.Method, e.Path, e.Query}
 	size := 18 + len(e.Body) + binary.MaxVarintLen32
@@ -166,6 +174,7 @@ func Decode(b []byte) (*Envelope, error) {
 	}
 	e.Async = b[3]&flagAsync != 0
 	e.Error = b[3]&flagError != 0
+	e.MayRepeat = b[3]&flagRepeat != 0
 	e.FromPart = int32(binary.BigEndian.Uint32(b[4:]))
 	e.Deadline = int64(binary.BigEndian.Uint64(b[8:]))
 	e.Status = int(binary.BigEndian.Uint16(b[16:]))

@@ -10,7 +10,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	cases := []*Envelope{
 		{Kind: KindRequest, ID: "a-1", From: "a", FromPart: 7, To: "b", Service: "greeter", Method: "POST", Path: "/helloJson", Query: "x=1&y=2",
 			Header: http.Header{"Content-Type": {"application/json"}, "X-Multi": {"1", "2"}}, Deadline: 1700000000000, Body: []byte(`{"name":"x"}`)},
-		{Kind: KindRequest, ID: "a-2", ActorType: "Counter", ActorID: "c/1", Session: "s", Async: true, Method: "POST", Path: "/incr"},
+		{Kind: KindRequest, ID: "a-2", ActorType: "Counter", ActorID: "c/1", Session: "s", Async: true, MayRepeat: true, Method: "POST", Path: "/incr"},
 		{Kind: KindResponse, ID: "a-1", To: "a", Status: 503, Error: true, Body: []byte("no component")},
 		{Kind: KindResponse, ID: "ü-∑", Status: 204},
 	}

@@ -72,7 +72,10 @@ type Mesh struct {
 	self    Member
 	owned   map[int32]*owned
 	pending map[string]chan *Envelope
-	held    []*heldReq
+	// promised: when each promise (Pragma: promise) was issued, so that
+	// promises nobody awaits do not pile up.
+	promised map[string]time.Time
+	held     []*heldReq
 	// instances hosted here; placements caches where instances live.
 	instances  map[string]*instance
 	placements map[string]string
@@ -336,7 +339,7 @@ func (m *Mesh) dispatch(o *owned, off int64, value []byte) {
 		if env.ActorType != "" {
 			run = func() { m.serveActor(env, finish) }
 		}
-		if isStep(env.ID) || off < o.below {
+		if isStep(env.ID) || off < o.below || env.MayRepeat {
 			m.workers.Go(func() { m.runOnce(env, finish, run) })
 		} else {
 			m.workers.Go(run)
@@ -572,6 +575,7 @@ func (m *Mesh) hold(env *Envelope, finish func()) {
 
 func (m *Mesh) forward(env *Envelope, t *Member, finish func()) {
 	env.To = t.ID
+	env.MayRepeat = true
 	m.work.Add(1)
 	go func() {
 		defer m.work.Done()
@@ -719,10 +723,38 @@ func (m *Mesh) Tell(ctx context.Context, req *Envelope) error {
 	return m.send(ctx, req)
 }
 
-// Promise sends a request and returns its id for Await.
+// Promise sends a request and returns its id for Await. A promise not
+// awaited within PromiseTTL is forgotten.
 func (m *Mesh) Promise(ctx context.Context, req *Envelope) (string, error) {
 	id, _, err := m.start(ctx, req)
+	if err == nil {
+		m.mu.Lock()
+		m.promised[id] = time.Now()
+		m.mu.Unlock()
+	}
 	return id, err
+}
+
+// PromiseTTL bounds how long an unawaited promise is kept.
+const PromiseTTL = time.Hour
+
+// placementCacheMax bounds the placements cached here; past it the cache
+// starts afresh (placements are only a shortcut to Redis).
+const placementCacheMax = 100000
+
+// sweep forgets stale promises and bounds the placement cache.
+func (m *Mesh) sweep(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, t := range m.promised {
+		if now.Sub(t) > PromiseTTL {
+			delete(m.promised, id)
+			delete(m.pending, id)
+		}
+	}
+	if len(m.placements) > placementCacheMax {
+		m.placements = map[string]string{}
+	}
 }
 
 // Await waits for the response to a Promise.
@@ -744,6 +776,7 @@ func (m *Mesh) Await(ctx context.Context, id string) (*Envelope, error) {
 func (m *Mesh) forget(id string) {
 	m.mu.Lock()
 	delete(m.pending, id)
+	delete(m.promised, id)
 	m.mu.Unlock()
 }
 
@@ -869,6 +902,7 @@ func (m *Mesh) refreshLoop(ctx context.Context) {
 		if err := m.refresh(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("cannot read membership", "err", err)
 		}
+		m.sweep(time.Now())
 	})
 }
 

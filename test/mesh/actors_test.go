@@ -362,3 +362,46 @@ func TestReplicasShareLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestChainRedeliveredThroughAnotherSidecar: a chain of steps on one
+// instance keeps its first request unfinished until the chain ends; its
+// host is killed mid-chain, the partition is adopted by a sidecar that
+// hosts no actor, which forwards the request once a new host joins. The
+// new host replays the recorded steps: none of the finished steps runs again.
+func TestChainRedeliveredThroughAnotherSidecar(t *testing.T) {
+	b := testenv.Backend(t)
+	h1 := startActors(t, b, "host1", "redeliver")
+	caller, base := sidecarAlone(t, b, "redeliver")
+	result := make(chan any, 1)
+	go func() {
+		_, m, raw := actorCall(t, base, "c", "slowChain", 5, 0, 300)
+		if m == nil {
+			result <- raw
+			return
+		}
+		result <- m["value"]
+	}()
+	h1.WaitOutput(t, "slowChain start 2", 30*time.Second)
+	h1.Kill()
+	// The caller's sidecar adopts host1's partition and holds the request
+	// until a host of Counter joins.
+	caller.WaitOutput(t, "adopted an orphaned partition", 30*time.Second)
+	h2 := startActors(t, b, "host2", "redeliver")
+	select {
+	case v := <-result:
+		if v != 5.0 {
+			t.Fatalf("chain result %v, want 5", v)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the chain did not complete")
+	}
+	if strings.Contains(h2.Output(), "slowChain start 0") || strings.Contains(h2.Output(), "slowChain start 1") {
+		t.Errorf("finished steps ran again on the new host:\n%s", h2.Output())
+	}
+	for i := 0; i < 5; i++ {
+		_, got := do(t, "GET", base+"/kar/v1/actor/Counter/c/state/step"+strconv.Itoa(i), nil, "")
+		if got != "1" {
+			t.Errorf("step %d recorded %s times, want once", i, got)
+		}
+	}
+}

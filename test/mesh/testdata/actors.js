@@ -64,6 +64,17 @@ class Counter {
     return actor.tailCall(actor.proxy('Counter', ids[i + 1]), 'relay', ids, i + 1, ms)
   }
 
+  // A chain on this instance whose steps wait first and then record
+  // themselves: a step killed while waiting has done nothing yet.
+  async slowChain (n, i, ms) {
+    console.log(`slowChain start ${i}`)
+    await new Promise(resolve => setTimeout(resolve, ms))
+    const key = `step${i}`
+    await actor.state.set(this, key, ((await actor.state.get(this, key)) || 0) + 1)
+    if (i + 1 >= n) return n
+    return actor.tailCall(this, 'slowChain', n, i + 1, ms)
+  }
+
   async remindEvery (period) {
     await actor.reminders.schedule(this, 'incr', { id: 'tick', targetTime: new Date(Date.now() + 100), period }, 1)
     return 'scheduled'
