@@ -148,6 +148,7 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 		keys:       store.NewKeys(opts.App),
 		owned:      map[int32]*owned{},
 		pending:    map[string]chan *Envelope{},
+		promised:   map[string]time.Time{},
 		instances:  map[string]*instance{},
 		placements: map[string]string{},
 		running:    map[string]chan struct{}{},

@@ -33,6 +33,10 @@ func sidecarAlone(t *testing.T, b *devenv.Backend, app string, flags ...string) 
 	return p, base
 }
 
+// testClient bounds every call a test makes, so that a hung call fails the
+// test instead of hanging the suite.
+var testClient = &http.Client{Timeout: 60 * time.Second}
+
 func do(t *testing.T, method, url string, header http.Header, body string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -42,7 +46,7 @@ func do(t *testing.T, method, url string, header http.Header, body string) (*htt
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
