@@ -101,6 +101,7 @@ type env struct {
 	self    string
 	beEnv   []string
 	brokers string
+	backend *exec.Cmd
 	procs  []*exec.Cmd
 	client *http.Client
 }
@@ -150,12 +151,14 @@ func run(n int, dur time.Duration, inflight, reps int, actors bool) error {
 	p50 := percentile(lat, 50)
 	fmt.Printf("sequential service call: p50 %s, p99 %s = %.2f× floor (DESIGN: ≤ 2×, aim 1.3×; original 2.4×)\n", ms(p50), ms(percentile(lat, 99)), float64(p50)/float64(floorTotal))
 
-	cpu0 := e.cpu()
+	cpu0, be0 := e.cpu(), e.backendCPU()
 	calls, elapsed := e.throughput(url, inflight, dur)
-	cpu1 := e.cpu()
+	cpu1, be1 := e.cpu(), e.backendCPU()
 	rate := float64(calls) / elapsed.Seconds()
 	fmt.Printf("service calls/s, %d in flight: %.0f (original here ~3,800)\n", inflight, rate)
-	fmt.Printf("CPU per call, kar sidecars + component: %.3f ms (DESIGN: ≤ 0.2 ms; original ~0.45 ms incl. broker)\n", (cpu1-cpu0)/float64(calls)*1000)
+	fmt.Printf("CPU per call, kar sidecars + component: %.3f ms; with the broker and Redis: %.3f ms (DESIGN: ≤ 0.2 ms; original ~0.45 ms incl. broker)\n",
+		(cpu1-cpu0)/float64(calls)*1000, (cpu1-cpu0+be1-be0)/float64(calls)*1000)
+	_, rssService := memory(server.Process.Pid)
 
 	if actors {
 		aurl := func(i int) string { return fmt.Sprintf("%s/kar/v1/actor/Counter/c%d/call/incr", callerURL, i) }
@@ -170,7 +173,7 @@ func run(n int, dur time.Duration, inflight, reps int, actors bool) error {
 	}
 
 	hwm, rss := memory(server.Process.Pid)
-	fmt.Printf("server sidecar memory after load: RSS %.1f MiB, peak %.1f MiB (DESIGN: ≤ 30 MiB, flat)\n", rss, hwm)
+	fmt.Printf("server sidecar memory: RSS %.1f MiB after service load, %.1f MiB after actor load, peak %.1f MiB (DESIGN: ≤ 30 MiB, flat)\n", rssService, rss, hwm)
 
 	// One-shot kar rest, median of reps.
 	var rests []time.Duration
@@ -402,6 +405,20 @@ func (e *env) churn(url string, reps int) stallResult {
 	return stallResult{worstJoin: time.Duration(worst[1].Load()), worstLeave: time.Duration(worst[2].Load()), p99Rest: percentile(rest, 99)}
 }
 
+// backendCPU is the CPU seconds of the broker's process and its redis-server.
+func (e *env) backendCPU() float64 {
+	if e.backend == nil || e.backend.Process == nil {
+		return 0
+	}
+	total := procCPU(e.backend.Process.Pid)
+	out, _ := exec.Command("pgrep", "-P", strconv.Itoa(e.backend.Process.Pid)).Output()
+	for _, f := range strings.Fields(string(out)) {
+		pid, _ := strconv.Atoi(f)
+		total += procCPU(pid)
+	}
+	return total
+}
+
 // cpu sums the CPU seconds of every kar process started and their children.
 func (e *env) cpu() float64 {
 	var total float64
@@ -458,6 +475,7 @@ func (e *env) startBackend() (func(), error) {
 		return nil, err
 	}
 	stop := func() { stdin.Close(); cmd.Wait() }
+	e.backend = cmd
 	line, err := readLine(stdout)
 	if err != nil || strings.HasPrefix(line, "error") {
 		stop()

@@ -165,3 +165,15 @@ func TestSweep(t *testing.T) {
 		t.Errorf("placement cache kept %d entries past its bound", len(m.placements))
 	}
 }
+
+// TestNewMakesUsableTables: every table a mesh writes to exists before Join.
+func TestNewMakesUsableTables(t *testing.T) {
+	m, err := New(Options{App: "a"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.pending == nil || m.promised == nil || m.instances == nil || m.placements == nil || m.running == nil || m.owned == nil {
+		t.Fatalf("New left a table nil: %+v", m)
+	}
+	m.sweep(time.Now())
+}
