@@ -119,8 +119,8 @@ type env struct {
 	beEnv   []string
 	brokers string
 	backend *exec.Cmd
-	procs  []*exec.Cmd
-	client *http.Client
+	procs   []*exec.Cmd
+	client  *http.Client
 }
 
 func run(n int, dur time.Duration, inflight, reps int, actors bool) error {

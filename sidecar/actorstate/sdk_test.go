@@ -2,77 +2,23 @@ package actorstate
 
 import (
 	"encoding/json"
-	"net"
+	"github.com/kar-runtime/kar/internal/testenv"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
-	"runtime"
-	"strconv"
 	"testing"
 
 	"github.com/kar-runtime/kar/adapter/store"
 )
 
-// sdkModules is the node_modules holding kar-sdk 1.3.10 (scripts/test.sh
-// installs the examples' packages); the test skips without it or node.
-func sdkModules(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "examples", "service-hello-js", "node_modules")
-	if _, err := os.Stat(filepath.Join(dir, "kar-sdk", "index.js")); err != nil {
-		t.Skipf("kar-sdk not installed in %s (run scripts/test.sh or npm install there)", dir)
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node not on PATH")
-	}
-	return dir
-}
-
-// h2cServer serves mux over HTTP/1.1 and HTTP/2 with prior knowledge, as
-// the sidecar does for kar-sdk.
-func h2cServer(t *testing.T, mux *http.ServeMux) *httptest.Server {
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-// runNode runs script with kar-sdk pointed at srv and decodes the JSON it prints.
-func runNode(t *testing.T, modules string, srv *httptest.Server, script string) map[string]any {
-	t.Helper()
-	port := srv.Listener.Addr().(*net.TCPAddr).Port
-	cmd := exec.Command("node", "-e", script)
-	cmd.Env = append(os.Environ(), "NODE_PATH="+modules, "KAR_RUNTIME_PORT="+strconv.Itoa(port))
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("node: %v\n%s%s", err, out, stderr)
-	}
-	var got map[string]any
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("node printed %q: %v", out, err)
-	}
-	return got
-}
-
 // TestKarSDK drives the routes with kar-sdk's own actor.state functions,
 // unmodified, over h2c.
 func TestKarSDK(t *testing.T) {
-	modules := sdkModules(t)
+	modules := testenv.KarSDK(t)
 	mux := http.NewServeMux()
 	Register(mux, newClient(t, startRedis(t)), store.NewKeys("app"))
-	srv := h2cServer(t, mux)
+	srv := testenv.H2CServer(t, mux)
 
-	got := runNode(t, modules, srv, `
+	got := testenv.RunKarSDK(t, modules, srv, `
 const { actor } = require('kar-sdk')
 const a = { kar: { type: 'Foo', id: 'sdk' } }
 const s = actor.state, m = actor.state.submap
