@@ -461,7 +461,8 @@ func (m *Mesh) recordStep(id string, next *Envelope) error {
 // sendContinuation routes the next step like any request, on behalf of the
 // original caller.
 func (m *Mesh) sendContinuation(next *Envelope) {
-	ctx := m.serveCtx
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	var t *Member
 	if next.ActorType != "" {
 		t, _ = m.place(ctx, next.ActorType, next.ActorID, "")

@@ -87,19 +87,13 @@ type Mesh struct {
 	withdrawn bool
 
 	stopping chan struct{} // closed when Leave starts
-	// serveCtx bounds deliveries to the component: it ends a while after
-	// Leave starts, giving a component still alive time to answer. One
-	// context for all deliveries keeps per-request cancel plumbing off the
-	// hot path.
-	serveCtx    context.Context
-	serveCancel context.CancelFunc
-	workers     *pool
-	refreshC    chan struct{}
-	adoptC      chan struct{}
-	loops       sync.WaitGroup
-	work        sync.WaitGroup
-	cancel      context.CancelFunc
-	sub         *redis.PubSub
+	workers  *pool
+	refreshC chan struct{}
+	adoptC   chan struct{}
+	loops    sync.WaitGroup
+	work     sync.WaitGroup
+	cancel   context.CancelFunc
+	sub      *redis.PubSub
 }
 
 type owned struct {
@@ -156,7 +150,6 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 		refreshC:   make(chan struct{}, 1),
 		adoptC:     make(chan struct{}, 1),
 	}
-	m.serveCtx, m.serveCancel = context.WithCancel(context.Background())
 	m.workers = newPool(10 * time.Second)
 	m.view.Store(newView(nil))
 	m.self = Member{ID: id, Host: opts.Host, Port: opts.Port, Version: opts.Version, Started: time.Now().UTC(), Client: opts.Client}
@@ -1045,9 +1038,6 @@ func (m *Mesh) Leave(ctx context.Context) {
 		m.log.Warn("cannot announce leave", "err", err)
 	}
 	close(m.stopping)
-	grace := time.AfterFunc(10*time.Second, m.serveCancel)
-	defer grace.Stop()
-	defer m.serveCancel()
 	done := make(chan struct{})
 	go func() { m.work.Wait(); close(done) }()
 	select {
