@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,4 +133,29 @@ func Certs(t testing.TB) *devenv.Certs {
 		t.Fatalf("testenv: %v", err)
 	}
 	return c
+}
+
+// RunUntilStopped runs run(ctx) in the background until stop is called or
+// the test ends, and fails the test if run errs or does not return within
+// grace of its context's end.
+func RunUntilStopped(t testing.TB, grace time.Duration, run func(ctx context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run returned %v", err)
+				}
+			case <-time.After(grace):
+				t.Errorf("Run did not return within %s of cancellation", grace)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }

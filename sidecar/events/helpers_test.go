@@ -102,25 +102,7 @@ func serve(t testing.TB, s *Service) *httptest.Server {
 // run runs s.Run until stop (or the end of the test) and checks that it
 // returns promptly.
 func run(t testing.TB, s *Service) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("Run did not return within 15s of cancellation")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testenv.RunUntilStopped(t, 15*time.Second, s.Run)
 }
 
 // delivery is one call of a DeliverFunc.

@@ -101,25 +101,7 @@ var errFire = errors.New("actor call not accepted (test)")
 // runScheduler runs s.Run until the test ends (or stop is called) and
 // checks that it returns promptly.
 func runScheduler(t testing.TB, s *Store, fire FireFunc) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, fire) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Run did not return within 10s of cancellation")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testenv.RunUntilStopped(t, 10*time.Second, func(ctx context.Context) error { return s.Run(ctx, fire) })
 }
 
 func schedule(t testing.TB, s *Store, r Reminder) {

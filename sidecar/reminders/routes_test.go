@@ -1,13 +1,11 @@
 package reminders
 
 import (
-	"encoding/json"
-	"fmt"
+	"github.com/kar-runtime/kar/internal/testenv"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-type step struct {
-	method, path, body string
-	status             int
-	want               string // exact body, or JSON compared structurally when wantJSON
-	wantJSON           bool
-	wantContains       string
-}
+type step = testenv.Step
 
 func serve(t *testing.T, s *Store) *httptest.Server {
 	mux := http.NewServeMux()
@@ -29,51 +21,6 @@ func serve(t *testing.T, s *Store) *httptest.Server {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-func run(t *testing.T, srv *httptest.Server, steps []step) {
-	t.Helper()
-	for i, s := range steps {
-		var body io.Reader
-		if s.body != "" {
-			body = strings.NewReader(s.body)
-		}
-		req, err := http.NewRequest(s.method, srv.URL+s.path, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatalf("step %d %s %s: %v", i, s.method, s.path, err)
-		}
-		got, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		name := fmt.Sprintf("step %d: %s %s %s", i, s.method, s.path, s.body)
-		if res.StatusCode != s.status {
-			t.Fatalf("%s: status %d, want %d (body %q)", name, res.StatusCode, s.status, got)
-		}
-		switch {
-		case s.wantContains != "":
-			if !strings.Contains(string(got), s.wantContains) {
-				t.Fatalf("%s: body %q does not contain %q", name, got, s.wantContains)
-			}
-		case s.wantJSON:
-			var g, w any
-			if err := json.Unmarshal(got, &g); err != nil {
-				t.Fatalf("%s: body %q is not JSON: %v", name, got, err)
-			}
-			if err := json.Unmarshal([]byte(s.want), &w); err != nil {
-				t.Fatalf("%s: bad want %q: %v", name, s.want, err)
-			}
-			if !reflect.DeepEqual(g, w) {
-				t.Fatalf("%s: body %s, want %s", name, got, s.want)
-			}
-		default:
-			if string(got) != s.want {
-				t.Fatalf("%s: body %q, want %q", name, got, s.want)
-			}
-		}
-	}
 }
 
 const base = "/kar/v1/actor/Foo/22/reminders"
@@ -88,70 +35,70 @@ func TestReminderRoutes(t *testing.T) {
 		steps []step
 	}{
 		{"crud", []step{
-			{method: "GET", path: base, status: 200, want: `[]`},
-			{method: "GET", path: base + "/ticker", status: 404, want: "Not Found\n"},
-			{method: "GET", path: base + "/ticker?nilOnAbsent=true", status: 200, want: "null"},
-			{method: "DELETE", path: base + "/ticker", status: 404, want: "Not Found\n"},
-			{method: "DELETE", path: base + "/ticker?nilOnAbsent=true", status: 200, want: "0"},
+			{Method: "GET", Path: base, Status: 200, Want: `[]`},
+			{Method: "GET", Path: base + "/ticker", Status: 404, Want: "Not Found\n"},
+			{Method: "GET", Path: base + "/ticker?nilOnAbsent=true", Status: 200, Want: "null"},
+			{Method: "DELETE", Path: base + "/ticker", Status: 404, Want: "Not Found\n"},
+			{Method: "DELETE", Path: base + "/ticker?nilOnAbsent=true", Status: 200, Want: "0"},
 			// what kar-sdk's actorScheduleReminder sends
-			{method: "PUT", path: base + "/ticker", body: `{"path":"/echo","targetTime":"2120-04-14T14:17:51.073Z","period":"5s","data":[{"msg":"hello"}]}`, status: 201},
-			{method: "PUT", path: base + "/once", body: `{"path":"/echo","targetTime":"2120-04-14T14:20:00Z","data":{"msg": "carpe diem"}}`, status: 201},
-			{method: "GET", path: base + "/ticker", status: 200, wantJSON: true,
-				want: `{"Actor":{"Type":"Foo","ID":"22"},"id":"ticker","path":"/echo","targetTime":"2120-04-14T14:17:51.073Z","period":5000000000,"encodedData":"[{\"msg\":\"hello\"}]"}`},
-			{method: "GET", path: base, status: 200, wantJSON: true, want: `[
+			{Method: "PUT", Path: base + "/ticker", Body: `{"path":"/echo","targetTime":"2120-04-14T14:17:51.073Z","period":"5s","data":[{"msg":"hello"}]}`, Status: 201},
+			{Method: "PUT", Path: base + "/once", Body: `{"path":"/echo","targetTime":"2120-04-14T14:20:00Z","data":{"msg": "carpe diem"}}`, Status: 201},
+			{Method: "GET", Path: base + "/ticker", Status: 200, WantJSON: true,
+				Want: `{"Actor":{"Type":"Foo","ID":"22"},"id":"ticker","path":"/echo","targetTime":"2120-04-14T14:17:51.073Z","period":5000000000,"encodedData":"[{\"msg\":\"hello\"}]"}`},
+			{Method: "GET", Path: base, Status: 200, WantJSON: true, Want: `[
 				{"Actor":{"Type":"Foo","ID":"22"},"id":"once","path":"/echo","targetTime":"2120-04-14T14:20:00Z","encodedData":"{\"msg\":\"carpe diem\"}"},
 				{"Actor":{"Type":"Foo","ID":"22"},"id":"ticker","path":"/echo","targetTime":"2120-04-14T14:17:51.073Z","period":5000000000,"encodedData":"[{\"msg\":\"hello\"}]"}]`},
 			// replace: 204, new schedule and no data
-			{method: "PUT", path: base + "/ticker", body: `{"path":"/tock","targetTime":"2120-01-01T00:00:00+02:00"}`, status: 204},
-			{method: "GET", path: base + "/ticker", status: 200, wantJSON: true,
-				want: `{"Actor":{"Type":"Foo","ID":"22"},"id":"ticker","path":"/tock","targetTime":"2119-12-31T22:00:00Z"}`},
-			{method: "GET", path: "/kar/v1/actor/Foo/2/reminders", status: 200, want: `[]`}, // another instance
-			{method: "DELETE", path: base + "/once", status: 200, want: "1"},
-			{method: "GET", path: base + "/once?nilOnAbsent=true", status: 200, want: "null"},
-			{method: "PUT", path: base + "/a", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`, status: 201},
-			{method: "PUT", path: "/kar/v1/actor/Foo/2/reminders/a", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`, status: 201},
-			{method: "DELETE", path: base, status: 200, want: "2"},
-			{method: "DELETE", path: base, status: 200, want: "0"},
-			{method: "GET", path: "/kar/v1/actor/Foo/2/reminders/a", status: 200, wantContains: `"id":"a"`},
-			{method: "DELETE", path: "/kar/v1/actor/Foo/2/reminders", status: 200, want: "1"},
+			{Method: "PUT", Path: base + "/ticker", Body: `{"path":"/tock","targetTime":"2120-01-01T00:00:00+02:00"}`, Status: 204},
+			{Method: "GET", Path: base + "/ticker", Status: 200, WantJSON: true,
+				Want: `{"Actor":{"Type":"Foo","ID":"22"},"id":"ticker","path":"/tock","targetTime":"2119-12-31T22:00:00Z"}`},
+			{Method: "GET", Path: "/kar/v1/actor/Foo/2/reminders", Status: 200, Want: `[]`}, // another instance
+			{Method: "DELETE", Path: base + "/once", Status: 200, Want: "1"},
+			{Method: "GET", Path: base + "/once?nilOnAbsent=true", Status: 200, Want: "null"},
+			{Method: "PUT", Path: base + "/a", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`, Status: 201},
+			{Method: "PUT", Path: "/kar/v1/actor/Foo/2/reminders/a", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`, Status: 201},
+			{Method: "DELETE", Path: base, Status: 200, Want: "2"},
+			{Method: "DELETE", Path: base, Status: 200, Want: "0"},
+			{Method: "GET", Path: "/kar/v1/actor/Foo/2/reminders/a", Status: 200, WantContains: `"id":"a"`},
+			{Method: "DELETE", Path: "/kar/v1/actor/Foo/2/reminders", Status: 200, Want: "1"},
 		}},
 		{"bad input", []step{
-			{method: "PUT", path: base + "/r", body: ``, status: 400, wantContains: "request body is empty"},
-			{method: "PUT", path: base + "/r", body: `{"path":`, status: 400, wantContains: "not a reminder"},
-			{method: "PUT", path: base + "/r", body: `{"targetTime":"2120-01-01T00:00:00Z"}`, status: 400, wantContains: `"path" is missing`},
-			{method: "PUT", path: base + "/r", body: `{"path":"/x"}`, status: 400, wantContains: `"targetTime" is missing`},
-			{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":null}`, status: 400, wantContains: `"targetTime" is missing`},
-			{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":"tomorrow"}`, status: 400, wantContains: `"targetTime" "tomorrow" is not an ISO-8601`},
-			{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00"}`, status: 400, wantContains: `with a time zone`},
-			{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":1700000000}`, status: 400, wantContains: `"targetTime" must be an ISO-8601 string`},
-			{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z","period":"often"}`, status: 400, wantContains: `"period" "often" is not a Go duration`},
-			{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z","period":5000}`, status: 400, wantContains: `"period" must be a Go duration string`},
-			{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z","period":"-5s"}`, status: 400, wantContains: `negative`},
-			{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z","period":"1us"}`, status: 400, wantContains: `shorter than the minimum`},
-			{method: "GET", path: base + "/r?nilOnAbsent=perhaps", status: 400, wantContains: "nilOnAbsent"},
-			{method: "POST", path: base + "/r", body: `{}`, status: 405, want: "Method Not Allowed\n"},
-			{method: "GET", path: base, status: 200, want: `[]`}, // nothing was stored
+			{Method: "PUT", Path: base + "/r", Body: ``, Status: 400, WantContains: "request body is empty"},
+			{Method: "PUT", Path: base + "/r", Body: `{"path":`, Status: 400, WantContains: "not a reminder"},
+			{Method: "PUT", Path: base + "/r", Body: `{"targetTime":"2120-01-01T00:00:00Z"}`, Status: 400, WantContains: `"path" is missing`},
+			{Method: "PUT", Path: base + "/r", Body: `{"path":"/x"}`, Status: 400, WantContains: `"targetTime" is missing`},
+			{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":null}`, Status: 400, WantContains: `"targetTime" is missing`},
+			{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":"tomorrow"}`, Status: 400, WantContains: `"targetTime" "tomorrow" is not an ISO-8601`},
+			{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00"}`, Status: 400, WantContains: `with a time zone`},
+			{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":1700000000}`, Status: 400, WantContains: `"targetTime" must be an ISO-8601 string`},
+			{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z","period":"often"}`, Status: 400, WantContains: `"period" "often" is not a Go duration`},
+			{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z","period":5000}`, Status: 400, WantContains: `"period" must be a Go duration string`},
+			{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z","period":"-5s"}`, Status: 400, WantContains: `negative`},
+			{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z","period":"1us"}`, Status: 400, WantContains: `shorter than the minimum`},
+			{Method: "GET", Path: base + "/r?nilOnAbsent=perhaps", Status: 400, WantContains: "nilOnAbsent"},
+			{Method: "POST", Path: base + "/r", Body: `{}`, Status: 405, Want: "Method Not Allowed\n"},
+			{Method: "GET", Path: base, Status: 200, Want: `[]`}, // nothing was stored
 		}},
 		{"odd ids", []step{
-			{method: "PUT", path: "/kar/v1/actor/F%2Fo/2/reminders/%2A", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`, status: 201},
-			{method: "PUT", path: "/kar/v1/actor/F/o%2F2/reminders/%2A", body: `{"path":"/y","targetTime":"2120-01-01T00:00:00Z"}`, status: 201},
-			{method: "GET", path: "/kar/v1/actor/F%2Fo/2/reminders", status: 200, wantContains: `"path":"/x"`},
-			{method: "GET", path: "/kar/v1/actor/F/o%2F2/reminders/%2A", status: 200, wantContains: `"path":"/y"`},
-			{method: "DELETE", path: "/kar/v1/actor/F%2Fo/2/reminders", status: 200, want: "1"},
-			{method: "DELETE", path: "/kar/v1/actor/F/o%2F2/reminders", status: 200, want: "1"},
+			{Method: "PUT", Path: "/kar/v1/actor/F%2Fo/2/reminders/%2A", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`, Status: 201},
+			{Method: "PUT", Path: "/kar/v1/actor/F/o%2F2/reminders/%2A", Body: `{"path":"/y","targetTime":"2120-01-01T00:00:00Z"}`, Status: 201},
+			{Method: "GET", Path: "/kar/v1/actor/F%2Fo/2/reminders", Status: 200, WantContains: `"path":"/x"`},
+			{Method: "GET", Path: "/kar/v1/actor/F/o%2F2/reminders/%2A", Status: 200, WantContains: `"path":"/y"`},
+			{Method: "DELETE", Path: "/kar/v1/actor/F%2Fo/2/reminders", Status: 200, Want: "1"},
+			{Method: "DELETE", Path: "/kar/v1/actor/F/o%2F2/reminders", Status: 200, Want: "1"},
 		}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { run(t, srv, tc.steps) })
+		t.Run(tc.name, func(t *testing.T) { testenv.RunSteps(t, srv, tc.steps) })
 	}
 }
 
 func TestReminderBodyLimit(t *testing.T) {
 	s, _ := newStore(t, backend(t).RedisAddr(), Options{MaxBodyBytes: 100})
 	srv := serve(t, s)
-	run(t, srv, []step{
-		{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z","data":"` + strings.Repeat("x", 100) + `"}`, status: 413, wantContains: "larger than 100 bytes"},
-		{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`, status: 201},
+	testenv.RunSteps(t, srv, []step{
+		{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z","data":"` + strings.Repeat("x", 100) + `"}`, Status: 413, WantContains: "larger than 100 bytes"},
+		{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`, Status: 201},
 	})
 }
 
@@ -166,15 +113,15 @@ func TestReminderRedisDown(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	srv := serve(t, New(rdb, testKeys, Options{}))
 	for _, s := range []step{
-		{method: "GET", path: base},
-		{method: "DELETE", path: base},
-		{method: "GET", path: base + "/r"},
-		{method: "GET", path: base + "/r?nilOnAbsent=true"},
-		{method: "DELETE", path: base + "/r"},
-		{method: "PUT", path: base + "/r", body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`},
+		{Method: "GET", Path: base},
+		{Method: "DELETE", Path: base},
+		{Method: "GET", Path: base + "/r"},
+		{Method: "GET", Path: base + "/r?nilOnAbsent=true"},
+		{Method: "DELETE", Path: base + "/r"},
+		{Method: "PUT", Path: base + "/r", Body: `{"path":"/x","targetTime":"2120-01-01T00:00:00Z"}`},
 	} {
-		s.status, s.wantContains = 503, "unavailable"
-		run(t, srv, []step{s})
+		s.Status, s.WantContains = 503, "unavailable"
+		testenv.RunSteps(t, srv, []step{s})
 	}
 	res, err := srv.Client().Get(srv.URL + base)
 	if err != nil {
