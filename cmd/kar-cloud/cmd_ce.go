@@ -100,6 +100,17 @@ func (f ceFlags) parse(args []string, positionals int, stderr io.Writer) (pos []
 	return pos, 0, true
 }
 
+// connect makes the Code Engine client from the environment and the
+// command's deadline (-timeout) from ctx.
+func (f ceFlags) connect(ctx context.Context, stderr io.Writer, name string) (*codeengine.Client, context.Context, context.CancelFunc, int) {
+	c, code := ceClient(stderr, name)
+	if c == nil {
+		return nil, ctx, func() {}, code
+	}
+	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
+	return c, ctx, cancel, 0
+}
+
 func fail(stderr io.Writer, name string, err error) int {
 	fmt.Fprintf(stderr, "%s: %v\n", name, err)
 	return 1
@@ -112,11 +123,10 @@ func ceProjectCreate(ctx context.Context, name string, args []string, stdout, st
 	if _, code, ok := f.parse(args, 0, stderr); !ok {
 		return code
 	}
-	c, code := ceClient(stderr, name)
+	c, ctx, cancel, code := f.connect(ctx, stderr, name)
 	if c == nil {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
 	p, err := c.CreateProject(ctx, *f.project, *rg, !*nowait)
 	if err != nil {
@@ -132,11 +142,10 @@ func ceProjectEnable(ctx context.Context, name string, args []string, stdout, st
 	if !ok {
 		return code
 	}
-	c, code := ceClient(stderr, name)
+	c, ctx, cancel, code := f.connect(ctx, stderr, name)
 	if c == nil {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
 	rc, err := c.RuntimeConfigFor(ctx, pos[0])
 	if err != nil {
@@ -174,11 +183,10 @@ func ceProjectDisable(ctx context.Context, name string, args []string, stdout, s
 	if _, code, ok := f.parse(args, 0, stderr); !ok {
 		return code
 	}
-	c, code := ceClient(stderr, name)
+	c, ctx, cancel, code := f.connect(ctx, stderr, name)
 	if c == nil {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
 	p, err := c.FindProject(ctx, *f.project)
 	if err != nil {
@@ -201,11 +209,10 @@ func ceProjectDelete(ctx context.Context, name string, args []string, stdout, st
 	if _, code, ok := f.parse(args, 0, stderr); !ok {
 		return code
 	}
-	c, code := ceClient(stderr, name)
+	c, ctx, cancel, code := f.connect(ctx, stderr, name)
 	if c == nil {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
 	p, err := c.DeleteProject(ctx, *f.project)
 	if err != nil {
@@ -227,11 +234,10 @@ func ceAppRun(ctx context.Context, name string, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return exitUsage
 	}
-	c, code := ceClient(stderr, name)
+	c, ctx, cancel, code := f.connect(ctx, stderr, name)
 	if c == nil {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
 	p, err := c.ActiveProject(ctx, *f.project)
 	if err != nil {
@@ -259,11 +265,10 @@ func ceAppDelete(ctx context.Context, name string, args []string, stdout, stderr
 		fmt.Fprintf(stderr, "%s: no -name: give the app's name\n", name)
 		return exitUsage
 	}
-	c, code := ceClient(stderr, name)
+	c, ctx, cancel, code := f.connect(ctx, stderr, name)
 	if c == nil {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
 	p, err := c.FindProject(ctx, *f.project)
 	if err != nil {
