@@ -69,16 +69,29 @@ type runner struct {
 	stopping chan struct{}
 	base     time.Time // monotonic origin of lease deadlines
 	readers  readers
-	// unclaimed are subscriptions beyond our share that had no lease at the
-	// last reconcile: if they still have none, we take them.
-	unclaimed map[string]bool
+	// freeSince is when (runner.now) each subscription beyond our share
+	// was first seen without a lease: one left free for a grace period
+	// (its runner is gone or slow) we take after all.
+	freeSince map[string]time.Duration
 }
 
 // now is the monotonic time since the runner started.
 func (r *runner) now() time.Duration { return time.Since(r.base) }
 
-// reconcile stops the workers of subscriptions that were removed or changed
-// and starts workers for subscriptions whose lease it can take.
+// active counts the workers that are not handing their subscription over.
+func (r *runner) active() int {
+	n := 0
+	for _, w := range r.workers {
+		if !w.handingOff() {
+			n++
+		}
+	}
+	return n
+}
+
+// reconcile stops the workers of subscriptions that were removed or
+// changed, starts workers for subscriptions whose lease it can take, and
+// hands a subscription over when it holds more than its share.
 func (r *runner) reconcile(ctx context.Context) {
 	s := r.s
 	all, err := s.rdb.HGetAll(ctx, s.keys.Subscriptions()).Result()
@@ -93,39 +106,76 @@ func (r *runner) reconcile(ctx context.Context) {
 			w.cancel() // removed from the map when it has ended
 		}
 	}
-	// Spread the subscriptions over the live runners: take at most a fair
-	// share, and more only of those nobody took for a whole round (the
-	// other runners may be gone or busy).
-	share := len(all)
-	if live, err := heartbeatScript.Run(ctx, s.rdb, []string{runnersKey(s.keys)}, s.opts.SidecarID,
-		max(3*s.opts.Poll, s.opts.LeaseTTL).Milliseconds()).Int(); err == nil && live > 1 {
+	// Spread the subscriptions over the live runners: each takes at most
+	// a fair share, more only of those left free for a grace period (the
+	// other runners may be gone or slow), and gives back what it holds
+	// beyond its share once nothing is left free, so a runner that joins
+	// or comes late gets its part.
+	share, live := len(all), 1
+	if n, err := heartbeatScript.Run(ctx, s.rdb, []string{runnersKey(s.keys)}, s.opts.SidecarID,
+		max(3*s.opts.Poll, s.opts.LeaseTTL).Milliseconds()).Int(); err == nil && n > 1 {
+		live = n
 		share = (len(all) + live - 1) / live
 	}
-	unclaimed := map[string]bool{}
-	for f, raw := range all {
-		if _, running := r.workers[f]; running {
-			continue
+	var idle []string // subscriptions we do not deliver
+	for f := range all {
+		if _, running := r.workers[f]; !running {
+			idle = append(idle, f)
 		}
-		if len(r.workers) >= share && !r.unclaimed[f] {
-			if n, err := s.rdb.Exists(ctx, leaseKey(s.keys, f)).Result(); err == nil && n == 0 {
-				unclaimed[f] = true
+	}
+	holders := make([]any, len(idle))
+	if len(idle) > 0 {
+		keys := make([]string, len(idle))
+		for i, f := range idle {
+			keys[i] = leaseKey(s.keys, f)
+		}
+		if holders, err = s.rdb.MGet(ctx, keys...).Result(); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("events: cannot read the subscription leases from Redis; retrying", "err", err)
 			}
-			continue
+			return
+		}
+	}
+	now, grace := r.now(), 2*s.opts.Poll
+	freeSince := map[string]time.Duration{}
+	free := 0
+	for i, f := range idle {
+		if h, _ := holders[i].(string); h != "" && h != s.opts.SidecarID {
+			continue // another runner delivers it
+		}
+		if r.active() >= share {
+			since, seen := r.freeSince[f]
+			if !seen {
+				since = now
+			}
+			if now-since < grace {
+				freeSince[f] = since
+				free++
+				continue
+			}
 		}
 		ok, err := acquireScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, f), s.keys.Subscriptions()},
-			s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), f, raw).Int()
+			s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), f, all[f]).Int()
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("events: cannot take a subscription lease", "subscription", f, "err", err)
 			}
 			return
 		}
-		if ok != 1 {
-			continue
+		if ok == 1 {
+			r.start(ctx, f, all[f])
 		}
-		r.start(ctx, f, raw)
 	}
-	r.unclaimed = unclaimed
+	r.freeSince = freeSince
+	if live > 1 && free == 0 && r.active() > share {
+		for _, w := range r.workers {
+			if !w.handingOff() {
+				s.log.Debug("events: handing a subscription over to a runner below its share", "subscription", w.field)
+				w.handOff()
+				break
+			}
+		}
+	}
 }
 
 // heartbeatScript records that runner ARGV[1] is alive (by Redis's clock),
@@ -139,7 +189,7 @@ return redis.call('ZCARD', KEYS[1])`)
 
 func (r *runner) start(ctx context.Context, f, raw string) {
 	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{r: r, field: f, raw: raw, cancel: cancel, done: make(chan struct{})}
+	w := &worker{r: r, field: f, raw: raw, cancel: cancel, done: make(chan struct{}), yield: make(chan struct{})}
 	w.validUntil.Store(int64(r.now() + r.s.opts.LeaseTTL*4/5))
 	if err := json.Unmarshal([]byte(raw), &w.sub); err != nil {
 		r.s.log.Error("events: a subscription is stored corrupt; not delivering it", "subscription", f, "err", err)
@@ -219,10 +269,30 @@ type worker struct {
 	// validUntil is when (runner.now) the lease may have expired for all
 	// we know: deliveries pause past it.
 	validUntil atomic.Int64
+	// yield is closed to stop delivering after the event in hand and give
+	// the lease back (see handOff).
+	yield     chan struct{}
+	yieldOnce sync.Once
+}
+
+// handOff asks the worker to finish the event in hand, commit it and give
+// its lease back, so that another runner goes on without a redelivery.
+func (w *worker) handOff() { w.yieldOnce.Do(func() { close(w.yield) }) }
+
+func (w *worker) handingOff() bool {
+	select {
+	case <-w.yield:
+		return true
+	default:
+		return false
+	}
 }
 
 // errLeaseLost ends a worker whose lease another sidecar took.
 var errLeaseLost = errors.New("subscription lease lost")
+
+// errHandedOff ends a worker that gives its subscription to another runner.
+var errHandedOff = errors.New("subscription handed over")
 
 func (w *worker) run(ctx context.Context) {
 	s := w.r.s
@@ -240,7 +310,7 @@ func (w *worker) run(ctx context.Context) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		err := w.session(ctx)
-		if ctx.Err() != nil || errors.Is(err, errLeaseLost) {
+		if ctx.Err() != nil || errors.Is(err, errLeaseLost) || errors.Is(err, errHandedOff) {
 			return
 		}
 		backoff = min(max(2*backoff, s.opts.RetryMin), s.opts.RetryMax)
@@ -368,6 +438,8 @@ func (w *worker) session(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-w.yield:
+			return errHandedOff
 		case err := <-ended:
 			return err
 		case <-check.C:
@@ -400,6 +472,9 @@ func (w *worker) session(ctx context.Context) error {
 				if !ok {
 					w.cancel()
 					return errLeaseLost
+				}
+				if w.handingOff() {
+					return errHandedOff // next is read again by the new holder
 				}
 				m, checked = next, true
 			}
@@ -497,6 +572,9 @@ func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage, checked
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if w.handingOff() {
+			return errHandedOff // the new holder retries it
 		}
 		backoff = min(max(2*backoff, s.opts.RetryMin), s.opts.RetryMax)
 		s.log.Warn("events: delivery failed; will retry", "subscription", w.field, "topic", w.sub.Topic,
