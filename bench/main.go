@@ -289,6 +289,9 @@ func (e *env) startSidecar(app string) (*exec.Cmd, string, error) {
 	port, _ := freePort()
 	cmd := exec.Command(e.kar, "run", "-app", app, "-runtime_port", strconv.Itoa(port))
 	cmd.Env = append(os.Environ(), e.beEnv...)
+	if a := os.Getenv("BENCH_PPROF_CALLER"); a != "" {
+		cmd.Env = append(cmd.Env, "KAR_PPROF_ADDR="+a)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, "", err
