@@ -76,6 +76,14 @@ type Options struct {
 	RedisUser     string
 	RedisPassword string
 
+	// Retention is how long the broker keeps records and RetentionBytes
+	// how many bytes of them per partition, as a Kafka broker's
+	// log.retention.ms and log.retention.bytes: older records are deleted
+	// (checked every Retention/10, at most every minute). 0 keeps
+	// everything, which grows with every message ever sent.
+	Retention      time.Duration
+	RetentionBytes int64
+
 	// StartTimeout bounds how long redis-server may take to answer PING
 	// (default 15s).
 	StartTimeout time.Duration

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -18,7 +20,8 @@ type kafkaServer struct {
 
 	mu      sync.Mutex
 	cluster *kfake.Cluster
-	bound   string // the address after the first start (port 0 resolved)
+	bound   string        // the address after the first start (port 0 resolved)
+	sweeper chan struct{} // closed to stop the retention sweeper
 }
 
 func (k *kafkaServer) addr() string {
@@ -69,6 +72,16 @@ func (k *kafkaServer) start() error {
 	if k.opts.DataDir != "" {
 		opts = append(opts, kfake.DataDir(filepath.Join(k.opts.DataDir, "kafka")), kfake.SyncWrites())
 	}
+	retain := map[string]string{}
+	if k.opts.Retention > 0 {
+		retain["log.retention.ms"] = strconv.FormatInt(k.opts.Retention.Milliseconds(), 10)
+	}
+	if k.opts.RetentionBytes > 0 {
+		retain["log.retention.bytes"] = strconv.FormatInt(k.opts.RetentionBytes, 10)
+	}
+	if len(retain) > 0 {
+		opts = append(opts, kfake.BrokerConfigs(retain))
+	}
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
 		if ln != nil {
@@ -78,6 +91,14 @@ func (k *kafkaServer) start() error {
 	}
 	k.cluster = cluster
 	k.bound = cluster.ListenAddrs()[0]
+	if len(retain) > 0 {
+		period := time.Minute
+		if k.opts.Retention > 0 {
+			period = min(max(k.opts.Retention/10, 10*time.Millisecond), period)
+		}
+		k.sweeper = make(chan struct{})
+		go sweep(cluster, period, k.sweeper)
+	}
 	k.opts.Logger.Info("Kafka-protocol broker serving", "addr", k.bound)
 	return nil
 }
@@ -86,8 +107,27 @@ func (k *kafkaServer) stop() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.cluster != nil {
+		if k.sweeper != nil {
+			close(k.sweeper)
+			k.sweeper = nil
+		}
 		k.cluster.Close()
 		k.cluster = nil
+	}
+}
+
+// sweep applies the retention every period until stop is closed: kfake,
+// unlike a Kafka broker, deletes old records only when asked to.
+func sweep(c *kfake.Cluster, period time.Duration, stop chan struct{}) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			c.ApplyRetention()
+		}
 	}
 }
 

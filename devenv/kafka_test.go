@@ -382,3 +382,40 @@ func TestKcatReadsTheBroker(t *testing.T) {
 		t.Fatalf("kcat read %q, %v; want from-sarama", out, err)
 	}
 }
+
+// TestRetentionDeletesOldRecords: with Retention set, records older than it
+// are deleted, as a Kafka broker's log.retention.ms does; without it (the
+// other tests) nothing is.
+func TestRetentionDeletesOldRecords(t *testing.T) {
+	b := startBackend(t, Options{Redis: RedisEmbedded, Retention: 300 * time.Millisecond})
+	client := newClient(t, b.KafkaBrokers(), saramaConfig())
+	producer, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	for i := range 3 {
+		produce(t, producer, "retained", 0, fmt.Sprint("old ", i))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		oldest, err := client.GetOffset("retained", 0, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if oldest == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("oldest offset still %d after the retention passed; want 3", oldest)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// New records are kept until they too are older than the retention.
+	if off := produce(t, producer, "retained", 0, "new"); off != 3 {
+		t.Fatalf("new record at offset %d, want 3", off)
+	}
+	if newest, err := client.GetOffset("retained", 0, sarama.OffsetNewest); err != nil || newest != 4 {
+		t.Fatalf("newest offset %d, %v; want 4", newest, err)
+	}
+}

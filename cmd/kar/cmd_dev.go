@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/kar-runtime/kar/devenv"
 )
@@ -21,9 +22,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	redisPort := fs.Int("redis_port", 31379, "port of Redis")
 	redisMode := fs.String("redis", "auto", "which Redis: auto (redis-server when on PATH, else embedded), server, embedded")
 	dataDir := fs.String("data_dir", "", "keep Redis and Kafka data in this directory across restarts (default: in memory)")
+	retention := fs.Duration("retention", 24*time.Hour, "delete Kafka records older than this, as a broker's log.retention.ms (0: keep all)")
+	retentionMB := fs.Int64("retention_mb", 256, "keep at most this many MiB of records per partition, as log.retention.bytes (0: no limit)")
 	verbose := fs.String("v", "warn", "log level: error, warn, info, debug")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: kar dev [-kafka_port P] [-redis_port P] [-redis auto|server|embedded] [-data_dir DIR]")
+		fmt.Fprintln(stderr, "Usage: kar dev [-kafka_port P] [-redis_port P] [-redis auto|server|embedded] [-data_dir DIR] [-retention D] [-retention_mb N]")
 		fmt.Fprintln(stderr, "\nServes a Kafka-protocol broker and a Redis on localhost for development;")
 		fmt.Fprintln(stderr, "in another shell, `source scripts/kar-env-local.sh` to use them.")
 		fs.PrintDefaults()
@@ -49,6 +52,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
+	if *retention < 0 {
+		fmt.Fprintf(stderr, "kar dev: -retention=%s: want a duration of 0 (keep all) or more, such as 24h\n", *retention)
+		return exitUsage
+	}
+	if *retentionMB < 0 || *retentionMB > 1<<30 {
+		fmt.Fprintf(stderr, "kar dev: -retention_mb=%d: want a number of MiB, 0 for no limit\n", *retentionMB)
+		return exitUsage
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*verbose)); err != nil {
 		fmt.Fprintf(stderr, "kar dev: -v=%q: want error, warn, info or debug\n", *verbose)
@@ -56,12 +67,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	b, err := devenv.Start(ctx, devenv.Options{
-		KafkaAddr:     "127.0.0.1:" + strconv.Itoa(*kafkaPort),
-		RedisAddr:     "127.0.0.1:" + strconv.Itoa(*redisPort),
-		AdvertiseHost: "localhost",
-		Redis:         mode,
-		DataDir:       *dataDir,
-		Logger:        slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		KafkaAddr:      "127.0.0.1:" + strconv.Itoa(*kafkaPort),
+		RedisAddr:      "127.0.0.1:" + strconv.Itoa(*redisPort),
+		AdvertiseHost:  "localhost",
+		Redis:          mode,
+		DataDir:        *dataDir,
+		Retention:      *retention,
+		RetentionBytes: *retentionMB << 20,
+		Logger:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	})
 	var inUse *devenv.PortInUseError
 	switch {
@@ -80,6 +93,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	storage := "in memory"
 	if *dataDir != "" {
 		storage = "data in " + *dataDir
+	}
+	if *retention > 0 || *retentionMB > 0 {
+		storage += fmt.Sprintf(", records kept %s / %d MiB per partition (0: no limit)", *retention, *retentionMB)
 	}
 	fmt.Fprintf(stdout, "kar dev: Kafka-protocol broker on %s (%s)\n", b.KafkaBrokers(), storage)
 	fmt.Fprintf(stdout, "kar dev: Redis on %s:%d: %s\n", b.RedisHost(), b.RedisPort(), b.RedisDescription())

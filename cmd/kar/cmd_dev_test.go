@@ -162,6 +162,9 @@ func TestKarDevBadFlags(t *testing.T) {
 		{[]string{"-redis_port", "x"}, "invalid value"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"-v", "loud"}, "want error, warn, info or debug"},
+		{[]string{"-retention", "-1h"}, "want a duration of 0 (keep all) or more"},
+		{[]string{"-retention", "forever"}, "invalid value"},
+		{[]string{"-retention_mb", "-5"}, "want a number of MiB"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errOut strings.Builder
