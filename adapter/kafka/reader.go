@@ -18,11 +18,14 @@ import (
 // new sidecar's first requests and on every one-shot `kar rest`. Second,
 // its several goroutines and channels per record cost CPU on every call.
 // Closing the reader closes its connection, so a parked fetch ends at once.
+// The event runner (sidecar/events) reads event topics with it as well,
+// for the same reasons (ReadPartitionWith).
 type PartitionReader struct {
 	c      *Client
 	topic  string
 	p      int32
 	handle func(offset int64, value []byte)
+	opts   ReadOptions
 
 	next atomic.Int64 // offset of the next record to fetch
 	hwm  atomic.Int64
@@ -42,7 +45,37 @@ const fetchWait = 500 * time.Millisecond
 
 // ReadPartition starts reading partition p of topic at offset.
 func (c *Client) ReadPartition(topic string, p int32, offset int64, handle func(offset int64, value []byte)) *PartitionReader {
-	r := &PartitionReader{c: c, topic: topic, p: p, handle: handle, stop: make(chan struct{}), done: make(chan struct{})}
+	return c.ReadPartitionWith(topic, p, offset, ReadOptions{Handle: handle})
+}
+
+// ReadOptions say what a PartitionReader hands over and reports. The mesh
+// needs only each record's value; the event runner (sidecar/events) needs
+// whole records (CloudEvents in binary mode keep their attributes in
+// headers) and to hear about failures and skipped offsets.
+type ReadOptions struct {
+	// Handle receives each record's offset and value.
+	Handle func(offset int64, value []byte)
+	// Record, when set instead of Handle, receives each record whole: key,
+	// headers and timestamp as well (what sarama's consumer hands out).
+	Record func(*sarama.ConsumerMessage)
+	// OutOfRange, when set, is told that offset is no longer in the
+	// partition (the topic was deleted and created again, or trimmed) and
+	// that reading goes on from oldest. An offset below 0 (such as
+	// sarama.OffsetOldest) is resolved this way too.
+	OutOfRange func(offset, oldest int64)
+	// Error, when set, is told of each failed connection or fetch before
+	// the reader retries (after a backoff of 50 ms up to 2 s). It must not
+	// block: it runs on the reader's goroutine.
+	Error func(error)
+}
+
+// ReadPartitionWith starts reading partition p of topic at offset, handing
+// records over as o says. Handle and Record run on the reader's goroutine,
+// one record at a time, and may block (the reader then fetches nothing
+// more); Close waits for one in progress, so one that blocks must also
+// give up when its owner stops.
+func (c *Client) ReadPartitionWith(topic string, p int32, offset int64, o ReadOptions) *PartitionReader {
+	r := &PartitionReader{c: c, topic: topic, p: p, handle: o.Handle, opts: o, stop: make(chan struct{}), done: make(chan struct{})}
 	r.next.Store(offset)
 	go r.run()
 	return r
@@ -68,6 +101,11 @@ func (r *PartitionReader) Close() {
 	}
 }
 
+// Done is closed once the reader, after Close, has ended its goroutine and
+// closed its connection: about fetchWait after Close when a fetch was
+// parked at the broker.
+func (r *PartitionReader) Done() <-chan struct{} { return r.done }
+
 func (r *PartitionReader) isStopped() bool { return r.stopped.Load() }
 
 func (r *PartitionReader) run() {
@@ -83,6 +121,9 @@ func (r *PartitionReader) run() {
 			return
 		}
 		if err != nil {
+			if r.opts.Error != nil {
+				r.opts.Error(err)
+			}
 			r.c.RefreshMetadata(r.topic)
 		}
 		select {
@@ -140,6 +181,9 @@ func (r *PartitionReader) fetchLoop(b *sarama.Broker) error {
 			if err != nil {
 				return err
 			}
+			if r.opts.OutOfRange != nil {
+				r.opts.OutOfRange(r.next.Load(), oldest)
+			}
 			r.next.Store(oldest)
 			continue
 		default:
@@ -159,7 +203,19 @@ func (r *PartitionReader) deliver(block *sarama.FetchResponseBlock) {
 			if !batch.Control {
 				for _, rec := range batch.Records {
 					off := batch.FirstOffset + rec.OffsetDelta
-					if off >= next && r.hand(off, rec.Value) {
+					if off < next {
+						continue
+					}
+					var m *sarama.ConsumerMessage
+					if r.opts.Record != nil {
+						// As sarama's consumer builds it.
+						ts := batch.FirstTimestamp.Add(rec.TimestampDelta)
+						if batch.LogAppendTime {
+							ts = batch.MaxTimestamp
+						}
+						m = &sarama.ConsumerMessage{Topic: r.topic, Partition: r.p, Key: rec.Key, Value: rec.Value, Offset: off, Timestamp: ts, Headers: rec.Headers}
+					}
+					if r.hand(off, rec.Value, m) {
 						next = off + 1
 					}
 				}
@@ -169,7 +225,14 @@ func (r *PartitionReader) deliver(block *sarama.FetchResponseBlock) {
 			}
 		} else if set := recs.MsgSet; set != nil {
 			for _, mb := range set.Messages {
-				if mb.Offset >= next && mb.Msg != nil && r.hand(mb.Offset, mb.Msg.Value) {
+				if mb.Offset < next || mb.Msg == nil {
+					continue
+				}
+				var m *sarama.ConsumerMessage
+				if r.opts.Record != nil {
+					m = &sarama.ConsumerMessage{Topic: r.topic, Partition: r.p, Key: mb.Msg.Key, Value: mb.Msg.Value, Offset: mb.Offset, Timestamp: mb.Msg.Timestamp}
+				}
+				if r.hand(mb.Offset, mb.Msg.Value, m) {
 					next = mb.Offset + 1
 				}
 			}
@@ -178,13 +241,18 @@ func (r *PartitionReader) deliver(block *sarama.FetchResponseBlock) {
 	r.next.Store(next)
 }
 
-// hand gives one record to the handler unless the reader stopped.
-func (r *PartitionReader) hand(off int64, value []byte) bool {
+// hand gives one record to the handler (m to Record when set) unless the
+// reader stopped.
+func (r *PartitionReader) hand(off int64, value []byte, m *sarama.ConsumerMessage) bool {
 	r.handling.Lock()
 	defer r.handling.Unlock()
 	if r.isStopped() {
 		return false
 	}
-	r.handle(off, value)
+	if m != nil {
+		r.opts.Record(m)
+	} else if r.handle != nil {
+		r.handle(off, value)
+	}
 	return true
 }

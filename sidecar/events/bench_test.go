@@ -51,3 +51,44 @@ func BenchmarkDelivery(b *testing.B) {
 	b.ReportMetric(rate, "events/s")
 	b.Logf("%d events delivered in %v: %.0f events/s", b.N, el, rate)
 }
+
+// BenchmarkSubscribeLatency measures how long a new subscription takes to
+// deliver an event already in its topic: from the subscribe request to
+// the delivery (ms/first). It counts the runner noticing the subscription,
+// taking its lease and starting to read the topic: the part the reader
+// adds is what this figure watches (sarama's consumer waited 100 ms before
+// its first fetch). Run: go test ./sidecar/events -run ^$ -bench SubscribeLatency -benchtime 20x
+func BenchmarkSubscribeLatency(b *testing.B) {
+	w := newWorld(b)
+	got := make(chan string, 16)
+	s, _ := w.service(b, "sc1", func(_ context.Context, _, id, _, _ string, _ []byte) error {
+		got <- id
+		return nil
+	})
+	base := serve(b, s).URL
+	publishN(b, base, "first", 0, 1)
+	run(b, s)
+	var total time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		id := fmt.Sprintf("a%d", i)
+		start := time.Now()
+		subscribe(b, base, id, "s", `{"path":"/m","topic":"first","contentType":"application/json","oldestOffset":true}`)
+		select {
+		case d := <-got:
+			if d != id {
+				b.Fatalf("delivered to %s, want %s", d, id)
+			}
+		case <-time.After(time.Minute):
+			b.Fatal("no delivery within a minute")
+		}
+		total += time.Since(start)
+		// Keep one subscription at a time: the runner's work per round
+		// stays the same.
+		expect(b, "DELETE", base+"/kar/v1/actor/Sub/"+id+"/events/s", "", "", 200, "1")
+	}
+	b.StopTimer()
+	ms := float64(total.Microseconds()) / 1000 / float64(b.N)
+	b.ReportMetric(ms, "ms/first")
+	b.Logf("%d new subscriptions: %.1f ms from subscribe to first delivery on average", b.N, ms)
+}

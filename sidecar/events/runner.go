@@ -12,6 +12,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kar-runtime/kar/adapter/kafka"
 )
 
 // Run delivers the events of every subscription of the application until
@@ -22,8 +24,8 @@ import (
 // Any number of sidecars run Run against the same Redis. Each
 // subscription is delivered by exactly one of them at a time: the one
 // holding its lease (a Redis key with a TTL, renewed every LeaseTTL/3).
-// The holder reads the subscription's topic with a direct partition
-// consumer from the committed offsets (in Redis), delivers one event at a
+// The holder reads the subscription's topic with a kafka.PartitionReader
+// per partition from the committed offsets (in Redis), delivers one event at a
 // time (the next only after the actor method returned for the previous
 // one), retrying a failed delivery with backoff, and commits the offset
 // after each success — only while it still holds the lease. A holder that
@@ -68,7 +70,9 @@ type runner struct {
 	// stopping is closed when Run returns: ended is no longer read.
 	stopping chan struct{}
 	base     time.Time // monotonic origin of lease deadlines
-	readers  readers
+	// closing counts the partition readers of ended sessions that are
+	// still closing, so that Run returns only once all have ended.
+	closing sync.WaitGroup
 	// freeSince is when (runner.now) each subscription beyond our share
 	// was first seen without a lease: one left free for a grace period
 	// (its runner is gone or slow) we take after all.
@@ -202,7 +206,7 @@ func (r *runner) start(ctx context.Context, f, raw string) {
 	go w.run(wctx)
 }
 
-// stopAll stops every worker, waits for them and closes the readers.
+// stopAll stops every worker and waits for them and their readers.
 func (r *runner) stopAll() {
 	close(r.stopping)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -214,7 +218,8 @@ func (r *runner) stopAll() {
 	for _, w := range r.workers {
 		<-w.done
 	}
-	r.readers.close()
+	// Every session has ended: no reader is added any more.
+	r.closing.Wait()
 }
 
 // release gives a lease back if this sidecar still holds it.
@@ -400,36 +405,54 @@ func (w *worker) session(ctx context.Context) error {
 		return fmt.Errorf("read committed offsets: %w", err)
 	}
 
-	// On return: first stop the forwarders, then wait for them to close
-	// their partition consumers (defers run last first).
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	// Each partition is read by a reader on a connection of its own (a
+	// broker answers a connection's requests in order, so readers sharing
+	// one would wait out each other's parked fetches). Its handler passes
+	// one record at a time to the loop below and blocks until the loop
+	// takes it, so a slow subscriber holds at most one fetch per partition
+	// in memory. The handler gives up when the session ends: Close waits
+	// for a record being handed over, and must not wait for ever.
 	sctx, stop := context.WithCancel(ctx)
-	defer stop()
 	msgs := make(chan *sarama.ConsumerMessage)
-	ended := make(chan error, len(parts))
+	failed := make(chan error, 1)
+	rds := make([]*kafka.PartitionReader, 0, len(parts))
+	defer func() {
+		stop()
+		for _, rd := range rds {
+			rd.Close() // no record is handed over after it returns
+		}
+		w.r.closed(rds)
+	}()
 	for _, p := range parts {
-		off := int64(sarama.OffsetOldest)
+		off := int64(sarama.OffsetOldest) // resolved by the reader (OutOfRange)
 		if v, ok := stored[strconv.Itoa(int(p))]; ok {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 				off = n
 			}
 		}
-		pc, release, err := w.r.readers.consume(s, kt, p, off)
-		if errors.Is(err, sarama.ErrOffsetOutOfRange) {
-			s.log.Warn("events: committed offset no longer in the topic (deleted and created again, or past retention); reading from the oldest",
-				"subscription", w.field, "topic", w.sub.Topic, "partition", p, "offset", off)
-			pc, release, err = w.r.readers.consume(s, kt, p, sarama.OffsetOldest)
-		}
-		if err != nil {
-			return fmt.Errorf("read %s/%d: %w", kt, p, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer release()
-			forward(sctx, pc, msgs, ended)
-		}()
+		rds = append(rds, s.kc.ReadPartitionWith(kt, p, off, kafka.ReadOptions{
+			Record: func(m *sarama.ConsumerMessage) {
+				select {
+				case msgs <- m:
+				case <-sctx.Done():
+				}
+			},
+			OutOfRange: func(from, oldest int64) {
+				if from >= 0 {
+					s.log.Warn("events: committed offset no longer in the topic (deleted and created again, or past retention); reading from the oldest",
+						"subscription", w.field, "topic", w.sub.Topic, "partition", p, "offset", from, "oldest", oldest)
+				}
+			},
+			// Any failure (the topic deleted, the broker gone) ends the
+			// session, which starts again from the committed offsets
+			// after a backoff, with fresh metadata.
+			Error: func(err error) {
+				select {
+				case failed <- fmt.Errorf("reading partition %d: %w", p, err):
+				default:
+				}
+			},
+		}))
 	}
 
 	check := time.NewTicker(5 * s.opts.Poll)
@@ -440,7 +463,7 @@ func (w *worker) session(ctx context.Context) error {
 			return nil
 		case <-w.yield:
 			return errHandedOff
-		case err := <-ended:
+		case err := <-failed:
 			return err
 		case <-check.C:
 			// Partitions added by any sidecar: read them too.
@@ -477,31 +500,6 @@ func (w *worker) session(ctx context.Context) error {
 					return errHandedOff // next is read again by the new holder
 				}
 				m, checked = next, true
-			}
-		}
-	}
-}
-
-// forward passes one partition's records to the worker, one at a time.
-func forward(ctx context.Context, pc sarama.PartitionConsumer, out chan<- *sarama.ConsumerMessage, ended chan<- error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m, ok := <-pc.Messages():
-			if !ok {
-				ended <- errors.New("partition consumer stopped")
-				return
-			}
-			select {
-			case out <- m:
-			case <-ctx.Done():
-				return
-			}
-		case e, ok := <-pc.Errors():
-			if ok && e != nil {
-				ended <- fmt.Errorf("reading partition %d: %w", e.Partition, e.Err)
-				return
 			}
 		}
 	}
@@ -593,71 +591,17 @@ func (w *worker) deliverActor(ctx context.Context, p published) error {
 	return w.r.s.opts.Deliver(ctx, w.sub.Actor.Type, w.sub.Actor.ID, w.sub.Path, "application/json", actorArgs(arg))
 }
 
-// readers hands out partition consumers on a Kafka connection of their own
-// (kept apart from the mesh's). A sarama consumer reads a partition once at
-// a time, so subscriptions reading the same partition get different
-// consumers of one pool; all share the connection.
-type readers struct {
-	mu     sync.Mutex
-	client sarama.Client
-	slots  []*readerSlot
-}
-
-type readerSlot struct {
-	c    sarama.Consumer
-	busy map[string]bool // "topic/partition"
-}
-
-func (r *readers) consume(s *Service, topic string, p int32, off int64) (sarama.PartitionConsumer, func(), error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.client == nil {
-		c, err := s.kc.NewFetchClient()
-		if err != nil {
-			return nil, nil, fmt.Errorf("kafka fetch connection: %w", err)
+// closed records the readers of an ended session: Run waits for them to
+// end (their goroutine and connection), but a new session, a hand-off or
+// the next worker need not wait out their parked fetches.
+func (r *runner) closed(rds []*kafka.PartitionReader) {
+	r.closing.Add(1)
+	go func() {
+		defer r.closing.Done()
+		for _, rd := range rds {
+			<-rd.Done()
 		}
-		r.client = c
-	}
-	key := topic + "/" + strconv.Itoa(int(p))
-	var slot *readerSlot
-	for _, sl := range r.slots {
-		if !sl.busy[key] {
-			slot = sl
-			break
-		}
-	}
-	if slot == nil {
-		c, err := sarama.NewConsumerFromClient(r.client)
-		if err != nil {
-			return nil, nil, fmt.Errorf("kafka consumer: %w", err)
-		}
-		slot = &readerSlot{c: c, busy: map[string]bool{}}
-		r.slots = append(r.slots, slot)
-	}
-	pc, err := slot.c.ConsumePartition(topic, p, off)
-	if err != nil {
-		return nil, nil, err
-	}
-	slot.busy[key] = true
-	return pc, func() {
-		pc.Close()
-		r.mu.Lock()
-		delete(slot.busy, key)
-		r.mu.Unlock()
-	}, nil
-}
-
-func (r *readers) close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, sl := range r.slots {
-		sl.c.Close()
-	}
-	r.slots = nil
-	if r.client != nil {
-		r.client.Close()
-		r.client = nil
-	}
+	}()
 }
 
 // drain discards queued notices: one look at the subscriptions answers them all.
