@@ -84,17 +84,3 @@ func (c *Client) CreateTopic(ctx context.Context, topic string, o TopicOptions) 
 	}
 	return true, nil
 }
-
-// NewFetchClient opens another sarama client to the same cluster with the
-// same settings, for consumers that must not queue their long-poll fetches
-// behind the mesh's on one connection. The caller closes it.
-func (c *Client) NewFetchClient() (sarama.Client, error) {
-	var addrs []string
-	for _, b := range c.Brokers() {
-		addrs = append(addrs, b.Addr())
-	}
-	if len(addrs) == 0 {
-		return nil, errors.New("kafka: no broker known")
-	}
-	return sarama.NewClient(addrs, c.Config())
-}

@@ -17,7 +17,8 @@ import (
 // unexported 100 ms before the first fetch, and that delay landed on every
 // new sidecar's first requests and on every one-shot `kar rest`. Second,
 // its several goroutines and channels per record cost CPU on every call.
-// Closing the reader closes its connection, so a parked fetch ends at once.
+// Close returns at once; the connection closes when a parked fetch returns
+// (within fetchWait), and Done says when that happened.
 // The event runner (sidecar/events) reads event topics with it as well,
 // for the same reasons (ReadPartitionWith).
 type PartitionReader struct {
