@@ -1,5 +1,6 @@
 // Package appclient is the sidecar's HTTP client to its own component on
-// localhost: HTTP/1.1, or h2c with prior knowledge when -h2c is given.
+// localhost: HTTP/1.1 on its own connection pool (direct.go), or h2c with
+// prior knowledge on net/http when -h2c is given.
 package appclient
 
 import (
@@ -15,9 +16,13 @@ import (
 
 // Client calls the component at 127.0.0.1:port.
 type Client struct {
-	base string
-	port int
-	hc   *http.Client
+	base   string
+	host   string
+	port   int
+	hc     *http.Client // h2c, and the benchmarks' baseline
+	direct bool
+	dialer net.Dialer
+	pool   pool
 }
 
 // New returns a client for the component on port.
@@ -33,7 +38,11 @@ func New(port int, h2c bool) *Client {
 		tr.Protocols = new(http.Protocols)
 		tr.Protocols.SetUnencryptedHTTP2(true)
 	}
-	return &Client{base: "http://127.0.0.1:" + strconv.Itoa(port), port: port, hc: &http.Client{Transport: tr}}
+	host := "127.0.0.1:" + strconv.Itoa(port)
+	return &Client{
+		base: "http://" + host, host: host, port: port, hc: &http.Client{Transport: tr},
+		direct: !h2c, dialer: net.Dialer{Timeout: 2 * time.Second},
+	}
 }
 
 // Response is what the component answered.
@@ -55,6 +64,9 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Trans
 
 // Do sends one request to the component.
 func (c *Client) Do(ctx context.Context, method, path, query string, header http.Header, body []byte) (*Response, error) {
+	if c.direct {
+		return c.doDirect(ctx, method, path, query, header, body)
+	}
 	url := c.base + path
 	if query != "" {
 		url += "?" + query

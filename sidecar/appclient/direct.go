@@ -1,0 +1,373 @@
+package appclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The direct path speaks HTTP/1.1 on pooled connections in the calling
+// goroutine. net/http's Transport gives every connection a read and a
+// write goroutine and hands each request and response between them over
+// channels; on a busy sidecar that was about a fifth of its CPU.
+
+const (
+	// Node's http server closes keep-alive connections idle for 5 s:
+	// dropping ours well before that keeps the race where it closes one
+	// while a request is on its way rare (the retry covers the rest).
+	maxIdleAge = 3 * time.Second
+	maxIdle    = 512
+	bufSize    = 8 << 10
+	// Larger Content-Lengths are read with io.ReadAll, so a wrong header
+	// cannot make us allocate it all up front.
+	maxPrealloc = 64 << 20
+)
+
+// conn is one persistent connection to the component.
+type conn struct {
+	nc       net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	idleAt   time.Time
+	deadline bool // nc has a deadline that the next request must clear
+}
+
+// pool keeps idle connections as a stack: the most recently used one is
+// the least likely to have been closed by the component, and the stack is
+// ordered by idleAt, so stale ones are all at the bottom.
+type pool struct {
+	mu   sync.Mutex
+	idle []*conn
+}
+
+func (p *pool) get() *conn {
+	now := time.Now()
+	p.mu.Lock()
+	n := len(p.idle)
+	if n == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	pc := p.idle[n-1]
+	if now.Sub(pc.idleAt) > maxIdleAge {
+		stale := p.idle
+		p.idle = nil
+		p.mu.Unlock()
+		closeAll(stale)
+		return nil
+	}
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	p.mu.Unlock()
+	return pc
+}
+
+func (p *pool) put(pc *conn) {
+	pc.idleAt = time.Now()
+	p.mu.Lock()
+	// When load falls after a burst only the top of the stack is used:
+	// the connections below would otherwise sit closed by the component
+	// until the next burst.
+	k := 0
+	for k < len(p.idle) && pc.idleAt.Sub(p.idle[k].idleAt) > maxIdleAge {
+		k++
+	}
+	var stale []*conn
+	if k > 0 {
+		stale = slices.Clone(p.idle[:k])
+		p.idle = slices.Delete(p.idle, 0, k)
+	}
+	full := len(p.idle) >= maxIdle
+	if !full {
+		p.idle = append(p.idle, pc)
+	}
+	p.mu.Unlock()
+	closeAll(stale)
+	if full {
+		pc.nc.Close()
+	}
+}
+
+func closeAll(cs []*conn) {
+	for _, c := range cs {
+		c.nc.Close()
+	}
+}
+
+func (c *Client) dial(ctx context.Context) (*conn, error) {
+	nc, err := c.dialer.DialContext(ctx, "tcp", c.host)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, bufSize), bw: bufio.NewWriterSize(nc, bufSize)}, nil
+}
+
+// headRequest tells http.ReadResponse that a response has no body; it is
+// only read, so one serves every call.
+var headRequest = &http.Request{Method: http.MethodHead}
+
+// aLongTimeAgo is a deadline that makes pending I/O fail at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (c *Client) doDirect(ctx context.Context, method, path, query string, header http.Header, body []byte) (*Response, error) {
+	if method == "" {
+		method = http.MethodGet
+	}
+	if !isToken(method) {
+		return nil, fmt.Errorf("bad request to component: invalid method %q", method)
+	}
+	path, query, err := requestTarget(c.base, path, query)
+	if err != nil {
+		return nil, fmt.Errorf("bad request to component: %w", err)
+	}
+	if err := checkHeader(header); err != nil {
+		return nil, fmt.Errorf("bad request to component: %w", err)
+	}
+	pc := c.pool.get()
+	for retried := false; ; retried = true {
+		reused := pc != nil
+		if !reused {
+			if pc, err = c.dial(ctx); err != nil {
+				return nil, &Unreachable{Err: err}
+			}
+		}
+		resp, reuse, answered, err := c.exchange(ctx, pc, method, path, query, header, body)
+		if err == nil {
+			if reuse {
+				c.pool.put(pc)
+			} else {
+				pc.nc.Close()
+			}
+			return resp, nil
+		}
+		pc.nc.Close()
+		// A pooled connection the component closed while it was idle
+		// fails like this, before any of its code saw the request.
+		if reused && !retried && !answered && connDropped(err) {
+			pc = nil
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The only deadlines set come from ctx.
+			if err = ctx.Err(); err == nil {
+				err = context.DeadlineExceeded
+			}
+		}
+		return nil, &Unreachable{Err: err}
+	}
+}
+
+func connDropped(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// exchange writes one request on pc and reads its response. answered
+// tells whether any byte of a response arrived; reuse whether pc can
+// carry another request.
+func (c *Client) exchange(ctx context.Context, pc *conn, method, path, query string, header http.Header, body []byte) (resp *Response, reuse, answered bool, err error) {
+	if dl, ok := ctx.Deadline(); ok {
+		pc.nc.SetDeadline(dl)
+		pc.deadline = true
+	} else if pc.deadline {
+		pc.nc.SetDeadline(time.Time{})
+		pc.deadline = false
+	}
+	// Background contexts (the mesh's deliveries) cannot be cancelled:
+	// skipping AfterFunc for them saves its allocations.
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { pc.nc.SetDeadline(aLongTimeAgo) })
+		defer func() {
+			if !stop() {
+				reuse = false // the deadline in the past is still set
+			}
+		}()
+	}
+
+	writeRequest(pc.bw, c.host, method, path, query, header, body)
+	if err = pc.bw.Flush(); err != nil {
+		return nil, false, false, err
+	}
+	if _, err = pc.br.Peek(1); err != nil {
+		return nil, false, false, err
+	}
+	var req *http.Request
+	if method == http.MethodHead {
+		req = headRequest
+	}
+	var r *http.Response
+	for n := 0; ; n++ {
+		if r, err = http.ReadResponse(pc.br, req); err != nil {
+			return nil, false, true, err
+		}
+		// net/http's Transport skips interim responses the same way.
+		if r.StatusCode/100 != 1 || r.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		if n == 5 {
+			return nil, false, true, errors.New("too many 1xx responses")
+		}
+	}
+	b, err := readBody(r)
+	if err != nil {
+		return nil, false, true, err
+	}
+	// r.Close covers both Connection: close and a body delimited by the
+	// connection's end; bytes past the response mean we lost the framing.
+	reuse = !r.Close && r.StatusCode != http.StatusSwitchingProtocols && pc.br.Buffered() == 0
+	for _, k := range hopHeaders {
+		delete(r.Header, k)
+	}
+	return &Response{Status: r.StatusCode, Header: r.Header, Body: b}, reuse, true, nil
+}
+
+func readBody(r *http.Response) ([]byte, error) {
+	defer r.Body.Close()
+	if r.Body == http.NoBody {
+		return nil, nil // a HEAD's Content-Length is not a body's
+	}
+	if n := r.ContentLength; n > 0 && n <= maxPrealloc {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	b, err := io.ReadAll(r.Body)
+	if len(b) == 0 {
+		b = nil
+	}
+	return b, err
+}
+
+// writeRequest buffers the request as net/http would write it; write
+// errors stick in bw and come out of its Flush.
+func writeRequest(bw *bufio.Writer, host, method, path, query string, header http.Header, body []byte) {
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	bw.WriteString(path)
+	if query != "" {
+		bw.WriteByte('?')
+		bw.WriteString(query)
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	if _, ok := header["User-Agent"]; !ok {
+		bw.WriteString("User-Agent: Go-http-client/1.1\r\n")
+	}
+	for k, vs := range header {
+		if isHop(k) {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(textproto.TrimString(v))
+			bw.WriteString("\r\n")
+		}
+	}
+	// Like net/http: methods that carry a body say so even when it is empty.
+	if len(body) > 0 || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(body)), 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.Write(body)
+}
+
+// isHop matches names in any case: a hop header passed through in
+// lower case would break the framing we write.
+func isHop(k string) bool {
+	for _, h := range hopHeaders {
+		if len(k) == len(h) && strings.EqualFold(k, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkHeader refuses what net/http's Transport refuses, so a header from
+// the mesh cannot inject lines into the request.
+func checkHeader(header http.Header) error {
+	for k, vs := range header {
+		if !isToken(k) {
+			return fmt.Errorf("invalid header field name %q", k)
+		}
+		for _, v := range vs {
+			for i := 0; i < len(v); i++ {
+				if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+					return fmt.Errorf("invalid header field value for %q", k)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tokenChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func tokenChar(b byte) bool {
+	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+}
+
+// requestTarget returns the request line's target as net/http writes it
+// for base+path?query, split in path and query. Targets of plain bytes
+// come out unchanged, so only the others pay for url.Parse.
+func requestTarget(base, path, query string) (string, string, error) {
+	if strings.HasPrefix(path, "/") && plain(path, pathChar) && plain(query, queryChar) {
+		return path, query, nil
+	}
+	target := base + path
+	if query != "" {
+		target += "?" + query
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return "", "", err
+	}
+	return u.RequestURI(), "", nil
+}
+
+func plain(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// pathChar: bytes url.URL.EscapedPath leaves alone ('%' is not, so that
+// escapes go through url.Parse).
+func pathChar(b byte) bool {
+	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("-._~!$&'()*+,;=:@/", b) >= 0
+}
+
+// queryChar: bytes url.Parse keeps verbatim in RawQuery.
+func queryChar(b byte) bool {
+	return ' ' < b && b < 0x7f && b != '#'
+}
