@@ -34,6 +34,12 @@ const (
 	// Larger Content-Lengths are read with io.ReadAll, so a wrong header
 	// cannot make us allocate it all up front.
 	maxPrealloc = 64 << 20
+	// Request bodies larger than this are written by a goroutine of their
+	// own while the response is read: a component may answer (413, say)
+	// before it read the body, or stream its answer while reading, and
+	// writing all first would then fail or block both sides for ever.
+	// Smaller ones fit the socket buffers.
+	concurrentWrite = 64 << 10
 )
 
 // conn is one persistent connection to the component.
@@ -196,9 +202,31 @@ func (c *Client) exchange(ctx context.Context, pc *conn, method, path, query str
 		}()
 	}
 
-	writeRequest(pc.bw, c.host, method, path, query, header, body)
-	if err = pc.bw.Flush(); err != nil {
-		return nil, false, false, err
+	var wrote chan error // the writer's outcome, for large bodies
+	if len(body) > concurrentWrite {
+		wrote = make(chan error, 1)
+		go func() {
+			writeRequest(pc.bw, c.host, method, path, query, header, body)
+			wrote <- pc.bw.Flush() // a close of pc by the caller ends it
+		}()
+	} else {
+		writeRequest(pc.bw, c.host, method, path, query, header, body)
+		if err = pc.bw.Flush(); err != nil {
+			return nil, false, false, err
+		}
+	}
+	if wrote != nil {
+		defer func() {
+			// An answer that came before the whole request was sent ends
+			// the connection's use: the rest of the body may still be
+			// on its way.
+			select {
+			case werr := <-wrote:
+				reuse = reuse && werr == nil
+			default:
+				reuse = false
+			}
+		}()
 	}
 	if _, err = pc.br.Peek(1); err != nil {
 		return nil, false, false, err
