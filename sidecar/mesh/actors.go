@@ -284,7 +284,7 @@ func (m *Mesh) deliver(ctx context.Context, env *Envelope) (*Envelope, error) {
 		if err == nil {
 			return r, nil
 		}
-		if m.isLeaving() || m.isWithdrawn() {
+		if m.isLeaving() || m.isWithdrawn() || ctx.Err() != nil {
 			return nil, err
 		}
 		if !m.pause(backoff(attempt)) {
