@@ -273,6 +273,10 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 	call.Path = base + env.Path
 	call.Query = query
 	call.Method = http.MethodPost
+	if len(call.Header) == 0 {
+		// Callers leave out the one header every method call has.
+		call.Header = http.Header{"Content-Type": {"application/kar+json"}}
+	}
 	return m.deliver(ctx, &call)
 }
 

@@ -90,10 +90,12 @@ type Mesh struct {
 	workers  *pool
 	refreshC chan struct{}
 	adoptC   chan struct{}
-	loops    sync.WaitGroup
-	work     sync.WaitGroup
-	cancel   context.CancelFunc
-	sub      *redis.PubSub
+	// commitC wakes the commit loop when a record is finished.
+	commitC chan struct{}
+	loops   sync.WaitGroup
+	work    sync.WaitGroup
+	cancel  context.CancelFunc
+	sub     *redis.PubSub
 }
 
 type owned struct {
@@ -149,6 +151,7 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 		stopping:   make(chan struct{}),
 		refreshC:   make(chan struct{}, 1),
 		adoptC:     make(chan struct{}, 1),
+		commitC:    make(chan struct{}, 1),
 	}
 	m.workers = newPool(10 * time.Second)
 	m.view.Store(newView(nil))
@@ -315,7 +318,13 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 }
 
 func (m *Mesh) dispatch(o *owned, off int64, value []byte) {
-	finish := func() { o.tr.finish(off) }
+	finish := func() {
+		o.tr.finish(off)
+		select {
+		case m.commitC <- struct{}{}:
+		default:
+		}
+	}
 	env, err := Decode(value)
 	if err != nil {
 		m.log.Warn("dropping a record that is not a kar message", "partition", o.p, "offset", off, "err", err)
@@ -901,9 +910,22 @@ func (m *Mesh) refreshLoop(ctx context.Context) {
 }
 
 // commitLoop stores each owned partition's position when it moved.
+// commitLoop commits positions soon after records are finished, at most
+// every commitSpacing: a sidecar killed -9 leaves the records finished
+// since its last commit to be delivered again by the partition's next
+// owner, so the sooner the better, but one Redis call per record would
+// cost more than the call itself.
 func (m *Mesh) commitLoop(ctx context.Context) {
-	every(ctx, 50*time.Millisecond, nil, m.commit)
+	every(ctx, 50*time.Millisecond, m.commitC, func(ctx context.Context) {
+		m.commit(ctx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(commitSpacing):
+		}
+	})
 }
+
+const commitSpacing = 5 * time.Millisecond
 
 func (m *Mesh) commit(ctx context.Context) {
 	m.mu.Lock()

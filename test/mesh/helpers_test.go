@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/devenv"
 	"github.com/kar-runtime/kar/internal/testenv"
@@ -126,4 +128,47 @@ func backendConfig(b *devenv.Backend) config.Backend {
 		}
 	}
 	return cfg
+}
+
+// waitCommitted waits until every record of app's topic is committed by
+// the sidecar reading it. A sidecar commits shortly after it finishes a
+// record, and its partition's next owner delivers again what it had not
+// committed when it died (at least once): a test that kills a sidecar and
+// wants no redelivery of what was already answered waits for this first.
+func waitCommitted(t *testing.T, b *devenv.Backend, app string) {
+	t.Helper()
+	ctx := context.Background()
+	rdb, err := store.Connect(ctx, backendConfig(b))
+	if err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	defer rdb.Close()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	kc, err := sarama.NewClient([]string{b.KafkaBrokers()}, cfg)
+	if err != nil {
+		t.Fatalf("kafka: %v", err)
+	}
+	defer kc.Close()
+	keys, topic := store.NewKeys(app), kafka.Topic(app)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		parts, err := kc.Partitions(topic)
+		if err != nil {
+			return false
+		}
+		for _, p := range parts {
+			hwm, err := kc.GetOffset(topic, p, sarama.OffsetNewest)
+			if err != nil {
+				return false
+			}
+			if hwm == 0 {
+				continue
+			}
+			committed, err := rdb.Get(ctx, keys.Offset(p)).Int64()
+			if err != nil || committed < hwm {
+				return false
+			}
+		}
+		return true
+	}, "every record of %s committed", topic)
 }
