@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kar-runtime/kar/adapter/kafka"
+	"github.com/kar-runtime/kar/internal/wait"
 )
 
 // Run delivers the events of every subscription of the application until
@@ -52,7 +53,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 		case <-notices:
-			drain(notices)
+			wait.Drain(notices)
 		case <-s.wake:
 		case w := <-r.ended:
 			if r.workers[w.field] == w {
@@ -322,7 +323,7 @@ func (w *worker) run(ctx context.Context) {
 		if err != nil {
 			s.log.Warn("events: subscription paused; retrying", "subscription", w.field, "topic", w.sub.Topic, "err", err, "retry_in", backoff)
 		}
-		if !sleep(ctx, backoff) {
+		if !wait.Sleep(ctx, backoff) {
 			return
 		}
 	}
@@ -374,7 +375,7 @@ func (w *worker) check(ctx context.Context) (bool, error) {
 // leaseValid waits until the lease is known to be ours (false: ctx ended).
 func (w *worker) leaseValid(ctx context.Context) bool {
 	for time.Duration(w.validUntil.Load()) < w.r.now() {
-		if !sleep(ctx, 20*time.Millisecond) {
+		if !wait.Sleep(ctx, 20*time.Millisecond) {
 			return false
 		}
 	}
@@ -526,7 +527,7 @@ func (w *worker) commit(ctx context.Context, partition int32, next int64) (bool,
 			return false, ctx.Err()
 		}
 		s.log.Warn("events: cannot commit a delivered event's offset; retrying", "subscription", w.field, "err", err)
-		if !sleep(ctx, backoff) {
+		if !wait.Sleep(ctx, backoff) {
 			return false, ctx.Err()
 		}
 		backoff = min(2*backoff, s.opts.RetryMax)
@@ -577,7 +578,7 @@ func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage, checked
 		backoff = min(max(2*backoff, s.opts.RetryMin), s.opts.RetryMax)
 		s.log.Warn("events: delivery failed; will retry", "subscription", w.field, "topic", w.sub.Topic,
 			"event", p.ev.ID(), "attempt", attempt, "err", oneLine(err.Error()), "retry_in", backoff)
-		if !sleep(ctx, backoff) {
+		if !wait.Sleep(ctx, backoff) {
 			return ctx.Err()
 		}
 	}
@@ -602,27 +603,4 @@ func (r *runner) closed(rds []*kafka.PartitionReader) {
 			<-rd.Done()
 		}
 	}()
-}
-
-// drain discards queued notices: one look at the subscriptions answers them all.
-func drain[T any](ch <-chan T) {
-	for {
-		select {
-		case <-ch:
-		default:
-			return
-		}
-	}
-}
-
-// sleep waits d or until ctx is done, reporting whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

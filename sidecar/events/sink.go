@@ -9,6 +9,8 @@ import (
 	"time"
 
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/kar-runtime/kar/internal/wait"
 )
 
 // deliverSink posts one event to a subscription's sink as a CloudEvent in
@@ -86,7 +88,7 @@ func (s *Service) deadLetter(ctx context.Context, sub Subscription, p published,
 				"sink", sub.Sink, "event", p.ev.ID(), "reason", oneLine(reason))
 			return
 		}
-		if !sleep(ctx, backoff) {
+		if !wait.Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, s.opts.RetryMax, 5*time.Second)

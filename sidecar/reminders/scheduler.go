@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"sync"
 	"time"
+
+	"github.com/kar-runtime/kar/internal/wait"
 )
 
 // FireFunc delivers a due reminder (the sidecar sends it as an asynchronous
@@ -52,7 +54,7 @@ func (s *Store) Run(ctx context.Context, fire FireFunc) error {
 			}
 			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
 			s.log.Warn("reminders: cannot read the schedule from Redis; retrying", "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			if !wait.Sleep(ctx, backoff) {
 				return nil
 			}
 			continue
@@ -76,21 +78,21 @@ func (s *Store) Run(ctx context.Context, fire FireFunc) error {
 			continue // there may be more due
 		}
 
-		wait := s.opts.IdlePoll
+		idle := s.opts.IdlePoll
 		if pending {
-			wait = min(wait, untilNext) // > 0: the claim took everything due
+			idle = min(idle, untilNext) // > 0: the claim took everything due
 		}
 		var slotFreed <-chan struct{} // nil (never ready) unless all slots are taken
 		if len(slots) == cap(slots) {
-			wait, slotFreed = s.opts.IdlePoll, freed
+			idle, slotFreed = s.opts.IdlePoll, freed
 		}
-		timer.Reset(wait)
+		timer.Reset(idle)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
 		case <-notices:
-			drain(notices)
+			wait.Drain(notices)
 		case <-s.wake:
 		case <-slotFreed:
 		}
@@ -152,35 +154,11 @@ func (s *Store) complete(ctx context.Context, c claimed, next string, dueMs int6
 		if err == nil {
 			return
 		}
-		if !sleep(cctx, backoff) {
+		if !wait.Sleep(cctx, backoff) {
 			s.log.Warn("reminders: cannot record a firing in Redis; the reminder will come due again when its claim expires",
 				"reminder", c.field, "err", err, "lease", s.opts.Lease)
 			return
 		}
 		backoff = min(2*backoff, time.Second)
-	}
-}
-
-// drain discards the notices already queued: one look at the schedule
-// answers them all.
-func drain[T any](ch <-chan T) {
-	for {
-		select {
-		case <-ch:
-		default:
-			return
-		}
-	}
-}
-
-// sleep waits d or until ctx is done, reporting whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
