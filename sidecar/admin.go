@@ -136,7 +136,7 @@ func Get(ctx context.Context, cfg *Admin, stdout, stderr io.Writer) int {
 	rows := map[string]*actorRow{}
 	add := func(key, prefix string) *actorRow {
 		rest := strings.TrimPrefix(key, prefix)
-		typ, id, ok := strings.Cut(rest, ":")
+		typ, id, ok := store.SplitActor(rest)
 		if !ok || (cfg.ActorType != "" && typ != cfg.ActorType) || (cfg.ActorID != "" && id != cfg.ActorID) {
 			return nil
 		}
@@ -251,20 +251,13 @@ func Purge(ctx context.Context, cfg *Admin, drain bool, stdout, stderr io.Writer
 	}
 	defer kc.Close()
 	patterns := []string{keys.Pattern()}
+	// Only kar's own topics go: user event topics are plain Kafka topics,
+	// possibly shared with other applications and other Kafka clients.
 	topics := []string{kafka.Topic(cfg.App)}
 	if drain {
 		patterns = keys.Runtime()
 	} else {
-		all, err := kc.Topics()
-		if err != nil {
-			fmt.Fprintf(stderr, "kar %s: list topics: %v\n", name, err)
-			return ExitFailure
-		}
-		for _, t := range all {
-			if strings.HasPrefix(t, kafka.EventTopic(cfg.App, "")) {
-				topics = append(topics, t)
-			}
-		}
+		topics = append(topics, kafka.DeadLetterTopic(cfg.App))
 	}
 	n := 0
 	for _, p := range patterns {

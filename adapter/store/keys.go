@@ -2,7 +2,10 @@
 // client setup and the one key scheme of the project.
 package store
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Keys is the Redis key scheme of one application. Every key kar writes
 // starts with "kar:{app}:" so one Redis serves many applications and `kar
@@ -35,13 +38,42 @@ func (k Keys) Lease(p int32) string { return k.prefix + "lease:" + strconv.Itoa(
 // Offset is the next offset of partition p not yet known to be finished.
 func (k Keys) Offset(p int32) string { return k.prefix + "offset:" + strconv.Itoa(int(p)) }
 
+// Names inside keys (actor types and ids, sub-map keys, request ids) are
+// escaped so that they hold no ':' (the separator) and the map from names
+// to keys stays injective: without it, the sub-map "b:k" of actor "a" and
+// the sub-map "k" of actor "a:b" were one key. Names without '%' or ':'
+// (nearly all) are unchanged, so existing keys keep their names.
+var (
+	nameEscaper   = strings.NewReplacer("%", "%25", ":", "%3A")
+	nameUnescaper = strings.NewReplacer("%3A", ":", "%25", "%")
+)
+
+func esc(name string) string {
+	if !strings.ContainsAny(name, "%:") {
+		return name
+	}
+	return nameEscaper.Replace(name)
+}
+
+func actorPart(actorType, id string) string { return esc(actorType) + ":" + esc(id) }
+
+// SplitActor parses what follows PlacementPrefix or StatePrefix in a key
+// back into the actor type and id.
+func SplitActor(rest string) (actorType, id string, ok bool) {
+	typ, id, ok := strings.Cut(rest, ":")
+	if !ok || strings.Contains(id, ":") {
+		return "", "", false
+	}
+	return nameUnescaper.Replace(typ), nameUnescaper.Replace(id), true
+}
+
 // Placement maps an actor instance to the sidecar hosting it.
 func (k Keys) Placement(actorType, id string) string {
-	return k.prefix + "placement:" + actorType + ":" + id
+	return k.prefix + "placement:" + actorPart(actorType, id)
 }
 
 // PlacementPrefix and StatePrefix start every placement and state key;
-// what follows is "type:id" (actor types may not contain ':').
+// what follows is "type:id", escaped (see SplitActor).
 func (k Keys) PlacementPrefix() string { return k.prefix + "placement:" }
 
 // StatePrefix: see PlacementPrefix.
@@ -55,17 +87,17 @@ func (k Keys) Runtime() []string {
 
 // ActorState is the hash of one actor instance's state.
 func (k Keys) ActorState(actorType, id string) string {
-	return k.prefix + "state:" + actorType + ":" + id
+	return k.prefix + "state:" + actorPart(actorType, id)
 }
 
 // ActorSubmap is the hash of one sub-map of an actor instance's state.
 func (k Keys) ActorSubmap(actorType, id, key string) string {
-	return k.prefix + "submap:" + actorType + ":" + id + ":" + key
+	return k.prefix + "submap:" + actorPart(actorType, id) + ":" + esc(key)
 }
 
 // ActorSubmaps is the set of the sub-map keys an actor instance has.
 func (k Keys) ActorSubmaps(actorType, id string) string {
-	return k.prefix + "submaps:" + actorType + ":" + id
+	return k.prefix + "submaps:" + actorPart(actorType, id)
 }
 
 // Reminders is the hash of all reminders (field: type/id/reminderId).
@@ -97,4 +129,4 @@ func (k Keys) SubscriptionRunners() string { return k.Subscriptions() + ":runner
 func (k Keys) SubscriptionWake() string { return k.Subscriptions() + ":wake" }
 
 // Response holds the result of a tail-call step, committed with the next step.
-func (k Keys) Response(requestID string) string { return k.prefix + "response:" + requestID }
+func (k Keys) Response(requestID string) string { return k.prefix + "response:" + esc(requestID) }

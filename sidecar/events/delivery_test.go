@@ -328,7 +328,7 @@ func TestTopicGrows(t *testing.T) {
 	run(t, s)
 	publishN(t, base, "grow", 0, 2)
 	testenv.Eventually(t, 20*time.Second, func() bool { return rec.count() == 2 }, "2 deliveries")
-	if n, err := w.kc.GrowTopic(context.Background(), kafka.EventTopic(testApp, "grow"), 3); err != nil || n != 3 {
+	if n, err := w.kc.GrowTopic(context.Background(), kafka.EventTopic("grow"), 3); err != nil || n != 3 {
 		t.Fatalf("grow: %d, %v", n, err)
 	}
 	publishN(t, base, "grow", 2, 20) // round robin over 3 partitions
@@ -352,7 +352,7 @@ func TestTopicDeletedAndRecreated(t *testing.T) {
 	publishN(t, base, "phoenix", 0, 3)
 	testenv.Eventually(t, 20*time.Second, func() bool { return rec.count() == 3 }, "3 deliveries")
 	expect(t, "DELETE", base+"/kar/v1/event/phoenix", "", "", 200, "OK")
-	kt := kafka.EventTopic(testApp, "phoenix")
+	kt := kafka.EventTopic("phoenix")
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		w.kc.RefreshMetadata(kt)
 		ps, err := w.kc.Partitions(kt)

@@ -125,7 +125,7 @@ func New(opts Options) *Service {
 		ingress: make(chan struct{}, opts.MaxIngressInFlight)}
 }
 
-func (s *Service) kafkaTopic(topic string) string { return kafka.EventTopic(s.opts.App, topic) }
+func (s *Service) kafkaTopic(topic string) string { return kafka.EventTopic(topic) }
 
 // createTopic creates an event topic (PUT /kar/v1/event/{topic}).
 func (s *Service) createTopic(ctx context.Context, topic string, o kafka.TopicOptions) (bool, error) {

@@ -107,7 +107,7 @@ func TestKnativeIngress(t *testing.T) {
 		})
 	}
 	// Nothing malformed reached the topic.
-	if off, err := w.kc.GetOffset(kafka.EventTopic(testApp, "kn"), 0, -1); err != nil || off != 4 {
+	if off, err := w.kc.GetOffset(kafka.EventTopic("kn"), 0, -1); err != nil || off != 4 {
 		t.Errorf("topic holds %d events (%v), want 4", off, err)
 	}
 }
@@ -219,7 +219,7 @@ func TestKcatReadsEvents(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, kcat, "-C", "-b", w.b.KafkaBrokers(), "-t", kafka.EventTopic(testApp, "audit"),
+	out, err := exec.CommandContext(ctx, kcat, "-C", "-b", w.b.KafkaBrokers(), "-t", kafka.EventTopic("audit"),
 		"-o", "beginning", "-e", "-q", "-f", "%h %s\n").CombinedOutput()
 	if err != nil {
 		t.Fatalf("kcat: %v\n%s", err, out)

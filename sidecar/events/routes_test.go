@@ -24,12 +24,12 @@ func TestTopicRoutes(t *testing.T) {
 	}
 	expect(t, "PUT", base+"orders", "application/json", "", 200, "Already existed")
 	expect(t, "PUT", base+"wide", "application/json", `{"numPartitions": 3, "configEntries": {"retention.ms": "3600000"}}`, 201, "")
-	if ps, err := w.kc.Partitions(kafka.EventTopic(testApp, "wide")); err != nil || len(ps) != 3 {
+	if ps, err := w.kc.Partitions(kafka.EventTopic("wide")); err != nil || len(ps) != 3 {
 		t.Fatalf("topic wide: partitions %v, %v; want 3", ps, err)
 	}
 	// KAR's Go struct spelled the members in lower case.
 	expect(t, "PUT", base+"lower", "application/json", `{"numpartitions": 2}`, 201, "")
-	if ps, _ := w.kc.Partitions(kafka.EventTopic(testApp, "lower")); len(ps) != 2 {
+	if ps, _ := w.kc.Partitions(kafka.EventTopic("lower")); len(ps) != 2 {
 		t.Fatalf("topic lower: %d partitions, want 2", len(ps))
 	}
 
@@ -61,7 +61,7 @@ func TestTopicRoutes(t *testing.T) {
 
 	// Publishing creates a missing topic; deleting removes it.
 	expect(t, "POST", base+"fresh/publish", "application/json", `{"n":1}`, 200, "OK")
-	kt := kafka.EventTopic(testApp, "fresh")
+	kt := kafka.EventTopic("fresh")
 	if off, err := w.kc.GetOffset(kt, 0, -1); err != nil || off != 1 {
 		t.Fatalf("after one publish: newest offset %d, %v; want 1", off, err)
 	}

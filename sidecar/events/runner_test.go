@@ -115,7 +115,7 @@ func TestForeignRecordDelivered(t *testing.T) {
 	expect(t, "PUT", base+"/kar/v1/event/foreign", "application/json", `{"numPartitions":1}`, 201, "")
 	subscribe(t, base, "a1", "s1", fmt.Sprintf(`{"path":"/m","topic":"foreign","contentType":%q,"oldestOffset":true}`, ContentTypeCloudEvents))
 	run(t, s)
-	kt := kafka.EventTopic(testApp, "foreign")
+	kt := kafka.EventTopic("foreign")
 	at := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
 	for i := range 2 {
 		m := &sarama.ProducerMessage{Topic: kt, Partition: 0, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(fmt.Sprintf(`{"raw":%d}`, i)), Timestamp: at}

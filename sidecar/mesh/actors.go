@@ -328,7 +328,7 @@ func (m *Mesh) answer(env *Envelope, resp *Envelope, finish func()) {
 		// step replays it instead of running the method again.
 		r := *resp
 		r.Kind = KindResponse
-		if b, err := r.Encode(); err == nil {
+		if b, err := m.encode(&r); err == nil {
 			m.rdb.Set(context.Background(), m.keys.Response(env.ID), b, stepRecordTTL)
 		}
 	}
@@ -453,7 +453,7 @@ func stepSuffix(id string, step int) string {
 }
 
 func (m *Mesh) recordStep(id string, next *Envelope) error {
-	b, err := next.Encode()
+	b, err := m.encode(next)
 	if err != nil {
 		return err
 	}

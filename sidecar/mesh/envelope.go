@@ -12,6 +12,20 @@
 // adopts the partition and finishes, forwards or drops what is left: a
 // request the mesh accepted is delivered at least once, and nothing re-reads
 // history.
+//
+// One mechanism per file:
+//
+//	mesh.go       the member's life: New, Join, Announce, Withdraw, Leave
+//	lease.go      claiming and renewing partition leases, losing one
+//	partition.go  reading an owned partition, dispatching its records, committing positions
+//	adopt.go      adopting the partitions of dead sidecars, releasing them when drained
+//	members.go    the registry of live sidecars and the view routed on
+//	route.go      choosing a target sidecar and producing to its partition
+//	held.go       requests waiting for a component of their target to join
+//	serve.go      delivering a request to this sidecar's component
+//	calls.go      calls, tells, promises and their responses
+//	actors.go     actor placement, instance locks, activation
+//	envelope.go   the record format
 package mesh
 
 import (
@@ -31,7 +45,10 @@ const (
 // wire format).
 type Envelope struct {
 	Kind string
-	ID   string
+	// App is the application that wrote the record: a sidecar acts only
+	// on its own application's records.
+	App string
+	ID  string
 	// From is the calling sidecar and FromPart its partition at call time;
 	// responses go there.
 	From     string
@@ -85,12 +102,12 @@ func (e *Envelope) Target() string {
 // header map was the largest CPU cost of a sidecar under load.
 //
 //	'K' version kind flags | FromPart int32 | Deadline int64 | Status uint16
-//	ID From To Service ActorType ActorID Session Method Path Query (uvarint length + bytes)
+//	App ID From To Service ActorType ActorID Session Method Path Query (uvarint length + bytes)
 //	header: uvarint n, then n × (key, uvarint m, m × value)
 //	body: the rest of the record
 const (
 	wireMagic   = 'K'
-	wireVersion = 1
+	wireVersion = 2
 	flagAsync   = 1
 	flagError   = 2
 	flagRepeat  = 4
@@ -117,7 +134,7 @@ func (e *Envelope) Encode() ([]byte, error) {
 	if e.MayRepeat {
 		flags |= flagRepeat
 	}
-	strs := [...]string{e.ID, e.From, e.To, e.Service, e.ActorType, e.ActorID, e.Session, e.Method, e.Path, e.Query}
+	strs := [...]string{e.App, e.ID, e.From, e.To, e.Service, e.ActorType, e.ActorID, e.Session, e.Method, e.Path, e.Query}
 	size := 18 + len(e.Body) + binary.MaxVarintLen32
 	for _, s := range strs {
 		size += len(s) + binary.MaxVarintLen32
@@ -179,7 +196,7 @@ func Decode(b []byte) (*Envelope, error) {
 	e.Deadline = int64(binary.BigEndian.Uint64(b[8:]))
 	e.Status = int(binary.BigEndian.Uint16(b[16:]))
 	r := reader{b: b, i: 18}
-	for _, p := range [...]*string{&e.ID, &e.From, &e.To, &e.Service, &e.ActorType, &e.ActorID, &e.Session, &e.Method, &e.Path, &e.Query} {
+	for _, p := range [...]*string{&e.App, &e.ID, &e.From, &e.To, &e.Service, &e.ActorType, &e.ActorID, &e.Session, &e.Method, &e.Path, &e.Query} {
 		*p = r.str()
 	}
 	if n := r.uvarint(); n > 0 && r.err == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -65,35 +66,6 @@ func pick(ms []*Member, rr *atomic.Uint64) *Member {
 	}
 	return ms[rr.Add(1)%uint64(len(ms))]
 }
-
-// renewScript extends a lease and the member record while the caller still
-// owns the lease. KEYS: lease, member. ARGV: id, ttl ms, member JSON ("" to skip).
-var renewScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end
-  return 1
-end
-return 0`)
-
-// releaseScript commits a partition's position and drops its lease, if the
-// caller still owns it. KEYS: lease, offset. ARGV: id, position.
-var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[2], ARGV[2])
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0`)
-
-// commitScript stores a partition's position if the caller owns the lease.
-// KEYS: lease, offset. ARGV: id, position.
-var commitScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[2], ARGV[2])
-  return 1
-end
-return 0`)
 
 // LoadMembers reads the registered members of the application whose keys
 // are given; ids whose record expired are dropped from the set (their
@@ -163,3 +135,39 @@ func (m *Mesh) Members() []*Member {
 
 // Logger is the mesh's logger.
 func (m *Mesh) Logger() *slog.Logger { return m.log }
+
+// watchLoop refreshes the view when a sidecar joins, changes or leaves.
+func (m *Mesh) watchLoop(ctx context.Context) {
+	ch := m.sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg, ok := <-ch:
+			if !ok {
+				return
+			}
+			if strings.HasPrefix(msg.Payload, "leave ") {
+				select {
+				case m.adoptC <- struct{}{}:
+				default:
+				}
+			}
+			select {
+			case m.refreshC <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// refreshLoop reloads the view on notice, and every second to notice
+// sidecars that died without a word.
+func (m *Mesh) refreshLoop(ctx context.Context) {
+	every(ctx, time.Second, m.refreshC, func(ctx context.Context) {
+		if err := m.refresh(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("cannot read membership", "err", err)
+		}
+		m.sweep(time.Now())
+	})
+}

@@ -1,0 +1,117 @@
+package mesh
+
+import (
+	"context"
+	mrand "math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
+)
+
+// adoptLoop looks for partitions nobody owns that still hold unfinished
+// records (their sidecar died or left with work undone), adopts them, and
+// releases adopted partitions once they are drained.
+func (m *Mesh) adoptLoop(ctx context.Context) {
+	every(ctx, time.Second+time.Duration(mrand.IntN(200))*time.Millisecond, m.adoptC, func(ctx context.Context) {
+		if err := m.adoptScan(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("scan for orphaned partitions", "err", err)
+		}
+		m.releaseDrained(ctx)
+	})
+}
+
+func (m *Mesh) adoptScan(ctx context.Context) error {
+	ps, err := m.kc.Partitions(m.topic)
+	if err != nil {
+		return err
+	}
+	n := int32(len(ps))
+	leaseKeys := make([]string, n)
+	offKeys := make([]string, n)
+	for p := int32(0); p < n; p++ {
+		leaseKeys[p] = m.keys.Lease(p)
+		offKeys[p] = m.keys.Offset(p)
+	}
+	leases, err := m.rdb.MGet(ctx, leaseKeys...).Result()
+	if err != nil {
+		return err
+	}
+	offs, err := m.rdb.MGet(ctx, offKeys...).Result()
+	if err != nil {
+		return err
+	}
+	for p := int32(0); p < n; p++ {
+		if leases[p] != nil {
+			continue
+		}
+		m.mu.Lock()
+		_, mine := m.owned[p]
+		leaving := m.leaving
+		m.mu.Unlock()
+		if mine || leaving {
+			continue
+		}
+		hwm, err := m.kc.GetOffset(m.topic, p, sarama.OffsetNewest)
+		if err != nil {
+			continue
+		}
+		var pos int64
+		if s, ok := offs[p].(string); ok {
+			pos, _ = strconv.ParseInt(s, 10, 64)
+		} else if pos, err = m.kc.GetOffset(m.topic, p, sarama.OffsetOldest); err != nil {
+			continue
+		}
+		if hwm <= pos {
+			continue
+		}
+		ok, err := m.rdb.SetNX(ctx, m.keys.Lease(p), m.id, m.opts.LeaseTTL).Result()
+		if err != nil || !ok {
+			continue
+		}
+		if err := m.startPartition(ctx, p, true); err != nil {
+			m.rdb.Del(ctx, m.keys.Lease(p))
+			m.log.Warn("cannot adopt partition", "partition", p, "err", err)
+			continue
+		}
+		m.log.Info("adopted an orphaned partition", "partition", p, "from", pos, "to", hwm)
+	}
+	return nil
+}
+
+// releaseDrained gives back adopted partitions with nothing left to do.
+func (m *Mesh) releaseDrained(ctx context.Context) {
+	now := time.Now().UnixMilli()
+	m.mu.Lock()
+	var drained []*owned
+	for p, o := range m.owned {
+		if o.adopted && o.tr.idle() && now-o.lastWork.Load() > 2000 && o.tr.position() >= o.r.HighWaterMark() {
+			drained = append(drained, o)
+			delete(m.owned, p)
+		}
+	}
+	m.mu.Unlock()
+	for _, o := range drained {
+		m.release(ctx, o)
+		m.log.Info("released a drained partition", "partition", o.p)
+	}
+}
+
+// release stops reading o and hands its lease back with its position.
+func (m *Mesh) release(ctx context.Context, o *owned) {
+	o.r.Close()
+	if err := releaseScript.Run(ctx, m.rdb, []string{m.keys.Lease(o.p), m.keys.Offset(o.p)}, m.id, o.tr.position()).Err(); err != nil {
+		m.log.Warn("cannot release partition", "partition", o.p, "err", err)
+	}
+}
+
+// releaseScript commits a partition's position and drops its lease, if the
+// caller still owns it. KEYS: lease, offset. ARGV: id, position.
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0`)

@@ -1,0 +1,86 @@
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// heldReq is a request waiting for a component of its target to join.
+type heldReq struct {
+	env    *Envelope
+	finish func()
+	until  time.Time
+}
+
+// hold keeps a request until a component of its target joins.
+func (m *Mesh) hold(env *Envelope, finish func()) {
+	until := time.UnixMilli(env.Deadline)
+	if env.Deadline == 0 {
+		until = time.Now().Add(m.opts.MissingComponentTimeout)
+	}
+	m.mu.Lock()
+	m.held = append(m.held, &heldReq{env: env, finish: finish, until: until})
+	m.mu.Unlock()
+	m.log.Info("holding a request until a component joins", "id", env.ID, "target", env.Target())
+}
+
+// retryHeld forwards held requests whose target has now joined.
+func (m *Mesh) retryHeld(ctx context.Context) {
+	m.mu.Lock()
+	held := m.held
+	m.held = nil
+	m.mu.Unlock()
+	var keep []*heldReq
+	for _, h := range held {
+		if m.serves(h.env) {
+			m.work.Add(1)
+			if h.env.ActorType != "" {
+				go m.serveActor(h.env, h.finish)
+			} else {
+				go m.serve(h.env, h.finish)
+			}
+		} else if t := m.routeTo(ctx, h.env, m.id); t != nil {
+			m.forward(h.env, t, h.finish)
+		} else {
+			keep = append(keep, h)
+		}
+	}
+	if len(keep) > 0 {
+		m.mu.Lock()
+		m.held = append(m.held, keep...)
+		m.mu.Unlock()
+	}
+}
+
+// heldLoop answers held requests whose wait for a component ran out.
+func (m *Mesh) heldLoop(ctx context.Context) {
+	every(ctx, 100*time.Millisecond, nil, m.expireHeld)
+}
+
+func (m *Mesh) expireHeld(ctx context.Context) {
+	now := time.Now()
+	var expired []*heldReq
+	m.mu.Lock()
+	keep := m.held[:0]
+	for _, h := range m.held {
+		if now.After(h.until) {
+			expired = append(expired, h)
+		} else {
+			keep = append(keep, h)
+		}
+	}
+	m.held = keep
+	m.mu.Unlock()
+	for _, h := range expired {
+		msg := fmt.Sprintf("no component for %s joined the application %s in time (-missing_component_timeout %s)", h.env.Target(), m.opts.App, m.opts.MissingComponentTimeout)
+		m.log.Error(msg, "id", h.env.ID)
+		if !h.env.Async {
+			resp := &Envelope{Kind: KindResponse, ID: h.env.ID, To: h.env.From, Status: 503, Error: true, Body: []byte(msg)}
+			if !m.produceRetry(resp, m.partitionOf(h.env.From, h.env.FromPart)) {
+				continue
+			}
+		}
+		h.finish()
+	}
+}

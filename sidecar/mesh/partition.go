@@ -1,0 +1,151 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/kar-runtime/kar/adapter/kafka"
+	"github.com/redis/go-redis/v9"
+)
+
+// owned is a partition this sidecar reads: its own (primary) one or an
+// adopted one.
+type owned struct {
+	p         int32
+	r         *kafka.PartitionReader
+	tr        *tracker
+	adopted   bool
+	committed int64
+	// below: records under this offset may have been worked on by a
+	// previous owner (redeliveries): chain steps among them are replayed.
+	below    int64
+	lastWork atomic.Int64 // Unix ms of the last record read
+	done     chan struct{}
+}
+
+// startPartition reads partition p from its committed position.
+func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error {
+	start := sarama.OffsetOldest
+	if s, err := m.rdb.Get(ctx, m.keys.Offset(p)).Result(); err == nil {
+		if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+			start = v
+		}
+	} else if !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("read position of partition %d: %w", p, err)
+	}
+	if start == sarama.OffsetOldest {
+		oldest, err := m.kc.GetOffset(m.topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return fmt.Errorf("read partition %d: %w", p, err)
+		}
+		start = oldest
+	}
+	o := &owned{p: p, tr: newTracker(start), adopted: adopted, committed: start}
+	if hwm, err := m.kc.GetOffset(m.topic, p, sarama.OffsetNewest); err == nil && hwm > start {
+		o.below = hwm
+	}
+	o.lastWork.Store(time.Now().UnixMilli())
+	m.mu.Lock()
+	m.owned[p] = o
+	m.mu.Unlock()
+	o.r = m.kc.ReadPartition(m.topic, p, start, func(off int64, value []byte) {
+		o.tr.add(off)
+		o.lastWork.Store(time.Now().UnixMilli())
+		m.dispatch(o, off, value)
+	})
+	return nil
+}
+
+func (m *Mesh) dispatch(o *owned, off int64, value []byte) {
+	finish := func() {
+		o.tr.finish(off)
+		select {
+		case m.commitC <- struct{}{}:
+		default:
+		}
+	}
+	env, err := Decode(value)
+	if err != nil {
+		m.log.Warn("dropping a record that is not a kar message", "partition", o.p, "offset", off, "err", err)
+		finish()
+		return
+	}
+	if env.App != m.opts.App {
+		// Only this application's sidecars write kar records here;
+		// anything else was put there by someone else and is not run.
+		m.log.Warn("dropping a record of another application", "partition", o.p, "offset", off, "app", env.App)
+		finish()
+		return
+	}
+	if env.Kind == KindResponse {
+		m.onResponse(env, o.p)
+		finish()
+		return
+	}
+	if m.serves(env) {
+		m.work.Add(1)
+		run := func() { m.serve(env, finish) }
+		if env.ActorType != "" {
+			run = func() { m.serveActor(env, finish) }
+		}
+		if isStep(env.ID) || off < o.below || env.MayRepeat {
+			m.workers.Go(func() { m.runOnce(env, finish, run) })
+		} else {
+			m.workers.Go(run)
+		}
+		return
+	}
+	m.route(env, finish)
+}
+
+// commitLoop commits positions soon after records are finished, at most
+// every commitSpacing: a sidecar killed -9 leaves the records finished
+// since its last commit to be delivered again by the partition's next
+// owner, so the sooner the better, but one Redis call per record would
+// cost more than the call itself.
+func (m *Mesh) commitLoop(ctx context.Context) {
+	every(ctx, 50*time.Millisecond, m.commitC, func(ctx context.Context) {
+		m.commit(ctx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(commitSpacing):
+		}
+	})
+}
+
+const commitSpacing = 5 * time.Millisecond
+
+func (m *Mesh) commit(ctx context.Context) {
+	m.mu.Lock()
+	var os []*owned
+	for _, o := range m.owned {
+		if o.tr.position() != o.committed {
+			os = append(os, o)
+		}
+	}
+	m.mu.Unlock()
+	for _, o := range os {
+		pos := o.tr.position()
+		if err := commitScript.Run(ctx, m.rdb, []string{m.keys.Lease(o.p), m.keys.Offset(o.p)}, m.id, pos).Err(); err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("cannot commit position", "partition", o.p, "err", err)
+			}
+			continue
+		}
+		o.committed = pos
+	}
+}
+
+// commitScript stores a partition's position if the caller owns the lease.
+// KEYS: lease, offset. ARGV: id, position.
+var commitScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 1
+end
+return 0`)

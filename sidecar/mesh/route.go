@@ -1,0 +1,165 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// serves tells whether this sidecar's component takes env.
+func (m *Mesh) serves(env *Envelope) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.leaving {
+		return false
+	}
+	if env.ActorType != "" {
+		return contains(m.self.Actors, env.ActorType)
+	}
+	return contains(m.self.Services, env.Service)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func backoff(attempt int) time.Duration {
+	d := 10 * time.Millisecond << min(attempt, 6)
+	return min(d, 500*time.Millisecond)
+}
+
+// pause waits d unless the sidecar starts leaving.
+func (m *Mesh) pause(d time.Duration) bool {
+	select {
+	case <-time.After(d):
+		return true
+	case <-m.stopping:
+		return false
+	}
+}
+
+// partitionOf is where sidecar id reads now, or fallback if unknown.
+func (m *Mesh) partitionOf(id string, fallback int32) int32 {
+	if mem := m.view.Load().byID[id]; mem != nil {
+		return mem.Partition
+	}
+	return fallback
+}
+
+// encode renders env as a record of this sidecar's application.
+func (m *Mesh) encode(env *Envelope) ([]byte, error) {
+	env.App = m.opts.App
+	return env.Encode()
+}
+
+// produceRetry writes env to partition p, retrying while Kafka is
+// unreachable; it gives up only when the sidecar leaves.
+func (m *Mesh) produceRetry(env *Envelope, p int32) bool {
+	val, err := m.encode(env)
+	if err != nil {
+		m.log.Error("cannot encode message", "err", err)
+		return true
+	}
+	for attempt := 0; ; attempt++ {
+		err := m.produce(context.Background(), p, val)
+		if err == nil {
+			return true
+		}
+		if attempt%10 == 0 {
+			m.log.Warn("kafka unavailable, retrying", "err", err)
+		}
+		if !m.pause(backoff(attempt)) {
+			return false
+		}
+	}
+}
+
+func (m *Mesh) produce(ctx context.Context, p int32, val []byte) error {
+	err := m.kc.Produce(ctx, m.topic, p, val)
+	if errors.Is(err, sarama.ErrInvalidPartition) {
+		// The topic grew since the metadata was read.
+		if rerr := m.kc.RefreshMetadata(m.topic); rerr == nil {
+			err = m.kc.Produce(ctx, m.topic, p, val)
+		}
+	}
+	return err
+}
+
+// target chooses the live sidecar for env, or nil when none serves it.
+func (m *Mesh) target(env *Envelope) *Member {
+	v := m.view.Load()
+	ms := v.byService[env.Service]
+	if env.ActorType != "" {
+		ms = v.byActor[env.ActorType]
+	}
+	t := pick(ms, &m.rr)
+	if t != nil && t.ID == m.id && m.isWithdrawn() {
+		// The view predates this sidecar's withdrawal.
+		for _, o := range ms {
+			if o.ID != m.id {
+				return o
+			}
+		}
+		return nil
+	}
+	return t
+}
+
+// route passes on a request this sidecar does not serve: to a live
+// sidecar that does, or it holds it until one joins.
+func (m *Mesh) route(env *Envelope, finish func()) {
+	if env.ActorType != "" {
+		// Placement takes a Redis round trip: off the reading goroutine.
+		m.work.Add(1)
+		go func() {
+			defer m.work.Done()
+			if t := m.routeTo(context.Background(), env, m.id); t != nil {
+				m.forward(env, t, finish)
+				return
+			}
+			m.hold(env, finish)
+		}()
+		return
+	}
+	if t := m.target(env); t != nil && t.ID != m.id {
+		m.forward(env, t, finish)
+		return
+	}
+	m.hold(env, finish)
+}
+
+// routeTo chooses the live sidecar for env other than exclude: the
+// placement of an actor instance, or a sidecar serving the service.
+func (m *Mesh) routeTo(ctx context.Context, env *Envelope, exclude string) *Member {
+	if env.ActorType != "" {
+		t, err := m.place(ctx, env.ActorType, env.ActorID, exclude)
+		if err != nil {
+			m.log.Warn("actor placement", "err", err)
+			return nil
+		}
+		return t
+	}
+	if t := m.target(env); t != nil && t.ID != exclude {
+		return t
+	}
+	return nil
+}
+
+func (m *Mesh) forward(env *Envelope, t *Member, finish func()) {
+	env.To = t.ID
+	env.MayRepeat = true
+	m.work.Add(1)
+	go func() {
+		defer m.work.Done()
+		if m.produceRetry(env, t.Partition) {
+			finish()
+		}
+	}()
+}
