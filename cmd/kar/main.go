@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"drain":      {runDrain, "remove an application's pending messages: kar drain -app A"},
 		"dev":        {runDev, "serve a local Kafka-protocol broker and Redis for development"},
 		"version":    {runVersion, "print the version"},
+		"probe":      {runProbe, "check or stop this Pod's sidecar (liveness probe, preStop hook): kar probe health|shutdown"},
 		"entrypoint": {runEntrypoint, "container entrypoint: kar entrypoint [--] CMD ARGS..."},
 		"k8s":        {cloudCommand("k8s"), "install kar in Kubernetes: kar k8s deploy|manifests|undeploy|namespace"},
 		"ce":         {cloudCommand("ce"), "IBM Code Engine: kar ce project|app ..."},

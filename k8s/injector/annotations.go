@@ -11,12 +11,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Annotation names, the Kubernetes contract of KAR.
 const (
 	Prefix               = "kar.ibm.com/"
 	AnnotationApp        = Prefix + "app"
+	AnnotationService    = Prefix + "service"
 	AnnotationSidecar    = Prefix + "sidecarContainer"
 	DefaultAppPort       = 8080
 	DefaultRuntimePort   = 3500
@@ -32,14 +35,17 @@ const (
 // value that does not parse is an error naming the annotation, never
 // silently the default.
 type Annotations struct {
-	App              string   `annotation:"app"`
-	Service          string   `annotation:"service"`
-	Actors           []string `annotation:"actors"`
-	Verbose          string   `annotation:"verbose" default:"error"`
-	AppPort          int      `annotation:"appPort" default:"8080"`
-	RuntimePort      int      `annotation:"runtimePort" default:"3500"`
-	ExtraArgs        []string `annotation:"extraArgs"`
-	SidecarContainer bool     `annotation:"sidecarContainer" default:"false"`
+	App         string   `annotation:"app"`
+	Service     string   `annotation:"service"`
+	Actors      []string `annotation:"actors"`
+	Verbose     string   `annotation:"verbose" default:"error"`
+	AppPort     int      `annotation:"appPort" default:"8080"`
+	RuntimePort int      `annotation:"runtimePort" default:"3500"`
+	ExtraArgs   []string `annotation:"extraArgs"`
+	// A separate kar container by default, as in KAR: an image need not
+	// hold kar. "false" asks for kar inside the app container (the kar
+	// base images), as KAR's own example manifests do.
+	SidecarContainer bool `annotation:"sidecarContainer" default:"true"`
 }
 
 var (
@@ -116,6 +122,11 @@ func setField(f reflect.Value, name, raw string) error {
 		if raw != "" && !nameRE.MatchString(raw) {
 			return fmt.Errorf("not a valid name: use letters, digits, '-', '_' and '.', starting with a letter or digit")
 		}
+		// The Pod is labelled with the name too (kubectl get pods -l
+		// kar.ibm.com/app=A), so it must be a label value as well.
+		if errs := validation.IsValidLabelValue(raw); len(errs) > 0 {
+			return fmt.Errorf("the Pod gets it as a label, and it is not a valid label value: %s", errs[0])
+		}
 		f.SetString(raw)
 	case "Verbose":
 		if !verbosity[raw] {
@@ -142,14 +153,13 @@ func setField(f reflect.Value, name, raw string) error {
 		}
 		f.Set(reflect.ValueOf(types))
 	case "ExtraArgs":
-		args := strings.Fields(raw)
-		if len(args) == 0 {
-			return nil
+		args, err := splitExtraArgs(raw)
+		if err != nil {
+			return err
 		}
-		if !strings.HasPrefix(args[0], "-") {
-			return fmt.Errorf("must be kar run flags (like \"-v info -h2c\"), starting with '-'")
+		if len(args) > 0 {
+			f.Set(reflect.ValueOf(args))
 		}
-		f.Set(reflect.ValueOf(args))
 	case "SidecarContainer":
 		b, err := strconv.ParseBool(raw)
 		if err != nil {
@@ -163,8 +173,91 @@ func setField(f reflect.Value, name, raw string) error {
 	return nil
 }
 
+// splitExtraArgs reads kar.ibm.com/extraArgs in either spelling: KAR's,
+// items separated by commas ("-v,info,-h2c"), or words separated by spaces
+// ("-v info -h2c"). A value is KAR's form when it has a comma and none of
+// its comma-separated items has a space inside, so a flag value that holds
+// commas is written with spaces ("-actors A,B -h2c").
+func splitExtraArgs(raw string) ([]string, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	args := strings.Fields(raw)
+	if strings.Contains(raw, ",") {
+		items := strings.Split(raw, ",")
+		commaForm := true
+		for i, it := range items {
+			items[i] = strings.TrimSpace(it)
+			if strings.ContainsAny(items[i], " \t\n") {
+				commaForm = false
+			}
+		}
+		if commaForm {
+			for _, it := range items {
+				if it == "" {
+					return nil, fmt.Errorf("an empty item between commas (KAR's form is \"-v,info,-h2c\")")
+				}
+			}
+			args = items
+		} else {
+			for _, a := range args {
+				if strings.HasPrefix(a, ",") || strings.HasSuffix(a, ",") {
+					return nil, fmt.Errorf("mixes commas and spaces between items: separate them with spaces (\"-v info -h2c\") or with commas only (KAR's \"-v,info,-h2c\")")
+				}
+			}
+		}
+	}
+	if !strings.HasPrefix(args[0], "-") {
+		return nil, fmt.Errorf("must be kar run flags (like \"-v info -h2c\" or KAR's \"-v,info,-h2c\"), starting with '-'")
+	}
+	for _, a := range args {
+		if a == "--" {
+			return nil, fmt.Errorf("may hold only kar run flags, not \"--\": the component's command is the container's")
+		}
+	}
+	// A flag takes at most one value: a second word in a row would reach
+	// kar run as the component's command.
+	for i := 1; i < len(args); i++ {
+		prev := args[i-1]
+		if strings.HasPrefix(args[i], "-") || (strings.HasPrefix(prev, "-") && !strings.Contains(prev, "=")) {
+			continue
+		}
+		return nil, fmt.Errorf("%q after %q is neither a flag nor a flag's value (write a value holding commas with spaces: \"-actors A,B\")", args[i], prev)
+	}
+	return args, nil
+}
+
+// Labels are the Pod labels kar sets, as KAR does, so that
+// `kubectl get pods -l kar.ibm.com/app=A` finds an application's Pods.
+func (a *Annotations) Labels() map[string]string {
+	l := map[string]string{AnnotationApp: a.App}
+	if a.Service != "" {
+		l[AnnotationService] = a.Service
+	}
+	return l
+}
+
+// CheckLabels refuses a Pod (or Pod template) whose own kar.ibm.com/ labels
+// say something else than its annotations: replacing such a label could
+// take the Pod out of its ReplicaSet's selector, which would then make
+// Pods for ever.
+func (a *Annotations) CheckLabels(have map[string]string) error {
+	keys := make([]string, 0, 2)
+	for k := range a.Labels() {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	want := a.Labels()
+	for _, k := range keys {
+		if v, ok := have[k]; ok && v != want[k] {
+			return fmt.Errorf("label %s=%q differs from annotation %s=%q: kar labels the Pod with the annotation's value; remove the label or give it the same value", k, v, k, want[k])
+		}
+	}
+	return nil
+}
+
 // RunFlags are the `kar run` flags other than -app that the annotations ask
-// for: in recommended mode they travel in KAR_EXTRA_ARGS, in sidecar mode
+// for: in in-container mode they travel in KAR_EXTRA_ARGS, in sidecar mode
 // on the sidecar's command line.
 func (a *Annotations) RunFlags() []string {
 	var out []string

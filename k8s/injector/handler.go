@@ -105,6 +105,9 @@ func (h *Handler) Review(req *admissionv1.AdmissionRequest) *admissionv1.Admissi
 		name = pod.GenerateName + "*"
 	}
 	ann, err := ParseAnnotations(pod.Annotations)
+	if err == nil && ann != nil {
+		err = ann.CheckLabels(pod.Labels)
+	}
 	if err != nil {
 		h.log().Info("denied pod", "namespace", req.Namespace, "pod", name, "reason", err.Error())
 		return deny(resp, "kar-injector: "+err.Error())
@@ -123,7 +126,7 @@ func (h *Handler) Review(req *admissionv1.AdmissionRequest) *admissionv1.Admissi
 	pt := admissionv1.PatchTypeJSONPatch
 	resp.Patch = patch
 	resp.PatchType = &pt
-	mode := "env"
+	mode := "in-container"
 	if ann.SidecarContainer {
 		mode = "sidecar"
 	}
@@ -134,14 +137,14 @@ func (h *Handler) Review(req *admissionv1.AdmissionRequest) *admissionv1.Admissi
 // workloads are the kinds whose Pod template is checked at create and
 // update, so a bad annotation is reported by `kubectl apply` rather than
 // later in a ReplicaSet's or Job's events. Each maps to the path of its
-// template's annotations. The Pods themselves are mutated when created.
+// template's metadata. The Pods themselves are mutated when created.
 var workloads = map[string][]string{
-	"apps/Deployment":  {"spec", "template", "metadata", "annotations"},
-	"apps/StatefulSet": {"spec", "template", "metadata", "annotations"},
-	"apps/DaemonSet":   {"spec", "template", "metadata", "annotations"},
-	"apps/ReplicaSet":  {"spec", "template", "metadata", "annotations"},
-	"batch/Job":        {"spec", "template", "metadata", "annotations"},
-	"batch/CronJob":    {"spec", "jobTemplate", "spec", "template", "metadata", "annotations"},
+	"apps/Deployment":  {"spec", "template", "metadata"},
+	"apps/StatefulSet": {"spec", "template", "metadata"},
+	"apps/DaemonSet":   {"spec", "template", "metadata"},
+	"apps/ReplicaSet":  {"spec", "template", "metadata"},
+	"batch/Job":        {"spec", "template", "metadata"},
+	"batch/CronJob":    {"spec", "jobTemplate", "spec", "template", "metadata"},
 }
 
 func (h *Handler) reviewTemplate(req *admissionv1.AdmissionRequest, resp *admissionv1.AdmissionResponse, path []string) *admissionv1.AdmissionResponse {
@@ -159,20 +162,35 @@ func (h *Handler) reviewTemplate(req *admissionv1.AdmissionRequest, resp *admiss
 		}
 		obj = m[key]
 	}
-	raw, ok := obj.(map[string]any)
+	meta, ok := obj.(map[string]any)
 	if !ok {
 		return resp
 	}
-	ann := make(map[string]string, len(raw))
-	for k, v := range raw {
-		s, _ := v.(string)
-		ann[k] = s
+	rawAnn, ok := meta["annotations"].(map[string]any)
+	if !ok {
+		return resp
 	}
-	if _, err := ParseAnnotations(ann); err != nil {
+	a, err := ParseAnnotations(stringMap(rawAnn))
+	if err == nil && a != nil {
+		rawLabels, _ := meta["labels"].(map[string]any)
+		err = a.CheckLabels(stringMap(rawLabels))
+	}
+	if err != nil {
 		h.log().Info("denied pod template", "namespace", req.Namespace, "kind", req.Kind.Kind, "name", req.Name, "reason", err.Error())
 		return deny(resp, fmt.Sprintf("kar-injector: Pod template of %s %s: %v", req.Kind.Kind, req.Name, err))
 	}
 	return resp
+}
+
+// stringMap keeps the string values of m; others become "" (a non-string
+// annotation is then reported as empty).
+func stringMap(m map[string]any) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		s, _ := v.(string)
+		out[k] = s
+	}
+	return out
 }
 
 func deny(resp *admissionv1.AdmissionResponse, msg string) *admissionv1.AdmissionResponse {

@@ -26,7 +26,17 @@ func TestParseAnnotations(t *testing.T) {
 	}{
 		{name: "no kar annotations", ann: map[string]string{"other/x": "1"}, want: nil},
 		{name: "app only gets defaults", ann: map[string]string{AnnotationApp: "hello"},
+			want: &Annotations{App: "hello", Verbose: "error", AppPort: 8080, RuntimePort: 3500, SidecarContainer: true}},
+		{name: "in-container mode", ann: map[string]string{AnnotationApp: "hello", AnnotationSidecar: "false"},
 			want: &Annotations{App: "hello", Verbose: "error", AppPort: 8080, RuntimePort: 3500}},
+		{name: "extraArgs in KAR's comma form", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "-v,info,-h2c"},
+			want: &Annotations{App: "a", Verbose: "error", AppPort: 8080, RuntimePort: 3500, SidecarContainer: true, ExtraArgs: []string{"-v", "info", "-h2c"}}},
+		{name: "extraArgs commas with spaces around", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": " -h2c , -request_timeout, 5s "},
+			want: &Annotations{App: "a", Verbose: "error", AppPort: 8080, RuntimePort: 3500, SidecarContainer: true, ExtraArgs: []string{"-h2c", "-request_timeout", "5s"}}},
+		{name: "extraArgs spaces with a value holding commas", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "-actors A,B -h2c"},
+			want: &Annotations{App: "a", Verbose: "error", AppPort: 8080, RuntimePort: 3500, SidecarContainer: true, ExtraArgs: []string{"-actors", "A,B", "-h2c"}}},
+		{name: "extraArgs one flag", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "-h2c=true"},
+			want: &Annotations{App: "a", Verbose: "error", AppPort: 8080, RuntimePort: 3500, SidecarContainer: true, ExtraArgs: []string{"-h2c=true"}}},
 		{name: "every annotation", ann: map[string]string{
 			AnnotationApp: "hello", Prefix + "service": "greeter", Prefix + "actors": "Cart, Order",
 			Prefix + "verbose": "debug", Prefix + "appPort": "9000", Prefix + "runtimePort": "3600",
@@ -47,6 +57,17 @@ func TestParseAnnotations(t *testing.T) {
 		{name: "bad verbose", ann: map[string]string{AnnotationApp: "a", Prefix + "verbose": "loud"}, wantErr: "kar.ibm.com/verbose"},
 		{name: "bad sidecar bool", ann: map[string]string{AnnotationApp: "a", Prefix + "sidecarContainer": "yes"}, wantErr: "kar.ibm.com/sidecarContainer"},
 		{name: "extra args not flags", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "node server.js"}, wantErr: "kar.ibm.com/extraArgs"},
+		{name: "extra args not flags, commas", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "node,server.js"}, wantErr: "starting with '-'"},
+		{name: "extra args empty comma item", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "-v,,info"}, wantErr: "empty item"},
+		{name: "extra args trailing comma", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "-h2c,"}, wantErr: "empty item"},
+		{name: "extra args mixed separators", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "-h2c, -v info"}, wantErr: "mixes commas and spaces"},
+		{name: "extra args value with commas in comma form", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "-actors=A,B"}, wantErr: `"B" after "-actors=A"`},
+		{name: "extra args two values", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "-actors,A,B"}, wantErr: `"B" after "A" is neither a flag`},
+		{name: "extra args with a command", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "-v info node server.js"}, wantErr: `"node" after "info"`},
+		{name: "extra args with --", ann: map[string]string{AnnotationApp: "a", Prefix + "extraArgs": "-h2c -- node"}, wantErr: `not "--"`},
+		{name: "app not a label value", ann: map[string]string{AnnotationApp: "hello-"}, wantErr: "kar.ibm.com/app=\"hello-\": the Pod gets it as a label"},
+		{name: "app too long for a label", ann: map[string]string{AnnotationApp: strings.Repeat("a", 64)}, wantErr: "must be no more than 63 characters"},
+		{name: "service not a label value", ann: map[string]string{AnnotationApp: "a", Prefix + "service": "s."}, wantErr: "kar.ibm.com/service"},
 		{name: "misspelt annotation", ann: map[string]string{AnnotationApp: "a", Prefix + "appport": "8080"}, wantErr: "unknown annotation kar.ibm.com/appport"},
 	}
 	for _, tt := range tests {
@@ -130,10 +151,10 @@ func envMap(c corev1.Container) map[string]string {
 	return m
 }
 
-func TestPatchRecommendedMode(t *testing.T) {
+func TestPatchInContainerMode(t *testing.T) {
 	pod := basePod()
 	pod.Annotations = map[string]string{AnnotationApp: "hello", Prefix + "service": "greeter", Prefix + "actors": "Cart",
-		Prefix + "verbose": "info", Prefix + "extraArgs": "-h2c", Prefix + "appPort": "9000"}
+		Prefix + "verbose": "info", Prefix + "extraArgs": "-h2c", Prefix + "appPort": "9000", AnnotationSidecar: "false"}
 	a, err := ParseAnnotations(pod.Annotations)
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +163,7 @@ func TestPatchRecommendedMode(t *testing.T) {
 
 	want := basePod()
 	want.Annotations = pod.Annotations
+	want.Labels = map[string]string{AnnotationApp: "hello", AnnotationService: "greeter"}
 	want.Spec.Containers[0].Env = []corev1.EnvVar{
 		{Name: "USER_VAR", Value: "kept"},
 		{Name: "KAR_APP", Value: "hello"},
@@ -166,8 +188,10 @@ func TestPatchRecommendedMode(t *testing.T) {
 
 func TestPatchSidecarMode(t *testing.T) {
 	pod := basePod()
+	pod.Labels = map[string]string{"app.kubernetes.io/name": "hello"}
+	// No sidecarContainer annotation: a sidecar container is the default, as in KAR.
 	pod.Annotations = map[string]string{AnnotationApp: "hello", Prefix + "service": "greeter",
-		Prefix + "sidecarContainer": "true", Prefix + "runtimePort": "3600", Prefix + "extraArgs": "-h2c"}
+		Prefix + "runtimePort": "3600", Prefix + "extraArgs": "-h2c"}
 	a, err := ParseAnnotations(pod.Annotations)
 	if err != nil {
 		t.Fatal(err)
@@ -179,8 +203,20 @@ func TestPatchSidecarMode(t *testing.T) {
 		t.Fatalf("%d containers, want app + kar", n)
 	}
 	app, kar := got.Spec.Containers[0], got.Spec.Containers[1]
-	if e := envMap(app); e["KAR_RUNTIME_PORT"] != "3600" || e["KAR_APP_PORT"] != "8080" || e["USER_VAR"] != "kept" || e["KAR_APP"] != "stale" {
-		t.Errorf("app env = %v: want the ports added and the rest kept", e)
+	if e := envMap(app); e["KAR_RUNTIME_PORT"] != "3600" || e["KAR_APP_PORT"] != "8080" || e["USER_VAR"] != "kept" || e["KAR_APP"] != "hello" ||
+		e["KAR_SIDECAR_IN_CONTAINER"] != "" || e["KAR_EXTRA_ARGS"] != "" || len(e) != 4 {
+		t.Errorf("app env = %v: want KAR_APP and the ports set and the rest kept", e)
+	}
+	if want := map[string]string{"app.kubernetes.io/name": "hello", AnnotationApp: "hello", AnnotationService: "greeter"}; !reflect.DeepEqual(got.Labels, want) {
+		t.Errorf("labels = %v, want %v", got.Labels, want)
+	}
+	probe := []string{"/kar/bin/kar", "probe", "-runtime_port", "3600"}
+	if p := kar.LivenessProbe; p == nil || p.Exec == nil || !reflect.DeepEqual(p.Exec.Command, append(probe, "health")) ||
+		p.PeriodSeconds != 10 || p.TimeoutSeconds != 5 || p.FailureThreshold != 3 {
+		t.Errorf("liveness probe = %+v, want kar probe health every 10s", p)
+	}
+	if l := kar.Lifecycle; l == nil || l.PreStop == nil || l.PreStop.Exec == nil || !reflect.DeepEqual(l.PreStop.Exec.Command, append(probe, "shutdown")) {
+		t.Errorf("lifecycle = %+v, want a preStop kar probe shutdown", l)
 	}
 	if len(app.VolumeMounts) != 1 {
 		t.Errorf("app container got mounts %v; in sidecar mode only the sidecar reads the config", app.VolumeMounts)
@@ -230,8 +266,66 @@ func TestPatchBarePod(t *testing.T) {
 		if len(got.Spec.Volumes) != 1 {
 			t.Errorf("sidecar=%s: volumes %v", sidecar, got.Spec.Volumes)
 		}
+		if !reflect.DeepEqual(got.Labels, map[string]string{AnnotationApp: "a"}) {
+			t.Errorf("sidecar=%s: labels %v", sidecar, got.Labels)
+		}
 		if again := Patch(got, a, opt); len(again) != 0 {
 			t.Errorf("sidecar=%s: second mutation %+v", sidecar, again)
+		}
+	}
+}
+
+// The labels are added one by one to a Pod that has labels, as one map to
+// a Pod without, and a label already right is left alone.
+func TestLabelOps(t *testing.T) {
+	tests := []struct {
+		name    string
+		service string
+		have    map[string]string
+		want    []Op
+	}{
+		{name: "no labels", have: nil,
+			want: []Op{{Op: "add", Path: "/metadata/labels", Value: map[string]string{AnnotationApp: "a"}}}},
+		{name: "no labels, a service", service: "s", have: map[string]string{},
+			want: []Op{{Op: "add", Path: "/metadata/labels", Value: map[string]string{AnnotationApp: "a", AnnotationService: "s"}}}},
+		{name: "other labels", service: "s", have: map[string]string{"x": "y"},
+			want: []Op{{Op: "add", Path: "/metadata/labels/kar.ibm.com~1app", Value: "a"}, {Op: "add", Path: "/metadata/labels/kar.ibm.com~1service", Value: "s"}}},
+		{name: "app label already there", service: "s", have: map[string]string{AnnotationApp: "a"},
+			want: []Op{{Op: "add", Path: "/metadata/labels/kar.ibm.com~1service", Value: "s"}}},
+		{name: "all there", have: map[string]string{AnnotationApp: "a", "x": "y"}, want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &Annotations{App: "a", Service: tt.service}
+			got := labelOps(tt.have, a.Labels())
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("ops %+v, want %+v", got, tt.want)
+			}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: tt.have}}
+			if len(got) > 0 {
+				if p := apply(t, pod, got); p.Labels[AnnotationApp] != "a" || p.Labels[AnnotationService] != tt.service {
+					t.Fatalf("labels after the patch: %v", p.Labels)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckLabels(t *testing.T) {
+	a := &Annotations{App: "a", Service: "s"}
+	tests := []struct {
+		have    map[string]string
+		wantErr string
+	}{
+		{have: nil},
+		{have: map[string]string{AnnotationApp: "a", AnnotationService: "s", "x": "y"}},
+		{have: map[string]string{AnnotationApp: "b"}, wantErr: `label kar.ibm.com/app="b" differs from annotation kar.ibm.com/app="a"`},
+		{have: map[string]string{AnnotationApp: "a", AnnotationService: "t"}, wantErr: `label kar.ibm.com/service="t"`},
+	}
+	for _, tt := range tests {
+		err := a.CheckLabels(tt.have)
+		if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("CheckLabels(%v) = %v, want %q", tt.have, err, tt.wantErr)
 		}
 	}
 }
@@ -350,6 +444,8 @@ func TestHandlerMalformed(t *testing.T) {
 		{"a deployment with a good template", `{"uid":"u","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"UPDATE","object":{"spec":{"template":{"metadata":{"annotations":{"kar.ibm.com/app":"a"}}}}}}`, true, ""},
 		{"a cronjob with a bad template", `{"uid":"u","kind":{"group":"batch","version":"v1","kind":"CronJob"},"operation":"CREATE","object":{"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"annotations":{"kar.ibm.com/actors":"A"}}}}}}}}`, false, "kar.ibm.com/app is missing"},
 		{"a job with a non-string annotation", `{"uid":"u","kind":{"group":"batch","version":"v1","kind":"Job"},"operation":"CREATE","object":{"spec":{"template":{"metadata":{"annotations":{"kar.ibm.com/app":5}}}}}}`, false, "kar.ibm.com/app is empty"},
+		{"a deployment whose template label differs", `{"uid":"u","name":"d","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"CREATE","object":{"spec":{"template":{"metadata":{"labels":{"kar.ibm.com/app":"b"},"annotations":{"kar.ibm.com/app":"a"}}}}}}`, false, "Pod template of Deployment d: label kar.ibm.com/app=\"b\" differs"},
+		{"a pod whose label differs", `{"uid":"u","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{"metadata":{"labels":{"kar.ibm.com/app":"b"},"annotations":{"kar.ibm.com/app":"a"}}}}`, false, "label kar.ibm.com/app=\"b\" differs"},
 		{"a job with template not an object", `{"uid":"u","kind":{"group":"batch","version":"v1","kind":"Job"},"operation":"CREATE","object":{"spec":{"template":[1]}}}`, true, ""},
 		{"a deployment delete", `{"uid":"u","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"DELETE"}`, true, ""},
 		{"an update", `{"uid":"u","kind":{"version":"v1","kind":"Pod"},"operation":"UPDATE","object":{}}`, true, ""},

@@ -2,6 +2,7 @@ package injector
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -32,19 +33,22 @@ type Op struct {
 // survive. Applying the result to a Pod and calling Patch again yields no
 // operations: the injector is idempotent.
 func Patch(pod *corev1.Pod, a *Annotations, opt Options) []Op {
-	var ops []Op
+	// Both modes: the component learns its app and both ports, as kar
+	// run tells a component it launches.
 	env := []corev1.EnvVar{
+		{Name: "KAR_APP", Value: a.App},
 		{Name: "KAR_APP_PORT", Value: strconv.Itoa(a.AppPort)},
 		{Name: "KAR_RUNTIME_PORT", Value: strconv.Itoa(a.RuntimePort)},
 	}
 	if !a.SidecarContainer {
-		// Recommended mode: the app container holds kar. With
+		// In-container mode: the app container holds kar. With
 		// KAR_SIDECAR_IN_CONTAINER the kar base images' entrypoint (`kar
 		// entrypoint -- CMD`) runs the command under `kar run`, configured
 		// by this env and the mounted config directory.
-		env = append([]corev1.EnvVar{{Name: "KAR_SIDECAR_IN_CONTAINER", Value: "true"}, {Name: "KAR_APP", Value: a.App}}, env...)
+		env = append([]corev1.EnvVar{{Name: "KAR_SIDECAR_IN_CONTAINER", Value: "true"}}, env...)
 		env = append(env, corev1.EnvVar{Name: "KAR_EXTRA_ARGS", Value: strings.Join(a.RunFlags(), " ")})
 	}
+	ops := labelOps(pod.Labels, a.Labels())
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		if c.Name == SidecarContainerName && a.SidecarContainer {
@@ -61,6 +65,35 @@ func Patch(pod *corev1.Pod, a *Annotations, opt Options) []Op {
 		ops = append(ops, sidecarOps(pod, a, opt)...)
 	}
 	return ops
+}
+
+// labelOps adds the wanted labels the Pod lacks. Labels that differ are
+// refused before (CheckLabels), so they are never replaced here.
+func labelOps(have, want map[string]string) []Op {
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		if _, ok := have[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if len(have) == 0 {
+		return []Op{{Op: "add", Path: "/metadata/labels", Value: want}}
+	}
+	sort.Strings(keys)
+	ops := make([]Op, 0, len(keys))
+	for _, k := range keys {
+		ops = append(ops, Op{Op: "add", Path: "/metadata/labels/" + pointerEscape(k), Value: want[k]})
+	}
+	return ops
+}
+
+// pointerEscape escapes one JSON Pointer token (RFC 6901): the '/' of
+// kar.ibm.com/app would otherwise start a new token.
+func pointerEscape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
 // envOps sets each wanted variable: added when absent, its value replaced
@@ -126,6 +159,14 @@ func SidecarContainer(a *Annotations, opt Options) corev1.Container {
 	args := []string{"run", "-app", a.App, "-app_port", strconv.Itoa(a.AppPort), "-runtime_port", strconv.Itoa(a.RuntimePort)}
 	args = append(args, a.RunFlags()...)
 	no := false
+	// kar serves its REST API on 127.0.0.1 only (it has no
+	// authentication), where the kubelet's httpGet probes cannot reach:
+	// the probe and the hook run `kar probe` inside the container, which
+	// calls GET /kar/v1/system/health and POST /kar/v1/system/shutdown on
+	// the loopback (an httpGet hook could not POST either).
+	probe := func(what string) []string {
+		return []string{"/kar/bin/kar", "probe", "-runtime_port", strconv.Itoa(a.RuntimePort), what}
+	}
 	return corev1.Container{
 		Name:            SidecarContainerName,
 		Image:           opt.SidecarImage,
@@ -138,6 +179,15 @@ func SidecarContainer(a *Annotations, opt Options) corev1.Container {
 		},
 		Ports:        []corev1.ContainerPort{{Name: "kar", ContainerPort: int32(a.RuntimePort), Protocol: corev1.ProtocolTCP}},
 		VolumeMounts: []corev1.VolumeMount{configMount()},
+		LivenessProbe: &corev1.Probe{
+			ProbeHandler:   corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: probe("health")}},
+			PeriodSeconds:  10,
+			TimeoutSeconds: 5,
+			// Three misses: a sidecar still connecting to Redis and
+			// Kafka (up to 15 s) is not restarted.
+			FailureThreshold: 3,
+		},
+		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: probe("shutdown")}}},
 		SecurityContext: &corev1.SecurityContext{
 			AllowPrivilegeEscalation: &no,
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},

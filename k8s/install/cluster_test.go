@@ -189,28 +189,40 @@ func TestAgainstAPIServer(t *testing.T) {
 	create := func(ns string, p *corev1.Pod) (*corev1.Pod, error) {
 		return core.Pods(ns).Create(ctx, p, metav1.CreateOptions{})
 	}
-	// Recommended mode.
-	got, err := create("apps", pod("hello", map[string]string{"kar.ibm.com/app": "hello", "kar.ibm.com/service": "greeter", "kar.ibm.com/verbose": "info"}))
+	// In-container mode, asked for as KAR's example manifests do.
+	got, err := create("apps", pod("hello", map[string]string{"kar.ibm.com/app": "hello", "kar.ibm.com/service": "greeter", "kar.ibm.com/verbose": "info",
+		"kar.ibm.com/sidecarContainer": "false"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := envOf(got.Spec.Containers[0])
 	if env["KAR_APP"] != "hello" || env["KAR_SIDECAR_IN_CONTAINER"] != "true" || env["KAR_APP_PORT"] != "8080" || env["KAR_RUNTIME_PORT"] != "3500" ||
-		env["KAR_EXTRA_ARGS"] != "-service greeter -v info" || env["MINE"] != "kept" {
-		t.Errorf("stored pod env %v", env)
+		env["KAR_EXTRA_ARGS"] != "-service greeter -v info" || env["MINE"] != "kept" || len(got.Spec.Containers) != 1 {
+		t.Errorf("stored pod env %v, %d containers", env, len(got.Spec.Containers))
 	}
 	if len(got.Spec.Volumes) == 0 || got.Spec.Volumes[len(got.Spec.Volumes)-1].Secret == nil ||
 		got.Spec.Volumes[len(got.Spec.Volumes)-1].Secret.SecretName != RuntimeConfigSecret {
 		t.Errorf("stored pod volumes %+v", got.Spec.Volumes)
 	}
-	// Sidecar mode.
-	got, err = create("apps", pod("side", map[string]string{"kar.ibm.com/app": "hello", "kar.ibm.com/actors": "Cart,Order", "kar.ibm.com/sidecarContainer": "true"}))
+	// Sidecar mode is the default, as in KAR: a Pod with only the kar
+	// annotations that name it gets a second container with the probe and
+	// the hook, the app container gets KAR_APP and the ports, and the Pod
+	// is found by its labels.
+	got, err = create("apps", pod("side", map[string]string{"kar.ibm.com/app": "hello", "kar.ibm.com/service": "greeter", "kar.ibm.com/actors": "Cart,Order",
+		"kar.ibm.com/extraArgs": "-v,info,-h2c"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Spec.Containers) != 2 || got.Spec.Containers[1].Name != "kar" || got.Spec.Containers[1].Image != "localhost:5000/kar/kar:latest" ||
-		!strings.Contains(strings.Join(got.Spec.Containers[1].Args, " "), "-app hello -app_port 8080 -runtime_port 3500 -actors Cart,Order") {
-		t.Errorf("stored sidecar pod containers %+v", got.Spec.Containers)
+	checkSidecarPod(t, got)
+	sel, err := core.Pods("apps").List(ctx, metav1.ListOptions{LabelSelector: "kar.ibm.com/app=hello,kar.ibm.com/service=greeter"})
+	if err != nil || len(sel.Items) != 2 {
+		t.Errorf("pods selected by the kar labels: %v %d, want hello and side", err, len(sel.Items))
+	}
+	// A Pod whose own label contradicts its annotation is denied by name.
+	conflict := pod("conflict", map[string]string{"kar.ibm.com/app": "hello"})
+	conflict.Labels = map[string]string{"kar.ibm.com/app": "other"}
+	if _, err := create("apps", conflict); err == nil || !strings.Contains(err.Error(), `label kar.ibm.com/app="other" differs`) {
+		t.Errorf("conflicting label: err = %v", err)
 	}
 	// A bad annotation is denied by name.
 	_, err = create("apps", pod("bad", map[string]string{"kar.ibm.com/app": "hello", "kar.ibm.com/appPort": "http"}))
@@ -382,6 +394,34 @@ func TestAgainstAPIServer(t *testing.T) {
 	got, err = create("default", pod("after-undeploy", map[string]string{"kar.ibm.com/app": "hello"}))
 	if err != nil || len(got.Spec.Containers[0].Env) != 1 {
 		t.Errorf("pod after undeploy: %v", err)
+	}
+}
+
+// checkSidecarPod checks a Pod stored by the API server after injection in
+// sidecar mode: its app container, the kar container, the labels.
+func checkSidecarPod(t *testing.T, got *corev1.Pod) {
+	t.Helper()
+	if len(got.Spec.Containers) != 2 || got.Spec.Containers[1].Name != "kar" {
+		t.Fatalf("stored sidecar pod containers %+v", got.Spec.Containers)
+	}
+	app, side := got.Spec.Containers[0], got.Spec.Containers[1]
+	if env := envOf(app); env["KAR_APP"] != "hello" || env["KAR_APP_PORT"] != "8080" || env["KAR_RUNTIME_PORT"] != "3500" || env["MINE"] != "kept" ||
+		env["KAR_SIDECAR_IN_CONTAINER"] != "" {
+		t.Errorf("app container env %v", env)
+	}
+	if side.Image != "localhost:5000/kar/kar:latest" ||
+		strings.Join(side.Args, " ") != "run -app hello -app_port 8080 -runtime_port 3500 -service greeter -actors Cart,Order -v info -h2c" {
+		t.Errorf("kar container %s %v", side.Image, side.Args)
+	}
+	probe := "/kar/bin/kar probe -runtime_port 3500 "
+	if p := side.LivenessProbe; p == nil || p.Exec == nil || strings.Join(p.Exec.Command, " ") != probe+"health" {
+		t.Errorf("kar container liveness probe %+v", p)
+	}
+	if l := side.Lifecycle; l == nil || l.PreStop == nil || l.PreStop.Exec == nil || strings.Join(l.PreStop.Exec.Command, " ") != probe+"shutdown" {
+		t.Errorf("kar container preStop %+v", l)
+	}
+	if got.Labels["kar.ibm.com/app"] != "hello" || got.Labels["kar.ibm.com/service"] != "greeter" {
+		t.Errorf("pod labels %v", got.Labels)
 	}
 }
 
