@@ -82,12 +82,11 @@ type Admin struct {
 	ActorType    string `flag:"t" desc:"only actors of this type (kar get)"`
 	ActorID      string `flag:"i" desc:"only the actor with this id, with its state (kar get)"`
 	ResidentOnly bool   `flag:"mr" desc:"only actors resident in a live sidecar now (kar get)"`
-	Output       string `flag:"o" desc:"output format: json, or a table when empty (kar get)"`
 	Force        bool   `flag:"force" desc:"purge or drain even while sidecars of the application run"`
 }
 
 func adminRedis(ctx context.Context, cfg *Admin) (*redis.Client, store.Keys, error) {
-	if err := config.ValidApp(cfg.App); err != nil {
+	if err := cfg.Client.Validate(); err != nil {
 		return nil, store.Keys{}, err
 	}
 	if log, err := NewLogger(cfg.Verbose, io.Discard); err == nil {

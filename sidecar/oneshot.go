@@ -22,10 +22,7 @@ type OneShot struct {
 
 // JoinOneShot validates cfg, connects and joins. Errors are one clear line.
 func JoinOneShot(ctx context.Context, cfg *config.Client) (*OneShot, error) {
-	if err := config.ValidApp(cfg.App); err != nil {
-		return nil, err
-	}
-	if err := cfg.Backend.Validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	log, err := NewLogger(cfg.Verbose, io.Discard)

@@ -47,18 +47,9 @@ var Version = "dev"
 
 // NewLogger makes the sidecar's logger for a -v level.
 func NewLogger(level string, w io.Writer) (*slog.Logger, error) {
-	var l slog.Level
-	switch strings.ToLower(level) {
-	case "", "error":
-		l = slog.LevelError
-	case "warn", "warning":
-		l = slog.LevelWarn
-	case "info":
-		l = slog.LevelInfo
-	case "debug":
-		l = slog.LevelDebug
-	default:
-		return nil, fmt.Errorf("-v %q: want error, warn, info or debug", level)
+	l, err := config.ParseLevel(level)
+	if err != nil {
+		return nil, err
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
@@ -156,7 +147,10 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	defer be.Close()
 
 	app := appclient.New(cfg.AppPort, cfg.H2C)
-	host, _ := os.Hostname()
+	host := cfg.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
 	m, err := mesh.New(mesh.Options{
 		App: cfg.App, Host: host, Port: runtimePort, Version: Version,
 		LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout,
@@ -173,13 +167,13 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	keys := store.NewKeys(cfg.App)
 	// Firing a reminder is one produce to Kafka: a short claim lease lets
 	// another sidecar fire a reminder soon when the one that claimed it dies.
-	rems := reminders.New(be.Redis, keys, reminders.Options{Logger: log, Lease: 5 * time.Second})
+	rems := reminders.New(be.Redis, keys, reminders.Options{Logger: log, Lease: 5 * time.Second, IdlePoll: cfg.ActorReminderInterval, LateAfter: cfg.ActorReminderDelay})
 	evs := events.New(events.Options{
 		App: cfg.App, Redis: be.Redis, Kafka: be.Kafka, Keys: keys, Logger: log,
 		SidecarID: m.ID(), Deliver: deliverEvent(m),
 	})
 	srv := &api.Server{
-		Mesh: m, Log: log, RequestTimeout: cfg.RequestTimeout, Ready: ready,
+		Mesh: m, Log: log, RequestTimeout: cfg.CallTimeout(), Ready: ready,
 		ActorCleanup: func(ctx context.Context, typ, id string) error {
 			if err := actorstate.DeleteAll(ctx, be.Redis, keys, typ, id); err != nil {
 				return err
@@ -209,7 +203,8 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	// requests it makes early wait for the join.
 	var proc *launcher.Process
 	if len(argv) > 0 {
-		env := []string{"KAR_RUNTIME_PORT=" + strconv.Itoa(runtimePort), "KAR_APP_PORT=" + strconv.Itoa(cfg.AppPort), "KAR_APP=" + cfg.App}
+		env := []string{"KAR_RUNTIME_PORT=" + strconv.Itoa(runtimePort), "KAR_APP_PORT=" + strconv.Itoa(cfg.AppPort), "KAR_APP=" + cfg.App,
+			"KAR_REQUEST_TIMEOUT=" + requestTimeoutMs(cfg.CallTimeout())}
 		if proc, err = launcher.Start(argv, env, stdout, stderr); err != nil {
 			fmt.Fprintln(stderr, "kar run:", err)
 			srv.Close(context.Background())
@@ -388,6 +383,15 @@ func serviceHandler(app *appclient.Client) mesh.Handler {
 		}
 		return &mesh.Envelope{Status: r.Status, Header: r.Header, Body: r.Body}, nil
 	}
+}
+
+// requestTimeoutMs is KAR_REQUEST_TIMEOUT as KAR exports it and kar-sdk
+// reads it: milliseconds, negative for none.
+func requestTimeoutMs(d time.Duration) string {
+	if d <= 0 {
+		return "-1"
+	}
+	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
 }
 
 // oneLine keeps a joined error on one line.

@@ -10,6 +10,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,7 +35,7 @@ type Backend struct {
 	KafkaVersion       string   `envconfig:"KAFKA_VERSION" flag:"kafka_version" default:"2.8.0" desc:"Kafka protocol version to speak"`
 	KafkaEnableTLS     bool     `envconfig:"KAFKA_ENABLE_TLS" flag:"kafka_enable_tls" desc:"connect to Kafka over TLS"`
 	KafkaUsername      string   `envconfig:"KAFKA_USERNAME" flag:"kafka_username" default:"token" desc:"SASL PLAIN user for Kafka (used when KAFKA_PASSWORD is set)"`
-	KafkaPassword      string   `envconfig:"KAFKA_PASSWORD" secret:"true" desc:"SASL PLAIN password for Kafka (environment or config dir only)"`
+	KafkaPassword      string   `envconfig:"KAFKA_PASSWORD" flag:"kafka_password" secret:"true" desc:"SASL PLAIN password for Kafka (prefer the environment or the config dir: a command line is visible to every user of the machine)"`
 	KafkaTLSSkipVerify bool     `envconfig:"KAFKA_TLS_SKIP_VERIFY" flag:"kafka_tls_skip_verify" desc:"do not verify the Kafka server certificate"`
 	KafkaCA            string   `envconfig:"KAFKA_CA" desc:"base64 PEM CA certificate for Kafka TLS"`
 
@@ -42,13 +43,18 @@ type Backend struct {
 	RedisPort          int    `envconfig:"REDIS_PORT" flag:"redis_port" default:"31379" desc:"Redis port"`
 	RedisEnableTLS     bool   `envconfig:"REDIS_ENABLE_TLS" flag:"redis_enable_tls" desc:"connect to Redis over TLS"`
 	RedisUser          string `envconfig:"REDIS_USER" flag:"redis_user" desc:"Redis ACL user"`
-	RedisPassword      string `envconfig:"REDIS_PASSWORD" secret:"true" desc:"Redis password (environment or config dir only)"`
-	RedisCA            string `envconfig:"REDIS_CA" desc:"base64 PEM CA certificate for Redis TLS"`
+	RedisPassword      string `envconfig:"REDIS_PASSWORD" flag:"redis_password" secret:"true" desc:"Redis password (prefer the environment or the config dir: a command line is visible to every user of the machine)"`
+	RedisCA            string `envconfig:"REDIS_CA" flag:"redis_ca_cert" orfile:"true" desc:"CA certificate for Redis TLS: base64 PEM (as KAR takes it) or the path of a PEM file"`
 	RedisTLSSkipVerify bool   `envconfig:"REDIS_TLS_SKIP_VERIFY" flag:"redis_tls_skip_verify" desc:"do not verify the Redis server certificate"`
 
 	// LeaseTTL bounds how long a killed sidecar's pending work waits before
 	// a live sidecar adopts it.
 	LeaseTTL time.Duration `envconfig:"KAR_LEASE_TTL" flag:"lease_ttl" default:"3s" desc:"how long a sidecar's partition lease lives without renewal"`
+
+	// KAR 1.3.10's flags that mean nothing in kar: accepted so that KAR's
+	// command lines keep working, with one warning line each (see docs/kar.md).
+	KafkaTopicConfig     string        `envconfig:"KAR_KAFKA_TOPIC_CONFIG" flag:"kafka_topic_config" desc:"KAR's Kafka topic settings k1=v1,k2=v2 (no effect in kar)" noeffect:"kar creates its topics with the broker's defaults; set topic configs on the broker (a retention shorter than an outage would drop requests the mesh accepted)"`
+	RedisSlowOpThreshold time.Duration `envconfig:"KAR_REDIS_SLOW_OP_THRESHOLD" flag:"redis_slow_op_threshold" default:"1s" desc:"KAR's threshold for logging slow Redis operations (no effect in kar)" noeffect:"kar does not time Redis operations one by one"`
 }
 
 // Run is the configuration of `kar run`: one sidecar beside one component.
@@ -59,12 +65,22 @@ type Run struct {
 	Actors                  []string      `envconfig:"KAR_ACTORS" flag:"actors" desc:"comma-separated actor types this component hosts"`
 	AppPort                 int           `envconfig:"KAR_APP_PORT" flag:"app_port" default:"8080" desc:"port the component listens on"`
 	RuntimePort             int           `envconfig:"KAR_RUNTIME_PORT" flag:"runtime_port" desc:"port of the sidecar's REST API (0: any free port)"`
-	Verbose                 string        `envconfig:"KAR_VERBOSE" flag:"v" default:"error" desc:"log level: error, warn, info, debug"`
+	Verbose                 string        `envconfig:"KAR_VERBOSE" flag:"v" default:"error" desc:"log level: fatal, error, warn(ing), info, debug, KAR's numbers 0-4, or true (info) / false (error)"`
 	H2C                     bool          `envconfig:"KAR_H2C" flag:"h2c" desc:"speak HTTP/2 cleartext to the component"`
 	MissingComponentTimeout time.Duration `envconfig:"KAR_MISSING_COMPONENT_TIMEOUT" flag:"missing_component_timeout" default:"120s" desc:"how long a request waits for a component of its service to join"`
 	ActorBusyTimeout        time.Duration `envconfig:"KAR_ACTOR_BUSY_TIMEOUT" flag:"actor_busy_timeout" default:"120s" desc:"how long an actor call waits for the instance to become free (0: forever)"`
-	ActorCollectorInterval  time.Duration `envconfig:"KAR_ACTOR_COLLECTOR_INTERVAL" flag:"actor_collector_interval" default:"10m" desc:"idle actor instances are deactivated after this long"`
-	RequestTimeout          time.Duration `envconfig:"KAR_REQUEST_TIMEOUT" flag:"request_timeout" default:"0s" desc:"give up on a synchronous call after this long (0: never)"`
+	ActorCollectorInterval  time.Duration `envconfig:"KAR_ACTOR_COLLECTOR_INTERVAL" flag:"actor_collector_interval" default:"10s" desc:"idle actor instances are deactivated after this long, looked for every interval (0: never)"`
+	RequestTimeout          time.Duration `envconfig:"KAR_REQUEST_TIMEOUT" ignored:"true" ms:"true" flag:"request_timeout" default:"0s" desc:"give up on a synchronous call after this long (0: never; a plain number is milliseconds, as kar-sdk reads it)"`
+	RequestRetryLimit       time.Duration `envconfig:"KAR_REQUEST_RETRY_LIMIT" flag:"request_retry_limit" default:"-1s" desc:"KAR's name for the call deadline: used when -request_timeout is not set (negative: none)"`
+	ActorReminderInterval   time.Duration `envconfig:"KAR_ACTOR_REMINDER_INTERVAL" flag:"actor_reminder_interval" default:"1s" desc:"longest time the reminder scheduler waits before looking at the schedule again (it also wakes at each due time)"`
+	ActorReminderDelay      time.Duration `envconfig:"KAR_ACTOR_REMINDER_ACCEPTABLE_DELAY" flag:"actor_reminder_acceptable_delay" default:"3s" desc:"a reminder fired later than this after its due time is logged as late"`
+	Hostname                string        `envconfig:"KAR_HOSTNAME" flag:"hostname" desc:"host recorded in this sidecar's registration (default: the machine's host name)"`
+	PlacementCache          bool          `envconfig:"KAR_PLACEMENT_CACHE" flag:"placement_cache" desc:"KAR's actor placement cache switch (no effect in kar)" noeffect:"kar always caches an actor's placement while its host is live"`
+	RPCLib                  bool          `envconfig:"KAR_RPCLIB" flag:"rpclib" desc:"KAR's choice of messaging library (no effect in kar)" noeffect:"kar has one messaging layer"`
+	KubernetesMode          bool          `envconfig:"KAR_KUBERNETES_MODE" flag:"kubernetes_mode" desc:"KAR's Kubernetes switch (no effect in kar)" noeffect:"kar runs the same way in and out of Kubernetes (the component reaches it on 127.0.0.1 in a Pod too)"`
+	SidecarMode             bool          `envconfig:"KAR_SIDECAR_MODE" flag:"sidecar_mode" desc:"KAR's sidecar-container switch (no effect in kar)" noeffect:"kar runs the same way as a sidecar container and beside a local process"`
+	Debug                   bool          `envconfig:"KAR_DEBUG" flag:"debug" desc:"KAR's debugger switch (no effect in kar)" noeffect:"kar has no debugger; use -v debug for its logs"`
+	Cancel                  bool          `envconfig:"KAR_CANCEL" flag:"cancel" desc:"KAR's cancel switch (no effect in kar)" noeffect:"kar has no equivalent"`
 	AppReadyTimeout         time.Duration `envconfig:"KAR_APP_READY_TIMEOUT" flag:"app_ready_timeout" default:"60s" desc:"how long a service component may take to listen on its port before it joins anyway"`
 	ConfigDir               string        `envconfig:"KAR_CONFIG_DIR" flag:"config_dir" default:"/var/run/secrets/kar.ibm.com" desc:"directory of configuration files, one per lower-case key"`
 	ExtraArgs               string        `envconfig:"KAR_EXTRA_ARGS" desc:"extra kar run flags, read before the command line"`
@@ -74,9 +90,10 @@ type Run struct {
 type Client struct {
 	Backend
 	App                     string        `envconfig:"KAR_APP" flag:"app" desc:"name of the application (required)"`
-	Verbose                 string        `envconfig:"KAR_VERBOSE" flag:"v" default:"error" desc:"log level: error, warn, info, debug"`
+	Verbose                 string        `envconfig:"KAR_VERBOSE" flag:"v" default:"error" desc:"log level: fatal, error, warn(ing), info, debug, KAR's numbers 0-4, or true (info) / false (error)"`
+	Output                  string        `flag:"o" desc:"output format: empty for KAR's text, or json (for scripts)"`
 	ContentType             string        `flag:"content_type" default:"application/json" desc:"content type of the request body (kar rest)"`
-	RequestTimeout          time.Duration `envconfig:"KAR_REQUEST_TIMEOUT" flag:"request_timeout" default:"0s" desc:"give up on the call after this long (0: never)"`
+	RequestTimeout          time.Duration `envconfig:"KAR_REQUEST_TIMEOUT" ignored:"true" ms:"true" flag:"request_timeout" default:"0s" desc:"give up on the call after this long (0: never; a plain number is milliseconds)"`
 	ConfigDir               string        `envconfig:"KAR_CONFIG_DIR" flag:"config_dir" default:"/var/run/secrets/kar.ibm.com" desc:"directory of configuration files, one per lower-case key"`
 	MissingComponentTimeout time.Duration `envconfig:"KAR_MISSING_COMPONENT_TIMEOUT" flag:"missing_component_timeout" default:"120s" desc:"how long a request waits for a component of its service to join"`
 }
@@ -92,14 +109,29 @@ var ErrHelp = flag.ErrHelp
 func Load(cfg any, name string, args []string, usageOut io.Writer) ([]string, error) {
 	fields := collect(reflect.ValueOf(cfg).Elem())
 
-	// Defaults and environment, through envconfig.
+	// Defaults and environment, through envconfig; fields it is told to
+	// ignore take a spelling it cannot parse (a duration given as plain
+	// milliseconds, as kar-sdk reads KAR_REQUEST_TIMEOUT) and are read here.
 	if err := envconfig.Process("", cfg); err != nil {
 		return nil, fmt.Errorf("bad environment: %w", cleanEnvErr(err))
+	}
+	for _, f := range fields {
+		if !f.ignored {
+			continue
+		}
+		if err := f.set(f.def); err != nil {
+			return nil, fmt.Errorf("bad default of %s: %w", f.env, err)
+		}
+		if v, ok := os.LookupEnv(f.env); ok && f.env != "" && v != "" {
+			if err := f.set(v); err != nil {
+				return nil, fmt.Errorf("bad environment: %s: %w", f.env, err)
+			}
+		}
 	}
 	// envconfig splits lists on commas as they are; "A, B,,C" means A, B, C.
 	for _, f := range fields {
 		if f.v.Kind() == reflect.Slice && f.v.Len() > 0 {
-			set(f.v, strings.Join(f.v.Interface().([]string), ","))
+			f.set(strings.Join(f.v.Interface().([]string), ","))
 		}
 	}
 
@@ -116,7 +148,9 @@ func Load(cfg any, name string, args []string, usageOut io.Writer) ([]string, er
 	}
 
 	fs := flag.NewFlagSet("kar "+name, flag.ContinueOnError)
-	fs.SetOutput(usageOut)
+	// A bad flag is one line from the caller, not the whole usage; the
+	// usage is printed on -h only (below).
+	fs.SetOutput(io.Discard)
 	values := map[string]*string{}
 	bools := map[string]*bool{}
 	for _, f := range fields {
@@ -129,10 +163,7 @@ func Load(cfg any, name string, args []string, usageOut io.Writer) ([]string, er
 			values[f.flag] = fs.String(f.flag, f.def, f.desc+envHint(f.env))
 		}
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(usageOut, "Usage of kar %s:\n", name)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() {}
 
 	// KAR_EXTRA_ARGS are flags too, read before the command line so the command line wins.
 	var all []string
@@ -141,7 +172,13 @@ func Load(cfg any, name string, args []string, usageOut io.Writer) ([]string, er
 	}
 	all = append(all, args...)
 	if err := fs.Parse(all); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(usageOut, "Usage of kar %s:\n", name)
+			fs.SetOutput(usageOut)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (run `kar %s -h` for its flags, `kar help` for the commands)", err, name)
 	}
 	var ferr error
 	fs.Visit(func(fl *flag.Flag) {
@@ -149,19 +186,77 @@ func Load(cfg any, name string, args []string, usageOut io.Writer) ([]string, er
 			if f.flag != fl.Name || ferr != nil {
 				continue
 			}
+			if f.secret {
+				// Never the value: it is the secret.
+				fmt.Fprintf(usageOut, "kar %s: warning: -%s on the command line is visible to every user of this machine (ps); set %s in the environment or the config directory instead\n", name, fl.Name, f.env)
+			}
 			if f.v.Kind() == reflect.Bool {
 				f.v.SetBool(*bools[fl.Name])
 				continue
 			}
-			if err := set(f.v, *values[fl.Name]); err != nil {
-				ferr = fmt.Errorf("bad flag -%s=%q: %w", fl.Name, *values[fl.Name], err)
+			if err := f.set(*values[fl.Name]); err != nil {
+				if f.secret {
+					ferr = fmt.Errorf("bad flag -%s: %w", fl.Name, err)
+				} else {
+					ferr = fmt.Errorf("bad flag -%s=%q: %w", fl.Name, *values[fl.Name], err)
+				}
 			}
 		}
 	})
 	if ferr != nil {
 		return nil, ferr
 	}
+	for _, f := range fields {
+		if f.orFile {
+			if err := readIfPath(f); err != nil {
+				return nil, err
+			}
+		}
+	}
+	warnNoEffect(fields, name, usageOut)
 	return fs.Args(), nil
+}
+
+// readIfPath replaces the value of a setting that may be given as the path
+// of a file (KAR's -redis_ca_cert is base64 PEM; a PEM file is handier)
+// with the file's content, when the value is neither base64 nor PEM.
+func readIfPath(f field) error {
+	v := f.v.String()
+	if v == "" || strings.Contains(v, "-----BEGIN") {
+		return nil
+	}
+	if _, err := base64.StdEncoding.DecodeString(v); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(v)
+	if err != nil {
+		return fmt.Errorf("-%s (%s) is neither base64 PEM nor a readable PEM file: %w", f.flag, f.env, err)
+	}
+	f.v.SetString(string(b))
+	return nil
+}
+
+// warnNoEffect prints one line for each setting of KAR's that kar accepts
+// but does not use, when it was given (differs from its default).
+func warnNoEffect(fields []field, name string, w io.Writer) {
+	for _, f := range fields {
+		if f.noEffect == "" {
+			continue
+		}
+		given := false
+		switch f.v.Kind() {
+		case reflect.Bool:
+			given = f.v.Bool()
+		case reflect.String:
+			given = f.v.String() != f.def
+		default:
+			d := reflect.New(f.v.Type()).Elem()
+			given = setValue(d, f.def, f.ms) == nil && !d.Equal(f.v)
+		}
+		if given {
+			fmt.Fprintf(w, "kar %s: warning: -%s (%s) has no effect: %s\n", name, f.flag, f.env, f.noEffect)
+		}
+	}
 }
 
 type field struct {
@@ -170,7 +265,14 @@ type field struct {
 	flag string
 	def  string
 	desc string
+	// ignored: envconfig skips the field and Load reads its environment
+	// variable itself; ms: a plain number is milliseconds; secret: never
+	// shown; noEffect: why kar accepts the setting but does not use it.
+	ignored, ms, secret, orFile bool
+	noEffect                    string
 }
+
+func (f field) set(s string) error { return setValue(f.v, s, f.ms) }
 
 func collect(v reflect.Value) []field {
 	var out []field
@@ -187,6 +289,12 @@ func collect(v reflect.Value) []field {
 			flag: sf.Tag.Get("flag"),
 			def:  sf.Tag.Get("default"),
 			desc: sf.Tag.Get("desc"),
+
+			ignored:  sf.Tag.Get("ignored") == "true",
+			ms:       sf.Tag.Get("ms") == "true",
+			secret:   sf.Tag.Get("secret") == "true",
+			orFile:   sf.Tag.Get("orfile") == "true",
+			noEffect: sf.Tag.Get("noeffect"),
 		})
 	}
 	return out
@@ -246,7 +354,7 @@ func applyDir(fields []field, dir string) error {
 		if err != nil {
 			return fmt.Errorf("cannot read config file %s: %w", filepath.Join(dir, name), err)
 		}
-		if err := set(f.v, strings.TrimSpace(string(b))); err != nil {
+		if err := f.set(strings.TrimSpace(string(b))); err != nil {
 			return fmt.Errorf("bad value in config file %s: %w", filepath.Join(dir, name), err)
 		}
 	}
@@ -273,7 +381,8 @@ func peekFlag(args []string, name string) string {
 	return ""
 }
 
-func set(v reflect.Value, s string) error {
+// setValue parses s into v; ms: a duration may be a plain number of milliseconds.
+func setValue(v reflect.Value, s string, ms bool) error {
 	switch v.Kind() {
 	case reflect.String:
 		v.SetString(s)
@@ -285,7 +394,14 @@ func set(v reflect.Value, s string) error {
 		v.SetBool(b)
 	case reflect.Int, reflect.Int64:
 		if v.Type() == reflect.TypeOf(time.Duration(0)) {
+			if n, err := strconv.ParseInt(s, 10, 64); err == nil && ms {
+				v.SetInt(int64(time.Duration(n) * time.Millisecond))
+				return nil
+			}
 			d, err := time.ParseDuration(s)
+			if err != nil && ms {
+				return fmt.Errorf("want a duration such as 30s or 2m, or a number of milliseconds")
+			}
 			if err != nil {
 				return fmt.Errorf("want a duration such as 30s or 2m")
 			}
@@ -352,9 +468,37 @@ func (b *Backend) Validate() error {
 	return nil
 }
 
+// Validate checks a one-shot command's configuration.
+func (c *Client) Validate() error {
+	if err := ValidApp(c.App); err != nil {
+		return err
+	}
+	if _, err := ParseLevel(c.Verbose); err != nil {
+		return err
+	}
+	switch strings.ToLower(c.Output) {
+	case "", "json":
+	default:
+		return fmt.Errorf("-o %q: the only output format is json (or leave -o out for text)", c.Output)
+	}
+	return c.Backend.Validate()
+}
+
+// CallTimeout is the deadline of a synchronous call: -request_timeout, or
+// else KAR's -request_retry_limit; 0 means none.
+func (r *Run) CallTimeout() time.Duration {
+	if r.RequestTimeout > 0 {
+		return r.RequestTimeout
+	}
+	return max(r.RequestRetryLimit, 0)
+}
+
 // Validate checks a kar run configuration.
 func (r *Run) Validate() error {
 	if err := ValidApp(r.App); err != nil {
+		return err
+	}
+	if _, err := ParseLevel(r.Verbose); err != nil {
 		return err
 	}
 	if err := r.Backend.Validate(); err != nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,11 +118,6 @@ func TestLoadErrors(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("config-dir error shows the value: %v", err)
 	}
-	// Passwords have no flag: they would show in ps.
-	clearEnv(t)
-	if _, err := Load(&c, "run", []string{"-redis_password", "x"}, io.Discard); err == nil {
-		t.Error("a -redis_password flag was accepted")
-	}
 	if _, err := Load(&c, "run", []string{"-h"}, io.Discard); !errors.Is(err, ErrHelp) {
 		t.Errorf("-h: %v", err)
 	}
@@ -153,5 +149,159 @@ func TestValidate(t *testing.T) {
 		if (tc.says == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("Validate: %v, want %q", err, tc.says)
 		}
+	}
+}
+
+// KAR 1.3.10's kar run flags are all accepted: those with a meaning set
+// their field, the others warn once (one line each) that they do nothing.
+func TestKARFlags(t *testing.T) {
+	pem := "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, []byte(pem), 0o600)
+	cases := []struct {
+		args  []string
+		check func(c *Run) bool
+		warns string // the one warning line expected, "" for none
+	}{
+		{[]string{"-actor_reminder_interval", "100ms"}, func(c *Run) bool { return c.ActorReminderInterval == 100*time.Millisecond }, ""},
+		{[]string{"-actor_reminder_acceptable_delay", "5s"}, func(c *Run) bool { return c.ActorReminderDelay == 5*time.Second }, ""},
+		{[]string{"-request_retry_limit", "20s"}, func(c *Run) bool { return c.CallTimeout() == 20*time.Second }, ""},
+		{[]string{"-request_retry_limit", "20s", "-request_timeout", "3s"}, func(c *Run) bool { return c.CallTimeout() == 3*time.Second }, ""},
+		{[]string{"-hostname", "pod-7"}, func(c *Run) bool { return c.Hostname == "pod-7" }, ""},
+		{[]string{"-redis_ca_cert", caFile}, func(c *Run) bool { return c.RedisCA == pem }, ""},
+		{[]string{"-redis_ca_cert", "TFMwdA=="}, func(c *Run) bool { return c.RedisCA == "TFMwdA==" }, ""},
+		{[]string{"-v", "warning"}, func(c *Run) bool { return c.Validate() == nil }, ""},
+		{[]string{"-v", "fatal"}, func(c *Run) bool { return c.Validate() == nil }, ""},
+		{[]string{"-v", "3"}, func(c *Run) bool { return c.Validate() == nil }, ""},
+		{[]string{"-kafka_password", "s3cret-k"}, func(c *Run) bool { return c.KafkaPassword == "s3cret-k" }, "-kafka_password on the command line is visible to every user"},
+		{[]string{"-redis_password", "s3cret-r"}, func(c *Run) bool { return c.RedisPassword == "s3cret-r" }, "-redis_password on the command line is visible to every user"},
+		{[]string{"-kafka_topic_config", "retention.ms=1"}, nil, "-kafka_topic_config (KAR_KAFKA_TOPIC_CONFIG) has no effect"},
+		{[]string{"-redis_slow_op_threshold", "2s"}, nil, "-redis_slow_op_threshold (KAR_REDIS_SLOW_OP_THRESHOLD) has no effect"},
+		{[]string{"-redis_slow_op_threshold", "1s"}, nil, ""}, // KAR's default: nothing to warn about
+		{[]string{"-placement_cache"}, nil, "-placement_cache (KAR_PLACEMENT_CACHE) has no effect"},
+		{[]string{"-kubernetes_mode"}, nil, "-kubernetes_mode (KAR_KUBERNETES_MODE) has no effect"},
+		{[]string{"-sidecar_mode"}, nil, "-sidecar_mode (KAR_SIDECAR_MODE) has no effect"},
+		{[]string{"-debug"}, nil, "-debug (KAR_DEBUG) has no effect"},
+		{[]string{"-cancel"}, nil, "-cancel (KAR_CANCEL) has no effect"},
+		{[]string{"-rpclib=false"}, nil, ""},
+	}
+	for _, tc := range cases {
+		clearEnv(t)
+		var c Run
+		var out strings.Builder
+		args := append([]string{"-config_dir", "/none", "-app", "a"}, tc.args...)
+		rest, err := Load(&c, "run", append(args, "node", "x.js"), &out)
+		if err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		if strings.Join(rest, " ") != "node x.js" {
+			t.Errorf("%v: command %q", tc.args, rest)
+		}
+		if tc.check != nil && !tc.check(&c) {
+			t.Errorf("%v: not applied: %+v", tc.args, c)
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		switch {
+		case tc.warns == "" && out.Len() > 0:
+			t.Errorf("%v: unexpected output %q", tc.args, out.String())
+		case tc.warns != "" && (len(lines) != 1 || !strings.Contains(lines[0], tc.warns)):
+			t.Errorf("%v: output %q, want one line containing %q", tc.args, out.String(), tc.warns)
+		}
+		if strings.Contains(out.String(), "s3cret") {
+			t.Errorf("%v: a password shows in %q", tc.args, out.String())
+		}
+	}
+	// The env twins warn too.
+	clearEnv(t)
+	t.Setenv("KAR_DEBUG", "true")
+	var c Run
+	var out strings.Builder
+	if _, err := Load(&c, "run", []string{"-config_dir", "/none"}, &out); err != nil || !strings.Contains(out.String(), "-debug (KAR_DEBUG) has no effect") {
+		t.Errorf("KAR_DEBUG=true: %v %q", err, out.String())
+	}
+}
+
+// kar-sdk reads KAR_REQUEST_TIMEOUT as milliseconds and KAR_VERBOSE as
+// true/false; kar takes both spellings of both.
+func TestSharedEnvironment(t *testing.T) {
+	cases := []struct {
+		env     map[string]string
+		timeout time.Duration
+		says    string // error, "" for none
+	}{
+		{map[string]string{"KAR_REQUEST_TIMEOUT": "30000"}, 30 * time.Second, ""},
+		{map[string]string{"KAR_REQUEST_TIMEOUT": "30s"}, 30 * time.Second, ""},
+		{map[string]string{"KAR_REQUEST_TIMEOUT": "-1000"}, 0, ""},
+		{map[string]string{"KAR_REQUEST_TIMEOUT": "soon"}, 0, "KAR_REQUEST_TIMEOUT"},
+		{map[string]string{"KAR_VERBOSE": "true"}, 0, ""},
+		{map[string]string{"KAR_VERBOSE": "false"}, 0, ""},
+		{map[string]string{"KAR_VERBOSE": "loud"}, 0, "-v"},
+	}
+	for _, tc := range cases {
+		clearEnv(t)
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		for _, name := range []string{"run", "rest"} {
+			var err error
+			var timeout time.Duration
+			if name == "run" {
+				var c Run
+				if _, err = Load(&c, name, []string{"-config_dir", "/none", "-app", "a"}, io.Discard); err == nil {
+					err, timeout = c.Validate(), c.CallTimeout()
+				}
+			} else {
+				var c Client
+				if _, err = Load(&c, name, []string{"-config_dir", "/none", "-app", "a"}, io.Discard); err == nil {
+					err, timeout = c.Validate(), max(c.RequestTimeout, 0)
+				}
+			}
+			if (tc.says == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("%s %v: err %v, want %q", name, tc.env, err, tc.says)
+			}
+			if err == nil && timeout != tc.timeout {
+				t.Errorf("%s %v: timeout %s, want %s", name, tc.env, timeout, tc.timeout)
+			}
+		}
+	}
+	// A flag given as plain milliseconds too.
+	clearEnv(t)
+	var c Run
+	if _, err := Load(&c, "run", []string{"-config_dir", "/none", "-request_timeout", "1500"}, io.Discard); err != nil || c.RequestTimeout != 1500*time.Millisecond {
+		t.Errorf("-request_timeout 1500: %v %s", err, c.RequestTimeout)
+	}
+}
+
+func TestParseLevel(t *testing.T) {
+	cases := map[string]slog.Level{
+		"": slog.LevelError, "error": slog.LevelError, "ERROR": slog.LevelError, "false": slog.LevelError, "1": slog.LevelError,
+		"fatal": LevelFatal, "0": LevelFatal, "-3": LevelFatal,
+		"warn": slog.LevelWarn, "warning": slog.LevelWarn, "2": slog.LevelWarn,
+		"info": slog.LevelInfo, "true": slog.LevelInfo, "3": slog.LevelInfo,
+		"debug": slog.LevelDebug, "4": slog.LevelDebug, "9": slog.LevelDebug,
+	}
+	for in, want := range cases {
+		if got, err := ParseLevel(in); err != nil || got != want {
+			t.Errorf("ParseLevel(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseLevel("verbose"); err == nil {
+		t.Error("ParseLevel(verbose) accepted")
+	}
+}
+
+// A bad command line is one line that says what is wrong and where to look.
+func TestBadFlagIsOneLine(t *testing.T) {
+	clearEnv(t)
+	var c Run
+	var out strings.Builder
+	_, err := Load(&c, "run", []string{"-config_dir", "/none", "-nope"}, &out)
+	if err == nil || out.Len() != 0 || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "-nope") || !strings.Contains(err.Error(), "kar help") {
+		t.Errorf("err %v, output %q", err, out.String())
+	}
+	out.Reset()
+	if _, err := Load(&c, "run", []string{"-h"}, &out); !errors.Is(err, ErrHelp) || !strings.Contains(out.String(), "-actor_reminder_interval") {
+		t.Errorf("-h: %v %q", err, out.String())
 	}
 }
