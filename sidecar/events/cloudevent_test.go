@@ -19,7 +19,7 @@ func roundTrip(t *testing.T, header http.Header, body string) published {
 	if err != nil {
 		t.Fatalf("fromPublish: %v", err)
 	}
-	msg, err := toRecord(context.Background(), p, "kar_app_event_t", 0)
+	msg, err := toRecord(context.Background(), p, "t", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,12 +114,12 @@ func TestWrappedAttributes(t *testing.T) {
 // TestForeignRecord: a record a plain Kafka client wrote (no ce_ headers)
 // is delivered as an event around its value.
 func TestForeignRecord(t *testing.T) {
-	p, err := fromRecord("app", &sarama.ConsumerMessage{Topic: "kar_app_event_t", Partition: 0, Offset: 3, Value: []byte(`{"raw":true}`)})
+	p, err := fromRecord("app", &sarama.ConsumerMessage{Topic: "t", Partition: 0, Offset: 3, Value: []byte(`{"raw":true}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	arg, _ := deliveryArg(p, "")
-	if string(arg) != `{"raw":true}` || p.ev.ID() != "kar_app_event_t-0-3" {
+	if string(arg) != `{"raw":true}` || p.ev.ID() != "t-0-3" {
 		t.Errorf("foreign record delivered as %s (id %s)", arg, p.ev.ID())
 	}
 }

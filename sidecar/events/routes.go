@@ -37,10 +37,11 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE "+base+"/{subscriptionId}", s.handleCancel)
 }
 
-// topicOf reads {topic}; on a bad name it has answered 400.
+// topicOf reads {topic}; on a name that is not a user's event topic (an
+// illegal Kafka name, or one in kar's reserved name space) it has answered 400.
 func topicOf(w http.ResponseWriter, r *http.Request) (string, bool) {
 	t := r.PathValue("topic")
-	if err := validTopic(t); err != nil {
+	if err := kafka.ValidEventTopic(t); err != nil {
 		http.Error(w, "bad topic: "+err.Error(), http.StatusBadRequest)
 		return "", false
 	}

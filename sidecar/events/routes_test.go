@@ -43,6 +43,13 @@ func TestTopicRoutes(t *testing.T) {
 		{"negative partitions", "PUT", "x", "application/json", `{"numPartitions": -1}`, 400, "positive"},
 		{"bad topic name", "PUT", "a%20b", "", "", 400, "only letters"},
 		{"bad topic name publish", "POST", "a%24b/publish", "application/json", `1`, 400, "only letters"},
+		{"topic name too long", "PUT", strings.Repeat("x", 250), "", "", 400, "at most 249"},
+		// kar's own topics are out of a user's reach through every route.
+		{"publish to the mesh topic", "POST", kafka.Topic(testApp) + "/publish", "application/json", `1`, 400, "reserved"},
+		{"ingress to the dead letters", "POST", kafka.DeadLetterTopic(testApp) + "/cloudevents", "application/cloudevents+json",
+			`{"specversion":"1.0","id":"1","source":"s","type":"t"}`, 400, "reserved"},
+		{"create a reserved topic", "PUT", "__kar_x", "", "", 400, "reserved"},
+		{"delete the mesh topic", "DELETE", kafka.Topic(testApp), "", "", 400, "reserved"},
 		{"publish bad JSON", "POST", "orders/publish", "application/json", `{"n":`, 400, "not valid JSON"},
 		{"publish CloudEvent without id", "POST", "orders/publish", "application/cloudevents+json",
 			`{"specversion":"1.0","source":"s","type":"t"}`, 400, "id"},
@@ -61,7 +68,7 @@ func TestTopicRoutes(t *testing.T) {
 
 	// Publishing creates a missing topic; deleting removes it.
 	expect(t, "POST", base+"fresh/publish", "application/json", `{"n":1}`, 200, "OK")
-	kt := kafka.EventTopic("fresh")
+	kt := "fresh" // the Kafka topic is the event topic's own name, as in KAR
 	if off, err := w.kc.GetOffset(kt, 0, -1); err != nil || off != 1 {
 		t.Fatalf("after one publish: newest offset %d, %v; want 1", off, err)
 	}
@@ -116,6 +123,7 @@ func TestSubscriptionRoutes(t *testing.T) {
 		{"no topic", `{"path":"/m"}`, `"topic" is missing`},
 		{"no path", `{"topic":"t"}`, `"path" is missing`},
 		{"bad topic", `{"path":"/m","topic":"a/b"}`, "only letters"},
+		{"reserved topic", `{"path":"/m","topic":"__kar_mesh_evapp"}`, "reserved"},
 		{"bad content type", `{"path":"/m","topic":"t","contentType":"json;;"}`, "media type"},
 		{"bad sink", `{"topic":"t","sink":"ftp://x"}`, "http(s) URL"},
 		{"bad oldest", `{"path":"/m","topic":"t","oldestOffset":"perhaps"}`, "true or false"},

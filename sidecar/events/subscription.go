@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/adapter/store"
 )
 
@@ -96,7 +97,7 @@ func parseSubscribe(actor Actor, id string, body []byte) (Subscription, error) {
 	if s.Topic == "" {
 		return Subscription{}, errors.New(`"topic" is missing: name the topic to subscribe to`)
 	}
-	if err := validTopic(s.Topic); err != nil {
+	if err := kafka.ValidEventTopic(s.Topic); err != nil {
 		return Subscription{}, fmt.Errorf(`"topic": %w`, err)
 	}
 	if s.Sink == "" && s.Path == "" {
@@ -123,22 +124,6 @@ func parseSubscribe(actor Actor, id string, body []byte) (Subscription, error) {
 		return Subscription{}, fmt.Errorf(`"retry" %d is negative: give how many times to retry, or leave it out to retry forever`, *s.Retry)
 	}
 	return s, nil
-}
-
-// validTopic checks that an event topic name makes a legal Kafka topic name.
-func validTopic(t string) error {
-	if t == "" {
-		return errors.New("the topic name is empty")
-	}
-	if len(t) > 200 {
-		return fmt.Errorf("topic name %.20q... is longer than 200 characters", t)
-	}
-	for _, c := range t {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("topic name %q may hold only letters, digits, '.', '_' and '-'", t)
-		}
-	}
-	return nil
 }
 
 // field is the subscription's field in the Subscriptions hash
