@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/adapter/store"
+	"github.com/kar-runtime/kar/sidecar/actorstate"
 	"github.com/kar-runtime/kar/sidecar/api"
 	"github.com/kar-runtime/kar/sidecar/config"
 	"github.com/kar-runtime/kar/sidecar/mesh"
@@ -78,7 +77,7 @@ func Invoke(ctx context.Context, cfg *config.Client, args []string, stdout, stde
 // Admin is the configuration of kar get, purge and drain.
 type Admin struct {
 	config.Client
-	System       string `flag:"s" default:"sidecars" desc:"what to show: sidecars or actors (kar get)"`
+	System       string `flag:"s" default:"actors" desc:"what to show: actors or sidecars (kar get)"`
 	ActorType    string `flag:"t" desc:"only actors of this type (kar get)"`
 	ActorID      string `flag:"i" desc:"only the actor with this id, with its state (kar get)"`
 	ResidentOnly bool   `flag:"mr" desc:"only actors resident in a live sidecar now (kar get)"`
@@ -96,7 +95,8 @@ func adminRedis(ctx context.Context, cfg *Admin) (*redis.Client, store.Keys, err
 	return rdb, store.NewKeys(cfg.App), err
 }
 
-// Get is `kar get`: the live sidecars, or the actors, of an application.
+// Get is `kar get`: the sidecars or the actors of an application, in KAR's
+// text (or JSON with -o json; KAR put its text heading before the JSON too).
 func Get(ctx context.Context, cfg *Admin, stdout, stderr io.Writer) int {
 	rdb, keys, err := adminRedis(ctx, cfg)
 	if err != nil {
@@ -104,109 +104,104 @@ func Get(ctx context.Context, cfg *Admin, stdout, stderr io.Writer) int {
 		return ExitConfig
 	}
 	defer rdb.Close()
+	asJSON := strings.EqualFold(cfg.Output, "json")
 	members, err := mesh.LoadMembers(ctx, rdb, keys)
 	if err != nil {
 		fmt.Fprintln(stderr, "kar get:", err)
 		return ExitFailure
 	}
-	switch cfg.System {
+	switch strings.ToLower(cfg.System) {
 	case "sidecars", "sidecar":
-		if cfg.Output == "json" {
-			json.NewEncoder(stdout).Encode(api.SidecarInfo(members))
-			return 0
+		api.WriteSidecars(stdout, members, asJSON)
+		if asJSON {
+			io.WriteString(stdout, "\n")
 		}
-		api.WriteSidecarTable(stdout, members)
 		return 0
 	case "actors", "actor":
 	default:
-		fmt.Fprintf(stderr, "kar get: -s %q: want sidecars or actors\n", cfg.System)
+		fmt.Fprintf(stderr, "kar get: -s %q: want actors or sidecars\n", cfg.System)
 		return ExitConfig
 	}
-	live := map[string]bool{}
-	for _, m := range members {
-		live[m.ID] = true
+	if cfg.ActorID != "" {
+		return getState(ctx, cfg, rdb, keys, asJSON, stdout, stderr)
 	}
-	type actorRow struct {
-		Type  string          `json:"type"`
-		ID    string          `json:"id"`
-		Host  string          `json:"host,omitempty"`
-		State json.RawMessage `json:"state,omitempty"`
-	}
-	rows := map[string]*actorRow{}
-	add := func(key, prefix string) *actorRow {
-		rest := strings.TrimPrefix(key, prefix)
-		typ, id, ok := store.SplitActor(rest)
-		if !ok || (cfg.ActorType != "" && typ != cfg.ActorType) || (cfg.ActorID != "" && id != cfg.ActorID) {
-			return nil
-		}
-		r := rows[rest]
-		if r == nil {
-			r = &actorRow{Type: typ, ID: id}
-			rows[rest] = r
-		}
-		return r
-	}
-	placements, err := scanAll(ctx, rdb, keys.PlacementPrefix()+"*")
-	if err == nil {
-		for _, k := range placements {
-			if r := add(k, keys.PlacementPrefix()); r != nil {
-				if host, _ := rdb.Get(ctx, k).Result(); live[host] {
-					r.Host = host
-				}
-			}
-		}
-	}
-	if !cfg.ResidentOnly && err == nil {
-		var states []string
-		if states, err = scanAll(ctx, rdb, keys.StatePrefix()+"*"); err == nil {
-			for _, k := range states {
-				add(k, keys.StatePrefix())
-			}
-		}
-	}
+	placed, err := api.Placements(ctx, rdb, keys, cfg.ActorType)
 	if err != nil {
 		fmt.Fprintln(stderr, "kar get:", err)
 		return ExitFailure
 	}
-	var out []*actorRow
-	for _, r := range rows {
-		if cfg.ResidentOnly && r.Host == "" {
-			continue
+	var actors map[string][]string
+	var heading string
+	if cfg.ResidentOnly {
+		live := map[string]bool{}
+		for _, m := range members {
+			live[m.ID] = true
 		}
-		if cfg.ActorID != "" {
-			if st, err := rdb.HGetAll(ctx, keys.ActorState(r.Type, r.ID)).Result(); err == nil && len(st) > 0 {
-				m := map[string]json.RawMessage{}
-				for k, v := range st {
-					m[k] = json.RawMessage(v)
+		actors = api.ActorsOn(placed, live)
+		heading = "Listing all memory-resident actor instances:"
+		if cfg.ActorType != "" {
+			heading = fmt.Sprintf("Memory-resident instances of actor type %v are:", cfg.ActorType)
+		}
+	} else {
+		// Known instances: placed ones and those with persisted state
+		// (kar drops a placement when it deactivates an instance).
+		if placed[""] == nil {
+			placed[""] = map[string][]string{}
+		}
+		seen := map[string]bool{}
+		for _, types := range placed {
+			for typ, ids := range types {
+				for _, id := range ids {
+					seen[typ+"\x00"+id] = true
 				}
-				r.State, _ = json.Marshal(m)
 			}
 		}
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Type != out[j].Type {
-			return out[i].Type < out[j].Type
+		states, err := scanAll(ctx, rdb, keys.StatePrefix()+"*")
+		if err != nil {
+			fmt.Fprintln(stderr, "kar get:", err)
+			return ExitFailure
 		}
-		return out[i].ID < out[j].ID
-	})
-	if cfg.Output == "json" {
-		if out == nil {
-			out = []*actorRow{}
+		for _, k := range states {
+			typ, id, ok := store.SplitActor(strings.TrimPrefix(k, keys.StatePrefix()))
+			if ok && (cfg.ActorType == "" || typ == cfg.ActorType) && !seen[typ+"\x00"+id] {
+				seen[typ+"\x00"+id] = true
+				placed[""][typ] = append(placed[""][typ], id)
+			}
 		}
-		json.NewEncoder(stdout).Encode(out)
-		return 0
-	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TYPE\tID\tRESIDENT ON\tSTATE")
-	for _, r := range out {
-		host := r.Host
-		if host == "" {
-			host = "-"
+		actors = api.ActorsOn(placed, nil)
+		heading = "Listing all known actor instances:"
+		if cfg.ActorType != "" {
+			heading = fmt.Sprintf("Known instances of actor type %v are:", cfg.ActorType)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Type, r.ID, host, string(r.State))
 	}
-	tw.Flush()
+	if !asJSON {
+		fmt.Fprintln(stdout, heading)
+	}
+	api.WriteActors(stdout, actors, asJSON)
+	io.WriteString(stdout, "\n")
+	return 0
+}
+
+// getState is `kar get -i ID`: the persisted state of one actor instance.
+func getState(ctx context.Context, cfg *Admin, rdb *redis.Client, keys store.Keys, asJSON bool, stdout, stderr io.Writer) int {
+	if cfg.ActorType == "" {
+		fmt.Fprintln(stderr, "kar get: -i needs the actor type too: -t TYPE -i ID")
+		return ExitConfig
+	}
+	st, err := actorstate.GetAll(ctx, rdb, keys, cfg.ActorType, cfg.ActorID)
+	if err != nil {
+		fmt.Fprintln(stderr, "kar get:", err)
+		return ExitFailure
+	}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	switch {
+	case asJSON:
+		fmt.Fprintln(stdout, string(b))
+	case len(st) == 0:
+		fmt.Fprintf(stdout, "Actor %v[%v] has no persisted state\n", cfg.ActorType, cfg.ActorID)
+	default:
+		fmt.Fprintf(stdout, "Persisted state of actor %v[%v] is:\n%s\n", cfg.ActorType, cfg.ActorID, b)
+	}
 	return 0
 }
 

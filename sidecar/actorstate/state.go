@@ -299,3 +299,13 @@ func DeleteAll(ctx context.Context, rdb redis.UniversalClient, keys store.Keys, 
 	}
 	return nil
 }
+
+// GetAll returns the whole state of actor instance actorType/id, sub-maps
+// included, as GET .../state shows it (kar get -i).
+func GetAll(ctx context.Context, rdb redis.UniversalClient, keys store.Keys, actorType, id string) (map[string]json.RawMessage, error) {
+	st, err := instance{rdb: rdb, keys: keys, typ: actorType, id: id}.getAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read state of actor %s/%s: %w", actorType, id, err)
+	}
+	return st, nil
+}

@@ -13,13 +13,13 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/mesh"
+	"github.com/redis/go-redis/v9"
 )
 
 // MaxBody is the largest request body accepted: what fits in one Kafka record.
@@ -39,6 +39,9 @@ type Server struct {
 	ActorCleanup ActorCleanup
 	// Extra mounts more routes (actor state, reminders, events) on the same mux.
 	Extra func(mux *http.ServeMux)
+	// Redis and Keys are where the information routes find actor placements.
+	Redis redis.UniversalClient
+	Keys  store.Keys
 
 	srv *http.Server
 }
@@ -278,69 +281,6 @@ func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) {
 	if s.Shutdown != nil {
 		go s.Shutdown()
 	}
-}
-
-func (s *Server) information(w http.ResponseWriter, r *http.Request) {
-	if !s.waitReady(w, r) {
-		return
-	}
-	switch c := r.PathValue("component"); c {
-	case "sidecars":
-		members := s.Mesh.Members()
-		if strings.Contains(r.Header.Get("Accept"), "application/json") || r.URL.Query().Get("format") == "json" {
-			WriteJSON(w, http.StatusOK, SidecarInfo(members))
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		WriteSidecarTable(w, members)
-	default:
-		text(w, http.StatusNotFound, fmt.Sprintf("no system information about %q (try sidecars)", c))
-	}
-}
-
-// SidecarEntry is one live sidecar, as /system/information/sidecars shows it.
-type SidecarEntry struct {
-	Services  []string  `json:"services"`
-	Actors    []string  `json:"actors"`
-	Host      string    `json:"host,omitempty"`
-	Port      int       `json:"port,omitempty"`
-	Partition int32     `json:"partition"`
-	Started   time.Time `json:"started"`
-	Client    bool      `json:"client,omitempty"`
-}
-
-// SidecarInfo maps sidecar ids to what they serve.
-func SidecarInfo(members []*mesh.Member) map[string]SidecarEntry {
-	out := map[string]SidecarEntry{}
-	for _, m := range members {
-		out[m.ID] = SidecarEntry{Services: nonNil(m.Services), Actors: nonNil(m.Actors), Host: m.Host, Port: m.Port, Partition: m.Partition, Started: m.Started, Client: m.Client}
-	}
-	return out
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-// WriteSidecarTable prints members as a human table.
-func WriteSidecarTable(w io.Writer, members []*mesh.Member) {
-	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SIDECAR\tSERVICES\tACTORS\tHOST\tSTARTED")
-	for _, m := range members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, dash(m.Services), dash(m.Actors), m.Host, m.Started.Format(time.RFC3339))
-	}
-	tw.Flush()
-}
-
-func dash(s []string) string {
-	if len(s) == 0 {
-		return "-"
-	}
-	return strings.Join(s, ",")
 }
 
 // WriteJSON writes v as JSON.

@@ -164,7 +164,7 @@ func TestBadRequests(t *testing.T) {
 		{"GET", "/kar/v1/nothing/here", "", 404, "no such route"},
 		{"GET", "/kar/v2/service/x/call/y", "", 404, "no such route"},
 		{"POST", "/kar/v1/await", "", 400, "request id"},
-		{"GET", "/kar/v1/system/information/bogus", "", 404, "sidecars"},
+		{"GET", "/kar/v1/system/information/bogus", "", 400, "sidecars"},
 		{"POST", "/kar/v1/service/x/call/y", strings.Repeat("x", 1100000), 413, "larger than"},
 	}
 	for _, c := range cases {

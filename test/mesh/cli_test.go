@@ -32,16 +32,20 @@ func TestCLI(t *testing.T) {
 	}
 
 	out, code = karCmd(t, env, "get", "-app", "cli")
-	if code != 0 || !strings.Contains(out, "Counter") || !strings.Contains(out, "SIDECAR") {
+	if code != 0 || !strings.Contains(out, "Counter: [\n    c1\n]") {
 		t.Errorf("kar get: %d\n%s", code, out)
 	}
-	out, code = karCmd(t, env, "get", "-app", "cli", "-s", "actors", "-o", "json")
-	var actors []map[string]any
-	if code != 0 || json.Unmarshal([]byte(out), &actors) != nil || len(actors) != 1 || actors[0]["id"] != "c1" || actors[0]["host"] == nil {
+	out, code = karCmd(t, env, "get", "-app", "cli", "-s", "sidecars")
+	if code != 0 || !strings.Contains(out, "[Counter]") {
+		t.Errorf("kar get -s sidecars: %d\n%s", code, out)
+	}
+	out, code = karCmd(t, env, "get", "-app", "cli", "-s", "actors", "-mr", "-o", "json")
+	var actors map[string][]string
+	if code != 0 || json.Unmarshal([]byte(out), &actors) != nil || len(actors) != 1 || strings.Join(actors["Counter"], ",") != "c1" {
 		t.Errorf("kar get -s actors -o json: %d %s", code, out)
 	}
 	out, code = karCmd(t, env, "get", "-app", "cli", "-s", "actors", "-t", "Counter", "-i", "c1")
-	if code != 0 || !strings.Contains(out, `"count":5`) {
+	if code != 0 || !strings.Contains(out, `"count": 5`) {
 		t.Errorf("kar get -i: %d\n%s", code, out)
 	}
 	if out, code = karCmd(t, env, "get", "-app", "cli", "-s", "bogus"); code != 2 {

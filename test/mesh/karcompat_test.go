@@ -3,6 +3,9 @@ package mesh_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,5 +64,104 @@ func TestKARRunFlags(t *testing.T) {
 	p3 := testenv.Start(t, "pwflag", pw, "", testenv.KarBin(t), "run", "-app", "karflags", "-redis_password", "", "-kafka_password", "", "true")
 	if code, err := p3.Wait(30 * time.Second); err != nil || code != 0 || strings.Count(p3.Output(), "visible to every user") != 2 {
 		t.Errorf("password flags: exit %d, %v\n%s", code, err, p3.Output())
+	}
+}
+
+// TestSystemInformation: GET /kar/v1/system/information/{id,sidecars,actors,
+// sidecar_actors} answer in KAR's shapes, through the REST API and through
+// kar-sdk's sys.get; kar get lists actors by default, as KAR does.
+func TestSystemInformation(t *testing.T) {
+	b := testenv.Backend(t)
+	nodeModules := filepath.Join(needNodeExample(t, "service-hello-js"), "node_modules")
+	hostPort := testenv.FreePort(t)
+	host := testenv.Start(t, "host", karEnv(b, "NODE_PATH="+nodeModules), filepath.Join(repo(t), "test", "mesh", "testdata"),
+		testenv.KarBin(t), "run", "-app", "info", "-actors", "Counter", "-h2c", "-app_port", strconv.Itoa(testenv.FreePort(t)),
+		"-runtime_port", strconv.Itoa(hostPort), "-v", "info", "node", "actors.js")
+	host.WaitOutput(t, "actors ready", 30*time.Second)
+	hostBase := "http://127.0.0.1:" + strconv.Itoa(hostPort)
+	_, base := sidecarAlone(t, b, "info")
+	value(t, base, "a", "incr", 2)
+	value(t, base, "b", "incr", 1)
+
+	asJSON := http.Header{"Accept": {"application/json"}}
+	get := func(base, what string, h http.Header) (int, string, string) {
+		resp, body := do(t, "GET", base+"/kar/v1/system/information/"+what, h, "")
+		return resp.StatusCode, resp.Header.Get("Content-Type"), body
+	}
+	status, ctype, body := get(base, "actors", asJSON)
+	if status != 200 || ctype != "application/json" || strings.Join(strings.Fields(body), "") != `{"Counter":["a","b"]}` {
+		t.Errorf("actors: %d %s %s", status, ctype, body)
+	}
+	if status, ctype, body = get(base, "actors", nil); status != 200 || ctype != "text/plain" || body != "Counter: [\n    a\n    b\n]\n" {
+		t.Errorf("actors as text: %d %s %q", status, ctype, body)
+	}
+	if _, _, body = get(hostBase, "sidecar_actors", asJSON); strings.Join(strings.Fields(body), "") != `{"Counter":["a","b"]}` {
+		t.Errorf("sidecar_actors of the host: %s", body)
+	}
+	if _, _, body = get(base, "sidecar_actors", asJSON); strings.TrimSpace(body) != "{}" {
+		t.Errorf("sidecar_actors of a sidecar hosting nothing: %s", body)
+	}
+	var id struct{ ID string }
+	if _, _, body = get(hostBase, "id", asJSON); json.Unmarshal([]byte(body), &id) != nil || id.ID == "" {
+		t.Fatalf("id: %s", body)
+	}
+	if _, ctype, body = get(hostBase, "id", nil); body != id.ID+"\n" || ctype != "text/plain" {
+		t.Errorf("id as text: %s %q", ctype, body)
+	}
+	var sidecars map[string]struct {
+		Port     int
+		Actors   []string
+		Services []string
+	}
+	if _, _, body = get(base, "sidecars", asJSON); json.Unmarshal([]byte(body), &sidecars) != nil || sidecars[id.ID].Port != hostPort || strings.Join(sidecars[id.ID].Actors, ",") != "Counter" {
+		t.Errorf("sidecars: %s", body)
+	}
+	if _, _, body = get(base, "sidecars", nil); !strings.HasPrefix(body, "\nSidecar\n : Actors\n : Services\n") || !strings.Contains(body, id.ID+":"+strconv.Itoa(hostPort)+"\n : [Counter]\n : []") {
+		t.Errorf("sidecars as text: %q", body)
+	}
+	if status, _, body = get(base, "bogus", nil); status != 400 || !strings.Contains(body, "Invalid information query") {
+		t.Errorf("bogus: %d %s", status, body)
+	}
+
+	// kar-sdk's sys.get, as an application calls it.
+	script := `const { sys } = require('kar-sdk');
+(async () => {
+  const out = {}
+  for (const q of ['actors', 'sidecar_actors', 'id', 'sidecars']) out[q] = await sys.get(q)
+  console.log('info=' + JSON.stringify(out))
+  process.exit(0)
+})().catch(e => { console.log('failed ' + e); process.exit(1) })`
+	p := testenv.Start(t, "sysget", karEnv(b, "NODE_PATH="+nodeModules), "", testenv.KarBin(t), "run", "-app", "info", "node", "-e", script)
+	if code, err := p.Wait(60 * time.Second); err != nil || code != 0 {
+		t.Fatalf("sys.get: %d %v\n%s", code, err, p.Output())
+	}
+	line := p.Output()[strings.Index(p.Output(), "info=")+5:]
+	line = line[:strings.IndexByte(line, '\n')]
+	var got struct {
+		Actors        map[string][]string `json:"actors"`
+		SidecarActors map[string][]string `json:"sidecar_actors"`
+		ID            struct{ ID string } `json:"id"`
+		Sidecars      map[string]any      `json:"sidecars"`
+	}
+	if err := json.Unmarshal([]byte(line), &got); err != nil || strings.Join(got.Actors["Counter"], ",") != "a,b" || len(got.SidecarActors) != 0 || got.ID.ID == "" || got.Sidecars[id.ID] == nil || got.Sidecars[got.ID.ID] == nil {
+		t.Errorf("sys.get: %v %s", err, line)
+	}
+
+	// kar get: actors by default, in KAR's text; -o json is JSON alone.
+	env := karEnv(b)
+	if out, code := karCmd(t, env, "get", "-app", "info"); code != 0 || out != "Listing all known actor instances:\nCounter: [\n    a\n    b\n]\n\n" {
+		t.Errorf("kar get: %d %q", code, out)
+	}
+	if out, code := karCmd(t, env, "get", "-app", "info", "-mr", "-o", "json"); code != 0 || strings.Join(strings.Fields(out), "") != `{"Counter":["a","b"]}` {
+		t.Errorf("kar get -mr -o json: %d %q", code, out)
+	}
+	if out, code := karCmd(t, env, "get", "-app", "info", "-t", "Counter", "-i", "a"); code != 0 || !strings.HasPrefix(out, "Persisted state of actor Counter[a] is:\n{\n  \"count\": 2\n}") {
+		t.Errorf("kar get -i: %d %q", code, out)
+	}
+	if out, code := karCmd(t, env, "get", "-app", "info", "-t", "Counter", "-i", "zz"); code != 0 || out != "Actor Counter[zz] has no persisted state\n" {
+		t.Errorf("kar get -i of a stateless actor: %d %q", code, out)
+	}
+	if out, code := karCmd(t, env, "get", "-app", "info", "-s", "sidecars", "-o", "json"); code != 0 || !strings.Contains(out, id.ID) {
+		t.Errorf("kar get -s sidecars -o json: %d %q", code, out)
 	}
 }
