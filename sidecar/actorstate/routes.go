@@ -180,7 +180,7 @@ func (s *server) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var op updateOp
-	if err := decodeStrict(body, &op); err != nil {
+	if err := decodeOne(body, &op); err != nil {
 		http.Error(w, fmt.Sprintf(`request body of POST %s is not a state update {"updates":{...},"removals":[...],"submapupdates":{...},"submapremovals":{...}}: %v`, describe(r), err), http.StatusBadRequest)
 		return
 	}
@@ -285,14 +285,15 @@ func compactValues(m map[string]json.RawMessage) error {
 	return nil
 }
 
-// decodeStrict decodes one JSON value, rejecting unknown fields (a typo such
-// as "update" would otherwise silently do nothing) and trailing data.
-func decodeStrict(body []byte, v any) error {
+// decodeOne decodes one JSON value, rejecting trailing data. Unknown
+// fields are ignored, as KAR ignores them: its Python SDK's
+// actor_state_update sends an object such as {"field1": 43}, which KAR
+// answers 200 {"added":0,"removed":0}.
+func decodeOne(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errors.New("the body is empty")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err
 	}

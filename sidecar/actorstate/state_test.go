@@ -100,7 +100,12 @@ func TestStateRoutes(t *testing.T) {
 			{Method: "PUT", Path: a + "/k", Body: ``, Status: 400, WantContains: "body is empty"},
 			{Method: "PUT", Path: a + "/m/s", Body: `nope`, Status: 400, WantContains: "not a JSON value"},
 			{Method: "POST", Path: a, Body: `[1]`, Status: 400, WantContains: "not a state update"},
-			{Method: "POST", Path: a, Body: `{"update":{"a":1}}`, Status: 400, WantContains: `unknown field "update"`},
+			// Unknown fields are ignored as KAR ignores them (KAR's Python
+			// SDK sends {"field1": 43}); nothing is written.
+			{Method: "POST", Path: a, Body: `{"field1": 43}`, Status: 200, Want: `{"added":0,"removed":0}`, WantJSON: true},
+			{Method: "POST", Path: a, Body: `{"update":{"a":1},"removals":["k"]}`, Status: 200, Want: `{"added":0,"removed":0}`, WantJSON: true},
+			{Method: "POST", Path: a, Body: `{"updates":5}`, Status: 400, WantContains: "not a state update"},
+			{Method: "POST", Path: a, Body: `"field1"`, Status: 400, WantContains: "not a state update"},
 			{Method: "POST", Path: a, Body: `{"updates":{"a":1}} x`, Status: 400, WantContains: "unexpected data"},
 			{Method: "POST", Path: a + "/m", Body: `{"op":"explode"}`, Status: 400, WantContains: `unknown sub-map operation "explode"`},
 			{Method: "POST", Path: a + "/m", Body: `{op}`, Status: 400, WantContains: "not a sub-map operation"},
