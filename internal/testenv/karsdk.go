@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // KarSDK is the node_modules folder holding the npm kar-sdk 1.3.10 (and
@@ -41,6 +42,14 @@ func H2CServer(t testing.TB, h http.Handler) *httptest.Server {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// H2CClient speaks HTTP/2 with prior knowledge over plain TCP, as kar-sdk
+// does to its sidecar; timeout bounds each call.
+func H2CClient(timeout time.Duration) *http.Client {
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Timeout: timeout, Transport: tr}
 }
 
 // RunKarSDK runs a node script with kar-sdk (from modules) talking to srv

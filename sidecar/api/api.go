@@ -233,6 +233,13 @@ func WriteResponse(w http.ResponseWriter, resp *mesh.Envelope) {
 	if resp.Error && w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	}
+	if _, ok := w.Header()["Content-Type"]; !ok {
+		// The component sent no Content-Type: neither does the sidecar,
+		// as KAR (its Python SDK then hands the app the raw response). A
+		// nil value keeps net/http, over HTTP/1.1 and h2, from sniffing
+		// one from the body, and writes no header line.
+		w.Header()["Content-Type"] = nil
+	}
 	status := resp.Status
 	if status == 0 {
 		status = http.StatusOK

@@ -206,7 +206,7 @@ func expect(t testing.TB, method, url, contentType, body string, wantStatus int,
 func subscribe(t testing.TB, base, actorID, subID, body string) {
 	t.Helper()
 	st, got := do(t, "PUT", base+"/kar/v1/actor/Sub/"+actorID+"/events/"+subID, "application/json", body)
-	if st != http.StatusCreated && st != http.StatusNoContent {
+	if st != http.StatusNoContent && st != http.StatusOK {
 		t.Fatalf("subscribe: %d %s", st, got)
 	}
 }

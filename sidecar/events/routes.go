@@ -272,10 +272,15 @@ func (s *Service) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err != nil:
 		storeError(w, "store "+describe(r), err)
+	// KAR 1.3.10's answers (its spec lists 201 and 204; its code answers
+	// 204 to a new subscription and 200 "OK" to a replaced one), text/plain
+	// both: KAR's Python SDK hands an app the text of a text/plain answer
+	// but the raw response (which it cannot serialise) when there is no
+	// Content-Type, and kar-sdk returns undefined and "OK" as with KAR.
 	case created:
-		w.WriteHeader(http.StatusCreated)
+		writeText(w, http.StatusNoContent, "")
 	default:
-		w.WriteHeader(http.StatusNoContent)
+		writeText(w, http.StatusOK, "OK")
 	}
 }
 

@@ -94,9 +94,9 @@ func TestSubscriptionRoutes(t *testing.T) {
 	expect(t, "DELETE", base+"/s1?nilOnAbsent=true", "", "", 200, "0")
 
 	// As kar-sdk sends it: path with a slash, contentType in camel case.
-	expect(t, "PUT", base+"/s1", "application/json", `{"path":"/onEvent","topic":"t1","contentType":"application/json"}`, 201, "")
 	expect(t, "PUT", base+"/s1", "application/json", `{"path":"/onEvent","topic":"t1","contentType":"application/json"}`, 204, "")
-	expect(t, "PUT", base+"/s2", "application/json", `{"path":"other","topic":"t2","oldestOffset":true}`, 201, "")
+	expect(t, "PUT", base+"/s1", "application/json", `{"path":"/onEvent","topic":"t1","contentType":"application/json"}`, 200, "OK")
+	expect(t, "PUT", base+"/s2", "application/json", `{"path":"other","topic":"t2","oldestOffset":true}`, 204, "")
 
 	var got map[string]any
 	if err := json.Unmarshal([]byte(expect(t, "GET", base+"/s1", "", "", 200, "*")), &got); err != nil {
@@ -138,7 +138,7 @@ func TestSubscriptionRoutes(t *testing.T) {
 
 	expect(t, "DELETE", base+"/s1", "", "", 200, "1")
 	expect(t, "GET", base+"/s1?nilOnAbsent=true", "", "", 200, "null")
-	expect(t, "PUT", base+"/s3", "application/json", `{"path":"/m","topic":"t1"}`, 201, "")
+	expect(t, "PUT", base+"/s3", "application/json", `{"path":"/m","topic":"t1"}`, 204, "")
 	expect(t, "DELETE", base, "", "", 200, "2")
 	expect(t, "GET", base, "", "", 200, "[]")
 	if n, _ := w.rdb.Exists(context.Background(), offsetsKey(s.keys, field("Sub", "a1", "s3"))).Result(); n != 0 {
