@@ -3,6 +3,7 @@ package events
 import (
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -61,5 +62,21 @@ func TestSubscribeAnswersAsKAR(t *testing.T) {
 				}
 			}
 		})
+	}
+
+	// kar-sdk's events.subscribe returns what it returns with KAR:
+	// undefined for a new subscription, "OK" for a replaced one.
+	got := testenv.RunKarSDK(t, testenv.KarSDK(t), srv, `
+const { events } = require('kar-sdk')
+const a = { kar: { type: 'Sub', id: 'sdk-put' } }
+;(async () => {
+  const first = await events.subscribe(a, 'onNews', 'news')
+  const again = await events.subscribe(a, 'onNews', 'news')
+  console.log(JSON.stringify({ first: first === undefined ? '<undefined>' : first, again }))
+  process.exit(0)
+})().catch(err => { console.error(err); process.exit(1) })
+`)
+	if want := map[string]any{"first": "<undefined>", "again": "OK"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("kar-sdk events.subscribe: got %v, want %v", got, want)
 	}
 }
