@@ -356,17 +356,16 @@ func deliverEvent(m *mesh.Mesh) events.DeliverFunc {
 		if err != nil {
 			return err
 		}
-		switch {
-		case resp.Status < 300:
+		if resp.Status < 300 {
 			return nil
-		case resp.Status >= 400 && resp.Status < 500 && resp.Status != http.StatusRequestTimeout && resp.Status != http.StatusTooManyRequests:
-			// No retry makes a missing method or a rejected event succeed:
-			// skip the event rather than block the subscription for good.
-			m.Logger().Error("event not delivered: the actor rejected it", "actor", actorType+"/"+actorID, "path", path, "status", resp.Status, "body", strings.TrimSpace(string(resp.Body)))
-			return nil
-		default:
-			return fmt.Errorf("actor %s/%s %s answered %d: %s", actorType, actorID, path, resp.Status, strings.TrimSpace(string(resp.Body)))
 		}
+		err = fmt.Errorf("actor %s/%s %s answered %d: %s", actorType, actorID, path, resp.Status, strings.TrimSpace(string(resp.Body)))
+		if resp.Status >= 400 && resp.Status < 500 && resp.Status != http.StatusRequestTimeout && resp.Status != http.StatusTooManyRequests {
+			// No retry makes a missing method or a rejected event succeed:
+			// the event goes to the dead-letter topic at once.
+			return events.Rejected(err)
+		}
+		return err
 	}
 }
 

@@ -36,8 +36,18 @@ import (
 // and contentType is always application/json (what the event looks like
 // inside the array depends on the subscription's content type; see
 // deliveryArg). It returns nil once the method completed; an error makes
-// the runner retry the same event later (nothing is skipped).
+// the runner retry the same event later, up to Options.MaxAttempts, and an
+// error made with Rejected sends the event to the dead-letter topic at once.
 type DeliverFunc func(ctx context.Context, actorType, actorID, path, contentType string, body []byte) error
+
+// Rejected marks a delivery error that no retry can fix (the actor has no
+// such method, or refused the event with a 4xx): the runner sends the event
+// to the application's dead-letter topic at once instead of retrying it.
+func Rejected(err error) error { return rejectedErr{err} }
+
+type rejectedErr struct{ error }
+
+func (e rejectedErr) Unwrap() error { return e.error }
 
 // Options configure a Service. Zero durations mean their defaults.
 type Options struct {
@@ -60,6 +70,12 @@ type Options struct {
 	// RetryMin and RetryMax bound the exponential backoff between delivery
 	// attempts of one event. Defaults 100ms and 10s.
 	RetryMin, RetryMax time.Duration
+	// MaxAttempts bounds the delivery attempts of one event to an actor
+	// method: after that many failures the event goes to the application's
+	// dead-letter topic (kafka.DeadLetterTopic) and the subscription goes
+	// on with the next. Default 10 (with the default backoff, about 40 s of
+	// retries). Sink subscriptions have their own "retry" instead.
+	MaxAttempts int
 	// MaxBodyBytes bounds request bodies (413 beyond). Default 900 KiB: an
 	// event must fit Kafka's default message size with its headers.
 	MaxBodyBytes int64
@@ -88,6 +104,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RetryMax < o.RetryMin {
 		o.RetryMax = o.RetryMin
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 10
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 900 << 10

@@ -535,7 +535,7 @@ func (w *worker) commit(ctx context.Context, partition int32, next int64) (bool,
 }
 
 // deliver delivers one record, retrying with exponential backoff until it
-// succeeds (or, for a sink, is dead-lettered), while the lease is ours.
+// succeeds or is dead-lettered, while the lease is ours.
 // checked says that the subscription was confirmed after m was read, so
 // the first attempt needs no check.
 func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage, checked bool) error {
@@ -571,6 +571,10 @@ func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage, checked
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		var rejected rejectedErr
+		if w.sub.Sink == "" && (attempt >= s.opts.MaxAttempts || errors.As(err, &rejected)) {
+			return w.deadLetter(ctx, m, attempt, err)
 		}
 		if w.handingOff() {
 			return errHandedOff // the new holder retries it
