@@ -26,6 +26,8 @@ const MaxMessageBytes = 1000000
 // would wait out the fetch.
 type Client struct {
 	sarama.Client
+	// producer is swapped by ResetProducer; Produce reads it under mu.
+	mu       sync.RWMutex
 	producer sarama.AsyncProducer
 	done     chan struct{}
 	wg       sync.WaitGroup
@@ -132,10 +134,35 @@ func Connect(ctx context.Context, cfg config.Backend, app string) (*Client, erro
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
 	c := &Client{Client: rs[0].c, producer: p, done: make(chan struct{})}
-	c.wg.Add(2)
-	go c.acks()
-	go c.errs()
+	c.watch(p)
 	return c, nil
+}
+
+// watch returns p's acknowledgements and errors to the producers' callers.
+func (c *Client) watch(p sarama.AsyncProducer) {
+	c.wg.Add(2)
+	go c.acks(p)
+	go c.errs(p)
+}
+
+// ResetProducer replaces the producer with a fresh one. sarama's producer
+// opens a circuit breaker for 10 s after a partition's leader cannot be
+// found three times (the topic was lost with a broker that came back
+// empty); once the topic exists again, a fresh producer sends at once.
+// Records the old producer still holds fail and are retried by their
+// callers.
+func (c *Client) ResetProducer() error {
+	p, err := sarama.NewAsyncProducerFromClient(c.Client)
+	if err != nil {
+		return fmt.Errorf("kafka producer: %w", err)
+	}
+	c.mu.Lock()
+	old := c.producer
+	c.producer = p
+	c.mu.Unlock()
+	c.watch(p)
+	go old.AsyncClose()
+	return nil
 }
 
 type result struct {
@@ -172,7 +199,7 @@ func (c *Client) Produce(ctx context.Context, topic string, partition int32, val
 	done := make(chan error, 1)
 	msg := &sarama.ProducerMessage{Topic: topic, Partition: partition, Value: sarama.ByteEncoder(value), Metadata: done}
 	select {
-	case c.producer.Input() <- msg:
+	case c.input() <- msg:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.done:
@@ -186,16 +213,23 @@ func (c *Client) Produce(ctx context.Context, topic string, partition int32, val
 	}
 }
 
-func (c *Client) acks() {
+// input is the current producer's input channel.
+func (c *Client) input() chan<- *sarama.ProducerMessage {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.producer.Input()
+}
+
+func (c *Client) acks(p sarama.AsyncProducer) {
 	defer c.wg.Done()
-	for m := range c.producer.Successes() {
+	for m := range p.Successes() {
 		m.Metadata.(chan error) <- nil
 	}
 }
 
-func (c *Client) errs() {
+func (c *Client) errs(p sarama.AsyncProducer) {
 	defer c.wg.Done()
-	for e := range c.producer.Errors() {
+	for e := range p.Errors() {
 		e.Msg.Metadata.(chan error) <- e.Err
 	}
 }
@@ -273,7 +307,10 @@ func (c *Client) DeleteTopics(topics ...string) error {
 // Close stops the producer (flushing what it holds) and the client.
 func (c *Client) Close() error {
 	close(c.done)
-	err := c.producer.Close()
+	c.mu.RLock()
+	p := c.producer
+	c.mu.RUnlock()
+	err := p.Close()
 	c.wg.Wait()
 	if cerr := c.Client.Close(); err == nil {
 		err = cerr

@@ -25,7 +25,7 @@ enqueue:
 	for _, m := range msgs {
 		m.Metadata = done
 		select {
-		case c.producer.Input() <- m:
+		case c.input() <- m:
 			sent++
 		case <-ctx.Done():
 			err = ctx.Err()

@@ -68,6 +68,9 @@ type ReadOptions struct {
 	// the reader retries (after a backoff of 50 ms up to 2 s). It must not
 	// block: it runs on the reader's goroutine.
 	Error func(error)
+	// Fetched, when set, is told of each fetch the broker answered: the
+	// partition is there and reachable. It must be cheap and not block.
+	Fetched func()
 }
 
 // ReadPartitionWith starts reading partition p of topic at offset, handing
@@ -173,6 +176,9 @@ func (r *PartitionReader) fetchLoop(b *sarama.Broker) error {
 		block := resp.GetBlock(r.topic, r.p)
 		if block == nil {
 			continue
+		}
+		if block.Err == sarama.ErrNoError && r.opts.Fetched != nil {
+			r.opts.Fetched()
 		}
 		switch block.Err {
 		case sarama.ErrNoError:

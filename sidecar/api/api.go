@@ -51,7 +51,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/kar/v1/service/{service}/call/{path...}", s.serviceCall)
 	mux.HandleFunc("POST /kar/v1/await", s.await)
-	mux.HandleFunc("GET /kar/v1/system/health", func(w http.ResponseWriter, r *http.Request) { text(w, 200, "OK") })
+	mux.HandleFunc("GET /kar/v1/system/health", s.health)
 	mux.HandleFunc("POST /kar/v1/system/shutdown", s.shutdown)
 	mux.HandleFunc("GET /kar/v1/system/information/{component}", s.information)
 	s.actorRoutes(mux)
@@ -84,6 +84,23 @@ func (s *Server) Close(ctx context.Context) {
 	if s.srv != nil {
 		s.srv.Shutdown(ctx)
 	}
+}
+
+// health answers 200 OK while the sidecar can serve, and 503 with the
+// reason while it cannot (joining, no partition, a backend unreachable):
+// what Kubernetes' probes and Code Engine act on.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-s.Ready:
+	default:
+		text(w, http.StatusServiceUnavailable, "joining the mesh")
+		return
+	}
+	if err := s.Mesh.Health(); err != nil {
+		text(w, http.StatusServiceUnavailable, "cannot serve: "+err.Error())
+		return
+	}
+	text(w, http.StatusOK, "OK")
 }
 
 func text(w http.ResponseWriter, status int, msg string) { httpx.Text(w, status, msg) }

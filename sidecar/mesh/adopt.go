@@ -23,6 +23,12 @@ func (m *Mesh) adoptLoop(ctx context.Context) {
 }
 
 func (m *Mesh) adoptScan(ctx context.Context) error {
+	if m.health.recentRedisOutage(m.opts.LeaseTTL) {
+		// Every lease may have expired in the outage: their live owners
+		// take them again at their next renewal (renewRetaken), which
+		// adopting first would turn into moves and duplicates.
+		return nil
+	}
 	ps, err := m.kc.Partitions(m.topic)
 	if err != nil {
 		return err

@@ -13,25 +13,119 @@ import (
 // ErrUnknownRequest is returned by Await for an id it never issued or already answered.
 var ErrUnknownRequest = errors.New("unknown request id")
 
-// onResponse completes a pending call, passes a response on to a sidecar
-// that moved partitions, or drops a response whose caller is gone.
-func (m *Mesh) onResponse(env *Envelope, from int32) {
-	if env.To == m.id {
-		m.mu.Lock()
-		ch := m.pending[rootID(env.ID)]
-		m.mu.Unlock()
-		if ch != nil {
-			// The waiter forgets the id once answered; a duplicate
-			// response (at-least-once delivery) finds the slot full.
-			select {
-			case ch <- env:
-			default:
-			}
-		}
+// onResponse completes a pending call, or passes a response on to its
+// caller's sidecar when that one reads another partition now (it moved
+// after losing its lease; this sidecar adopted the old one).
+func (m *Mesh) onResponse(env *Envelope, from int32, finish func()) {
+	if env.To != m.id {
+		m.passResponse(&stray{env: env, from: from, finish: finish, seen: time.Now()})
 		return
 	}
-	if mem := m.view.Load().byID[env.To]; mem != nil && mem.Partition != from {
-		m.forward(env, mem, func() {})
+	m.mu.Lock()
+	c := m.pending[rootID(env.ID)]
+	if c != nil {
+		c.req = nil
+	}
+	m.mu.Unlock()
+	if c != nil {
+		// The waiter forgets the id once answered; a duplicate
+		// response (at-least-once delivery) finds the slot full.
+		select {
+		case c.ch <- env:
+		default:
+		}
+	}
+	finish()
+}
+
+// call is a request of this sidecar waiting for its response.
+type call struct {
+	ch chan *Envelope
+	// req is the request until its response arrives: sent again if its
+	// record may have been lost with the broker's log.
+	req *Envelope
+}
+
+// resendPending sends every request still waiting for its response again:
+// a partition's log was lost at the broker, and with it, maybe, the
+// request or its response. Duplicates are the price of at-least-once.
+func (m *Mesh) resendPending() {
+	m.mu.Lock()
+	var reqs []*Envelope
+	for _, c := range m.pending {
+		if c.req != nil {
+			r := *c.req
+			r.MayRepeat = true
+			r.FromPart = m.self.Partition
+			reqs = append(reqs, &r)
+		}
+	}
+	m.mu.Unlock()
+	if len(reqs) > 0 {
+		m.log.Warn("sending calls again after the broker lost their log", "count", len(reqs))
+	}
+	for _, r := range reqs {
+		m.work.Add(1)
+		go func() {
+			defer m.work.Done()
+			for attempt := 0; ; attempt++ {
+				if err := m.send(context.Background(), r); err == nil {
+					return
+				}
+				if !m.pause(backoff(attempt)) {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// stray is a response read on a partition its caller no longer reads.
+type stray struct {
+	env    *Envelope
+	from   int32
+	finish func()
+	// seen is when the caller was last seen registered.
+	seen time.Time
+}
+
+// passResponse forwards a stray response to where its caller reads now.
+// While the caller's registration still names the old partition (it has
+// not noticed the move yet) or is missing (it is registering again after
+// a Redis outage), the response waits; it is dropped only once the caller
+// has been gone for strayGrace lease lifetimes: its sidecar died, and
+// nobody waits for the answer.
+func (m *Mesh) passResponse(s *stray) {
+	mem := m.view.Load().byID[s.env.To]
+	switch {
+	case mem != nil && mem.Partition != s.from:
+		m.forward(s.env, mem, s.finish)
+		return
+	case mem == nil && time.Since(s.seen) > strayGrace*m.opts.LeaseTTL:
+		m.log.Info("dropping a response whose caller is gone", "id", s.env.ID, "caller", s.env.To)
+		s.finish()
+		return
+	case mem != nil:
+		s.seen = time.Now()
+	}
+	m.mu.Lock()
+	m.strays = append(m.strays, s)
+	m.mu.Unlock()
+}
+
+// strayGrace is how many lease lifetimes a caller may stay unregistered
+// before its responses are dropped.
+const strayGrace = 3
+
+// retryStrays passes on the stray responses again (after each refresh of
+// the view).
+func (m *Mesh) retryStrays() {
+	m.mu.Lock()
+	strays := m.strays
+	m.strays = nil
+	m.mu.Unlock()
+	for _, s := range strays {
+		m.passResponse(s)
 	}
 }
 
@@ -128,13 +222,13 @@ func (m *Mesh) sweep(now time.Time) {
 // Await waits for the response to a Promise.
 func (m *Mesh) Await(ctx context.Context, id string) (*Envelope, error) {
 	m.mu.Lock()
-	ch := m.pending[id]
+	c := m.pending[id]
 	m.mu.Unlock()
-	if ch == nil {
+	if c == nil {
 		return nil, ErrUnknownRequest
 	}
 	// An await that gives up leaves the promise awaitable again.
-	resp, err := m.wait(ctx, ch)
+	resp, err := m.wait(ctx, c.ch)
 	if err == nil {
 		m.forget(id)
 	}
@@ -152,7 +246,7 @@ func (m *Mesh) start(ctx context.Context, req *Envelope) (string, chan *Envelope
 	m.newRequest(req)
 	ch := make(chan *Envelope, 1)
 	m.mu.Lock()
-	m.pending[req.ID] = ch
+	m.pending[req.ID] = &call{ch: ch, req: req}
 	m.mu.Unlock()
 	if err := m.send(ctx, req); err != nil {
 		m.forget(req.ID)

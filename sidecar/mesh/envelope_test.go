@@ -73,17 +73,38 @@ func TestTracker(t *testing.T) {
 	for _, o := range []int64{10, 11, 13, 14} { // 12 is a gap (compacted away)
 		tr.add(o)
 	}
-	tr.finish(11)
+	tr.finish(0, 11)
 	if tr.position() != 10 {
 		t.Errorf("position %d, want 10 while 10 runs", tr.position())
 	}
-	tr.finish(10)
+	tr.finish(0, 10)
 	if tr.position() != 13 {
 		t.Errorf("position %d, want 13", tr.position())
 	}
-	tr.finish(14)
-	tr.finish(13)
+	tr.finish(0, 14)
+	tr.finish(0, 13)
 	if tr.position() != 15 || !tr.idle() {
 		t.Errorf("position %d idle %v, want 15 idle", tr.position(), tr.idle())
+	}
+}
+
+// After a reset (the broker lost the partition's log), records read
+// before it no longer hold the position back, and offsets start over.
+func TestTrackerReset(t *testing.T) {
+	tr := newTracker(100)
+	old := tr.add(100)
+	tr.add(101)
+	tr.reset(0)
+	if tr.position() != 0 || !tr.idle() {
+		t.Fatalf("after reset: position %d idle %v, want 0 idle", tr.position(), tr.idle())
+	}
+	e := tr.add(0)
+	tr.finish(old, 100) // finished after the reset: ignored
+	if tr.position() != 0 {
+		t.Errorf("position %d, want 0 while 0 runs", tr.position())
+	}
+	tr.finish(e, 0)
+	if tr.position() != 1 || !tr.idle() {
+		t.Errorf("position %d idle %v, want 1 idle", tr.position(), tr.idle())
 	}
 }

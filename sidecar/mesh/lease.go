@@ -46,6 +46,13 @@ func (m *Mesh) renewLoop(ctx context.Context) {
 
 func (m *Mesh) renew(ctx context.Context) {
 	m.mu.Lock()
+	_, hasPrimary := m.owned[m.self.Partition]
+	leaving := m.leaving
+	m.mu.Unlock()
+	if !hasPrimary && !leaving {
+		m.claimPrimary(ctx)
+	}
+	m.mu.Lock()
 	rec, _ := json.Marshal(m.self)
 	primary := m.self.Partition
 	parts := make([]int32, 0, len(m.owned))
@@ -60,24 +67,46 @@ func (m *Mesh) renew(ctx context.Context) {
 		if p == primary {
 			r = string(rec)
 		}
-		cmds[i] = renewScript.Eval(ctx, pipe, []string{m.keys.Lease(p), m.keys.Sidecar(m.id)}, m.id, m.opts.LeaseTTL.Milliseconds(), r)
+		cmds[i] = renewScript.Eval(ctx, pipe, []string{m.keys.Lease(p), m.keys.Sidecar(m.id), m.keys.Sidecars()}, m.id, m.opts.LeaseTTL.Milliseconds(), r)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		// Not a verdict on the leases: try again at the next tick.
 		if ctx.Err() == nil {
+			m.health.redisFailed(err)
 			m.log.Warn("cannot renew leases", "err", err)
 		}
 		return
 	}
+	m.health.redisOK()
+	retaken := false
 	for i, c := range cmds {
-		if n, _ := c.Int(); n == 0 {
+		switch n, _ := c.Int(); n {
+		case renewRetaken:
+			// The lease had expired (Redis restarted or lost its data,
+			// or this sidecar could not reach it for a while) and nobody
+			// took the partition meanwhile: keep reading it, so that
+			// responses on their way here still arrive and nothing is
+			// read twice.
+			m.log.Warn("the lease of a partition had expired; took it again", "partition", parts[i])
+			retaken = true
+		case renewLost:
 			m.lost(ctx, parts[i], parts[i] == primary)
+		}
+	}
+	if retaken {
+		// The registration may have expired with the lease.
+		if err := m.register(ctx, "update"); err != nil {
+			m.log.Warn("cannot register again", "err", err)
 		}
 	}
 }
 
+// lost gives up partition p, which another sidecar took while this one
+// could not renew its lease (stalled, or cut off from Redis); for the
+// primary partition it claims another, and until it has one the sidecar
+// reports itself unhealthy.
 func (m *Mesh) lost(ctx context.Context, p int32, primary bool) {
-	m.log.Error("lost the lease of a partition (was this sidecar stalled?)", "partition", p)
+	m.log.Error("lost the lease of a partition to another sidecar (was this sidecar stalled or cut off from Redis?)", "partition", p)
 	m.mu.Lock()
 	o := m.owned[p]
 	delete(m.owned, p)
@@ -88,9 +117,15 @@ func (m *Mesh) lost(ctx context.Context, p int32, primary bool) {
 	if !primary {
 		return
 	}
+	m.health.set(problemNoPartition, "lost the lease of its partition and has not claimed another yet")
+	m.claimPrimary(ctx)
+}
+
+// claimPrimary claims a new primary partition after the old one was lost.
+func (m *Mesh) claimPrimary(ctx context.Context) {
+	var np int32
 	n, err := m.kc.EnsureTopic(ctx, m.topic, m.opts.Partitions)
 	if err == nil {
-		var np int32
 		if np, err = m.claim(ctx, n); err == nil {
 			if err = m.startPartition(ctx, np, false); err == nil {
 				m.mu.Lock()
@@ -101,16 +136,42 @@ func (m *Mesh) lost(ctx context.Context, p int32, primary bool) {
 		}
 	}
 	if err != nil {
+		// renew tries again at its next tick.
 		m.log.Error("cannot claim a new partition", "err", err)
+		return
 	}
+	m.health.clear(problemNoPartition)
+	m.log.Warn("claimed a new partition", "partition", np)
 }
 
+// Results of renewScript.
+const (
+	renewLost    = 0 // another sidecar holds the lease
+	renewKept    = 1
+	renewRetaken = 2 // the lease had expired and was free: taken again
+)
+
 // renewScript extends a lease and the member record while the caller still
-// owns the lease. KEYS: lease, member. ARGV: id, ttl ms, member JSON ("" to skip).
+// owns the lease, or takes the lease again if it expired and is free. With
+// the member record it also puts the sidecar back in the set of members:
+// a reader of the set drops ids whose record expired (a Redis outage
+// expires them all), and one that read the set just before this sidecar
+// registered again would otherwise leave it out for good.
+// KEYS: lease, member, members set. ARGV: id, ttl ms, member JSON ("" to skip).
 var renewScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local cur = redis.call('GET', KEYS[1])
+local res = 0
+if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end
-  return 1
+  res = 1
+elseif not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  res = 2
+else
+  return 0
 end
-return 0`)
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+  redis.call('SADD', KEYS[3], ARGV[1])
+end
+return res`)

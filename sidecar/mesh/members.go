@@ -67,6 +67,13 @@ func pick(ms []*Member, rr *atomic.Uint64) *Member {
 	return ms[rr.Add(1)%uint64(len(ms))]
 }
 
+// forgetScript drops a sidecar from the set of members unless it
+// registered again since its record was found missing.
+// KEYS: members set, member record. ARGV: id.
+var forgetScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.call('SREM', KEYS[1], ARGV[1]) end
+return 0`)
+
 // LoadMembers reads the registered members of the application whose keys
 // are given; ids whose record expired are dropped from the set (their
 // sidecar died).
@@ -101,7 +108,11 @@ func LoadMembers(ctx context.Context, rdb *redis.Client, keys store.Keys) ([]*Me
 		out = append(out, mem)
 	}
 	if len(gone) > 0 {
-		rdb.SRem(ctx, keys.Sidecars(), gone...)
+		pipe := rdb.Pipeline()
+		for _, id := range gone {
+			forgetScript.Eval(ctx, pipe, []string{keys.Sidecars(), keys.Sidecar(id.(string))}, id)
+		}
+		pipe.Exec(ctx)
 	}
 	return out, nil
 }
@@ -114,6 +125,7 @@ func (m *Mesh) refresh(ctx context.Context) error {
 	}
 	m.view.Store(newView(ms))
 	m.retryHeld(ctx)
+	m.retryStrays()
 	return nil
 }
 

@@ -63,11 +63,13 @@ type Mesh struct {
 	mu      sync.Mutex
 	self    Member
 	owned   map[int32]*owned
-	pending map[string]chan *Envelope
+	pending map[string]*call
 	// promised: when each promise (Pragma: promise) was issued, so that
 	// promises nobody awaits do not pile up.
 	promised map[string]time.Time
 	held     []*heldReq
+	// strays: responses for callers that moved, waiting to be passed on.
+	strays []*stray
 	// instances hosted here; placements caches where instances live.
 	instances  map[string]*instance
 	placements map[string]string
@@ -80,14 +82,17 @@ type Mesh struct {
 
 	stopping chan struct{} // closed when Leave starts
 	workers  *pool
+	health   *health
 	refreshC chan struct{}
 	adoptC   chan struct{}
 	// commitC wakes the commit loop when a record is finished.
 	commitC chan struct{}
-	loops   sync.WaitGroup
-	work    sync.WaitGroup
-	cancel  context.CancelFunc
-	sub     *redis.PubSub
+	// topicC wakes the topic keeper (topic.go).
+	topicC chan struct{}
+	loops  sync.WaitGroup
+	work   sync.WaitGroup
+	cancel context.CancelFunc
+	sub    *redis.PubSub
 }
 
 // New prepares a mesh member; Join makes it live.
@@ -116,7 +121,7 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 		topic:      kafka.Topic(opts.App),
 		keys:       store.NewKeys(opts.App),
 		owned:      map[int32]*owned{},
-		pending:    map[string]chan *Envelope{},
+		pending:    map[string]*call{},
 		promised:   map[string]time.Time{},
 		instances:  map[string]*instance{},
 		placements: map[string]string{},
@@ -125,8 +130,10 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 		refreshC:   make(chan struct{}, 1),
 		adoptC:     make(chan struct{}, 1),
 		commitC:    make(chan struct{}, 1),
+		topicC:     make(chan struct{}, 1),
 	}
 	m.workers = newPool(10 * time.Second)
+	m.health = newHealth(opts.LeaseTTL)
 	m.view.Store(newView(nil))
 	m.self = Member{ID: id, Host: opts.Host, Port: opts.Port, Version: opts.Version, Started: time.Now().UTC(), Client: opts.Client}
 	return m, nil
@@ -170,6 +177,7 @@ func (m *Mesh) Join(ctx context.Context) error {
 	m.loop(lctx, m.refreshLoop)
 	m.loop(lctx, m.commitLoop)
 	m.loop(lctx, m.heldLoop)
+	m.loop(lctx, m.topicLoop)
 	if !m.opts.Client {
 		m.loop(lctx, m.adoptLoop)
 		m.loop(lctx, m.collectLoop)

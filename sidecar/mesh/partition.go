@@ -53,17 +53,22 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 	m.mu.Lock()
 	m.owned[p] = o
 	m.mu.Unlock()
-	o.r = m.kc.ReadPartition(m.topic, p, start, func(off int64, value []byte) {
-		o.tr.add(off)
-		o.lastWork.Store(time.Now().UnixMilli())
-		m.dispatch(o, off, value)
+	o.r = m.kc.ReadPartitionWith(m.topic, p, start, kafka.ReadOptions{
+		Handle: func(off int64, value []byte) {
+			epoch := o.tr.add(off)
+			o.lastWork.Store(time.Now().UnixMilli())
+			m.dispatch(o, epoch, off, value)
+		},
+		OutOfRange: func(offset, oldest int64) { m.outOfRange(o, offset, oldest) },
+		Error:      m.kafkaFailed,
+		Fetched:    m.health.kafkaOK,
 	})
 	return nil
 }
 
-func (m *Mesh) dispatch(o *owned, off int64, value []byte) {
+func (m *Mesh) dispatch(o *owned, epoch int, off int64, value []byte) {
 	finish := func() {
-		o.tr.finish(off)
+		o.tr.finish(epoch, off)
 		select {
 		case m.commitC <- struct{}{}:
 		default:
@@ -83,8 +88,7 @@ func (m *Mesh) dispatch(o *owned, off int64, value []byte) {
 		return
 	}
 	if env.Kind == KindResponse {
-		m.onResponse(env, o.p)
-		finish()
+		m.onResponse(env, o.p, finish)
 		return
 	}
 	if m.serves(env) {

@@ -89,7 +89,14 @@ func (m *Mesh) produce(ctx context.Context, p int32, val []byte) error {
 			err = m.kc.Produce(ctx, m.topic, p, val)
 		}
 	}
-	return err
+	if err != nil {
+		if ctx.Err() == nil {
+			m.kafkaFailed(err)
+		}
+		return err
+	}
+	m.health.kafkaOK()
+	return nil
 }
 
 // target chooses the live sidecar for env, or nil when none serves it.

@@ -11,6 +11,9 @@ type tracker struct {
 	mu   sync.Mutex
 	q    []trackEntry // records read and not yet committed past, in offset order
 	next int64        // the offset after the last record read
+	// epoch counts resets: records read before a reset are finished
+	// against the epoch they were read in, and ignored.
+	epoch int
 }
 
 type trackEntry struct {
@@ -20,18 +23,34 @@ type trackEntry struct {
 
 func newTracker(start int64) *tracker { return &tracker{next: start} }
 
-// add records that the record at off was read.
-func (t *tracker) add(off int64) {
+// add records that the record at off was read, and returns the epoch to
+// finish it in.
+func (t *tracker) add(off int64) int {
 	t.mu.Lock()
 	t.q = append(t.q, trackEntry{off: off})
 	t.next = off + 1
+	e := t.epoch
+	t.mu.Unlock()
+	return e
+}
+
+// reset starts over at start: the partition's log was lost at the broker
+// (it came back empty) and its offsets begin again.
+func (t *tracker) reset(start int64) {
+	t.mu.Lock()
+	t.q = nil
+	t.next = start
+	t.epoch++
 	t.mu.Unlock()
 }
 
-// finish marks the record at off finished.
-func (t *tracker) finish(off int64) {
+// finish marks the record at off, read in epoch, finished.
+func (t *tracker) finish(epoch int, off int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if epoch != t.epoch {
+		return
+	}
 	i := sort.Search(len(t.q), func(i int) bool { return t.q[i].off >= off })
 	if i < len(t.q) && t.q[i].off == off {
 		t.q[i].done = true
