@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		SidecarID: m.ID(), Deliver: deliverEvent(m),
 	})
 	srv := &api.Server{
-		Mesh: m, Log: log, RequestTimeout: cfg.CallTimeout(), Ready: ready, Redis: be.Redis, Keys: keys,
+		Mesh: m, Log: log, RequestTimeout: cfg.CallTimeout(), BodyTimeout: cfg.BodyTimeout, Ready: ready, Redis: be.Redis, Keys: keys,
 		ActorCleanup: func(ctx context.Context, typ, id string) error {
 			if err := actorstate.DeleteAll(ctx, be.Redis, keys, typ, id); err != nil {
 				return err

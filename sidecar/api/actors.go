@@ -1,11 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 )
 
@@ -20,6 +24,19 @@ func (s *Server) actorRoutes(mux *http.ServeMux) {
 }
 
 func (s *Server) actorCall(w http.ResponseWriter, r *http.Request) {
+	method := r.PathValue("method")
+	if err := httpx.CheckMethod(method); err != nil {
+		text(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	session := ""
+	if r.URL.RawQuery != "" {
+		session = r.URL.Query().Get("session")
+		if err := httpx.CheckName("session", session); session != "" && err != nil {
+			text(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
 	if !s.waitReady(w, r) {
 		return
 	}
@@ -29,10 +46,9 @@ func (s *Server) actorCall(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(body) == 0 {
 		body = []byte("[]")
-	}
-	session := ""
-	if r.URL.RawQuery != "" {
-		session = r.URL.Query().Get("session")
+	} else if err := checkArgs(body); err != nil {
+		text(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	// No header: the host's sidecar gives the method call its
 	// Content-Type (a header map per call was a tenth of this handler's
@@ -42,10 +58,25 @@ func (s *Server) actorCall(w http.ResponseWriter, r *http.Request) {
 		ActorID:   r.PathValue("id"),
 		Session:   session,
 		Method:    http.MethodPost,
-		Path:      "/" + r.PathValue("method"),
+		Path:      "/" + method,
 		Body:      body,
 	}
 	s.Dispatch(w, r, req)
+}
+
+// checkArgs checks that the arguments of an actor method are a JSON array
+// (the component spreads them into the method's parameters).
+func checkArgs(body []byte) error {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		return errors.New("the arguments of an actor method must be a JSON array, such as [] or [1, \"two\"]")
+	}
+	if !json.Valid(trimmed) {
+		// The decoder says where (json.Valid, cheaper, does not).
+		err := json.Unmarshal(trimmed, new(any))
+		return fmt.Errorf("the arguments of an actor method are not valid JSON (%v): send a JSON array, such as [] or [1, \"two\"]", err)
+	}
+	return nil
 }
 
 func (s *Server) actorDelete(w http.ResponseWriter, r *http.Request) {

@@ -30,6 +30,10 @@ type Server struct {
 	Mesh           *mesh.Mesh
 	Log            *slog.Logger
 	RequestTimeout time.Duration
+	// BodyTimeout bounds how long a request body may take to arrive
+	// (DefaultBodyTimeout when 0); a slower one is answered 408 and its
+	// connection closed.
+	BodyTimeout time.Duration
 	// Ready is closed once the sidecar has joined the mesh; requests that
 	// arrive earlier wait for it.
 	Ready <-chan struct{}
@@ -61,7 +65,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		text(w, http.StatusNotFound, fmt.Sprintf("no such route: %s %s (see the kar REST API under /kar/v1)", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.guard(mux)
 }
 
 // Serve serves the API on ln over HTTP/1.1 and h2c until Close.
@@ -124,7 +128,12 @@ func (s *Server) waitReady(w http.ResponseWriter, r *http.Request) bool {
 func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	var b []byte
 	var err error
-	if n := r.ContentLength; n >= 0 && n <= MaxBody {
+	if r.ContentLength > MaxBody {
+		// Refused before a byte of it is read.
+		httpx.BodyError(w, &http.MaxBytesError{Limit: MaxBody}, "")
+		return nil, false
+	}
+	if n := r.ContentLength; n >= 0 {
 		// The usual case: one allocation of the announced size rather
 		// than io.ReadAll's doubling from 512 bytes.
 		b = make([]byte, n)
@@ -135,12 +144,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		b, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	}
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			text(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBody))
-		} else {
-			text(w, http.StatusBadRequest, "cannot read request body: "+err.Error())
-		}
+		httpx.BodyError(w, err, "")
 		return nil, false
 	}
 	return b, true
@@ -172,7 +176,7 @@ func (s *Server) serviceCall(w http.ResponseWriter, r *http.Request) {
 	req := &mesh.Envelope{
 		Service: r.PathValue("service"),
 		Method:  r.Method,
-		Path:    "/" + r.PathValue("path"),
+		Path:    servicePath(r),
 		Query:   r.URL.RawQuery,
 		Header:  passHeaders(r.Header),
 		Body:    body,
@@ -180,11 +184,27 @@ func (s *Server) serviceCall(w http.ResponseWriter, r *http.Request) {
 	s.Dispatch(w, r, req)
 }
 
+// servicePath is the path of a service call as the caller encoded it: the
+// service gets "a%2Fb" or "%2E%2E" as they were written, never decoded into
+// more segments or a dot segment that its router would resolve.
+func servicePath(r *http.Request) string {
+	// "", "kar", "v1", "service", {service}, "call", {path...}
+	if segs := strings.SplitN(r.URL.EscapedPath(), "/", 7); len(segs) == 7 {
+		return "/" + segs[6]
+	}
+	return "/" + r.PathValue("path")
+}
+
 // Dispatch sends req through the mesh as the Pragma header asks (sync,
 // async or promise) and writes the outcome.
 func (s *Server) Dispatch(w http.ResponseWriter, r *http.Request, req *mesh.Envelope) {
 	ctx := r.Context()
-	switch pragma(r) {
+	mode, err := pragma(r)
+	if err != nil {
+		text(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	switch mode {
 	case "async":
 		if err := s.Mesh.Tell(ctx, req); err != nil {
 			s.sendError(w, req, err)
@@ -213,16 +233,27 @@ func (s *Server) Dispatch(w http.ResponseWriter, r *http.Request, req *mesh.Enve
 	}
 }
 
-func pragma(r *http.Request) string {
+// pragma reads how a call is made from its Pragma header: "async",
+// "promise", or "" (synchronous). HTTP's own "no-cache", which clients and
+// proxies may add, is ignored; anything else is refused, so that a typo
+// ("asynch") does not turn into a synchronous call.
+func pragma(r *http.Request) (string, error) {
+	mode := ""
 	for _, v := range r.Header.Values("Pragma") {
-		for _, p := range strings.Split(v, ",") {
+		for p := range strings.SplitSeq(v, ",") {
 			switch p = strings.ToLower(strings.TrimSpace(p)); p {
+			case "", "no-cache":
 			case "async", "promise":
-				return p
+				if mode != "" && mode != p {
+					return "", fmt.Errorf("Pragma: %s and %s at once: a call is either async or promise", mode, p)
+				}
+				mode = p
+			default:
+				return "", fmt.Errorf("Pragma %q is not async or promise (leave it out for a synchronous call)", p)
 			}
 		}
 	}
-	return ""
+	return mode, nil
 }
 
 func (s *Server) sendError(w http.ResponseWriter, req *mesh.Envelope, err error) {

@@ -81,6 +81,7 @@ type Run struct {
 	SidecarMode             bool          `envconfig:"KAR_SIDECAR_MODE" flag:"sidecar_mode" desc:"KAR's sidecar-container switch (no effect in kar)" noeffect:"kar runs the same way as a sidecar container and beside a local process"`
 	Debug                   bool          `envconfig:"KAR_DEBUG" flag:"debug" desc:"KAR's debugger switch (no effect in kar)" noeffect:"kar has no debugger; use -v debug for its logs"`
 	Cancel                  bool          `envconfig:"KAR_CANCEL" flag:"cancel" desc:"KAR's cancel switch (no effect in kar)" noeffect:"kar has no equivalent"`
+	BodyTimeout             time.Duration `envconfig:"KAR_BODY_TIMEOUT" flag:"body_timeout" default:"10s" desc:"answer 408 and close the connection when a request body takes longer to arrive"`
 	AppReadyTimeout         time.Duration `envconfig:"KAR_APP_READY_TIMEOUT" flag:"app_ready_timeout" default:"60s" desc:"how long a service component may take to listen on its port before it joins anyway"`
 	ConfigDir               string        `envconfig:"KAR_CONFIG_DIR" flag:"config_dir" default:"/var/run/secrets/kar.ibm.com" desc:"directory of configuration files, one per lower-case key"`
 	ExtraArgs               string        `envconfig:"KAR_EXTRA_ARGS" desc:"extra kar run flags, read before the command line"`

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/adapter/store"
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 // Actor names an actor instance.
@@ -105,6 +106,11 @@ func parseSubscribe(actor Actor, id string, body []byte) (Subscription, error) {
 	}
 	if s.Path != "" && !strings.HasPrefix(s.Path, "/") {
 		s.Path = "/" + s.Path
+	}
+	if s.Path != "" {
+		if err := httpx.CheckMethodPath(s.Path); err != nil {
+			return Subscription{}, fmt.Errorf(`"path": %w`, err)
+		}
 	}
 	if s.ContentType != "" {
 		if _, _, err := mime.ParseMediaType(s.ContentType); err != nil {

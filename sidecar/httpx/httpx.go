@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -16,19 +17,33 @@ import (
 )
 
 // ReadBody reads the whole body within limit. On failure it has already
-// answered the request (413 with hint, or 400) and returns ok=false.
+// answered the request (see BodyError) and returns ok=false.
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64, hint string) (body []byte, ok bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			http.Error(w, fmt.Sprintf("request body larger than %d bytes: %s", tooBig.Limit, hint), http.StatusRequestEntityTooLarge)
-			return nil, false
-		}
-		http.Error(w, "cannot read request body: "+err.Error(), http.StatusBadRequest)
+		BodyError(w, err, hint)
 		return nil, false
 	}
 	return body, true
+}
+
+// BodyError answers a failed read of a request body: 413 beyond the limit
+// (with hint, when given, on what to do), 408 when the body came too
+// slowly (the REST API's front door sets a read deadline), 400 otherwise.
+func BodyError(w http.ResponseWriter, err error, hint string) {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		msg := fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)
+		if hint != "" {
+			msg += ": " + hint
+		}
+		http.Error(w, msg, http.StatusRequestEntityTooLarge)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		http.Error(w, err.Error(), http.StatusRequestTimeout)
+	default:
+		http.Error(w, "cannot read request body: "+err.Error(), http.StatusBadRequest)
+	}
 }
 
 // NilOnAbsent reads the ?nilOnAbsent= query parameter. On a malformed

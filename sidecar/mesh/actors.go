@@ -248,7 +248,10 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 		}
 		defer in.release()
 	}
-	base := "/kar/impl/v1/actor/" + url.PathEscape(env.ActorType) + "/" + url.PathEscape(env.ActorID)
+	base, method, refused := implPaths(env)
+	if refused != nil {
+		return refused, nil
+	}
 	query := "session=" + url.QueryEscape(env.Session)
 	if env.Method == http.MethodDelete {
 		return m.deactivate(ctx, in, base)
@@ -266,7 +269,7 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 		in.mu.Unlock()
 	}
 	call := *env
-	call.Path = base + env.Path
+	call.Path = method
 	call.Query = query
 	call.Method = http.MethodPost
 	if len(call.Header) == 0 {
@@ -437,7 +440,8 @@ func (m *Mesh) deactivateIdle(ctx context.Context, cutoff time.Time) {
 		if err := in.acquire(ctx, "kar-collector"); err != nil {
 			continue
 		}
-		base := "/kar/impl/v1/actor/" + url.PathEscape(in.typ) + "/" + url.PathEscape(in.id)
+		// An instance here was activated through this path: it is valid.
+		base, _ := ImplInstancePath(in.typ, in.id)
 		m.deactivate(ctx, in, base)
 		in.release()
 	}

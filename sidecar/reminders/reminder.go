@@ -22,6 +22,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 // Actor names an actor instance.
@@ -76,6 +78,9 @@ func ParseSchedule(actor Actor, id string, body []byte) (Reminder, error) {
 	r := Reminder{Actor: actor, ID: id, Path: p.Path}
 	if r.Path == "" {
 		return Reminder{}, errors.New(`"path" is missing: name the actor method to invoke, e.g. "/remind"`)
+	}
+	if err := httpx.CheckMethodPath(r.Path); err != nil {
+		return Reminder{}, fmt.Errorf(`"path": %w`, err)
 	}
 
 	var ts string

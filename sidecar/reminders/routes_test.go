@@ -151,6 +151,9 @@ func TestParseSchedule(t *testing.T) {
 		{body: `[]`, err: "not a reminder"},
 		{body: `{"path":"/m","targetTime":"2030-13-02T03:04:05Z"}`, err: "not an ISO-8601"},
 		{body: `{"path":"/m","targetTime":"2030-01-02T03:04:05Z","period":"10"}`, err: "not a Go duration"},
+		{body: `{"path":"/../../admin","targetTime":"2030-01-02T03:04:05Z"}`, err: "one path segment"},
+		{body: `{"path":"/..","targetTime":"2030-01-02T03:04:05Z"}`, err: "dot segment"},
+		{body: `{"path":"/m\u0000","targetTime":"2030-01-02T03:04:05Z"}`, err: "control character"},
 	}
 	for _, tc := range tests {
 		got, err := ParseSchedule(foo, "r", []byte(tc.body))
