@@ -252,7 +252,9 @@ func TestNamesReachComponentAsWritten(t *testing.T) {
 	t.Run("Go ServeMux", func(t *testing.T) {
 		for _, id := range ids {
 			status, got := biDo(t, "POST", base+"/kar/v1/actor/T/"+httpx.EscapeSegment(id)+"/call/who%3Fq=1", nil, "[]")
-			var r struct{ Value struct{ Type, ID, Method, URI string } }
+			var r struct {
+				Value struct{ Type, ID, Method, URI string }
+			}
 			if status != 200 || json.Unmarshal([]byte(got), &r) != nil || r.Value.ID != id || r.Value.Type != "T" || r.Value.Method != "who?q=1" {
 				t.Errorf("id %q: %d %s", id, status, got)
 			}
