@@ -28,13 +28,6 @@ func testServer(t *testing.T, bodyTimeout time.Duration, extra func(*http.ServeM
 	return testenv.H2CServer(t, s.Handler())
 }
 
-// h2cClient speaks HTTP/2 with prior knowledge, as kar-sdk does.
-func h2cClient() *http.Client {
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
-}
-
 // TestGuardRefusesBadInput: requests the REST API must refuse with a 4xx
 // and a message that says why, before anything reaches the mesh (this
 // server has none: reaching it would panic).
@@ -84,7 +77,7 @@ func TestGuardRefusesBadInput(t *testing.T) {
 	for _, proto := range []string{"HTTP/1.1", "h2c"} {
 		client := &http.Client{Timeout: 30 * time.Second}
 		if proto == "h2c" {
-			client = h2cClient()
+			client = testenv.H2CClient(30 * time.Second)
 		}
 		for _, tt := range tests {
 			t.Run(proto+"/"+tt.name, func(t *testing.T) {
@@ -181,7 +174,7 @@ func TestSlowBodyIsCut(t *testing.T) {
 	})
 
 	t.Run("h2c slow body, then the connection serves on", func(t *testing.T) {
-		client := h2cClient()
+		client := testenv.H2CClient(30 * time.Second)
 		pr, pw := io.Pipe()
 		defer pw.Close()
 		go pw.Write([]byte("["))
@@ -219,7 +212,7 @@ func TestSlowBodyIsCut(t *testing.T) {
 		t.Run(proto+" long answer after the body", func(t *testing.T) {
 			client := &http.Client{Timeout: 30 * time.Second}
 			if proto == "h2c" {
-				client = h2cClient()
+				client = testenv.H2CClient(30 * time.Second)
 			}
 			for _, body := range []string{"x", strings.Repeat("y", 300000)} {
 				resp, err := client.Post(srv.URL+"/test/slow", "text/plain", strings.NewReader(body))
