@@ -19,7 +19,9 @@ import (
 )
 
 // Invoke is `kar invoke TYPE ID METHOD [ARGS...]`: one actor call; each
-// argument is taken as JSON when it parses, else as a string.
+// argument is taken as JSON when it parses, else as a string. The answer
+// is printed as KAR prints it (printAsKAR); with -o json the result's JSON
+// value, and an exception or error status exits 1.
 func Invoke(ctx context.Context, cfg *config.Client, args []string, stdout, stderr io.Writer) int {
 	if len(args) < 3 {
 		fmt.Fprintln(stderr, "kar invoke: usage: kar invoke -app A TYPE ID METHOD [ARGS...]")
@@ -53,6 +55,10 @@ func Invoke(ctx context.Context, cfg *config.Client, args []string, stdout, stde
 	if err != nil {
 		fmt.Fprintf(stderr, "kar invoke: %s/%s.%s: %v\n", args[0], args[1], args[2], err)
 		return ExitFailure
+	}
+	if !strings.EqualFold(cfg.Output, "json") {
+		printAsKAR(resp, "Method completed normally with void result.", stdout, stderr)
+		return 0
 	}
 	if resp.Status == http.StatusNoContent {
 		return 0
@@ -98,6 +104,11 @@ func adminRedis(ctx context.Context, cfg *Admin) (*redis.Client, store.Keys, err
 // Get is `kar get`: the sidecars or the actors of an application, in KAR's
 // text (or JSON with -o json; KAR put its text heading before the JSON too).
 func Get(ctx context.Context, cfg *Admin, stdout, stderr io.Writer) int {
+	system := strings.ToLower(cfg.System)
+	if system != "actors" && system != "actor" && system != "sidecars" && system != "sidecar" {
+		fmt.Fprintf(stderr, "kar get: -s %q: want actors or sidecars\n", cfg.System)
+		return ExitConfig
+	}
 	rdb, keys, err := adminRedis(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "kar get:", err)
@@ -110,17 +121,12 @@ func Get(ctx context.Context, cfg *Admin, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kar get:", err)
 		return ExitFailure
 	}
-	switch strings.ToLower(cfg.System) {
-	case "sidecars", "sidecar":
+	if system == "sidecars" || system == "sidecar" {
 		api.WriteSidecars(stdout, members, asJSON)
 		if asJSON {
 			io.WriteString(stdout, "\n")
 		}
 		return 0
-	case "actors", "actor":
-	default:
-		fmt.Fprintf(stderr, "kar get: -s %q: want actors or sidecars\n", cfg.System)
-		return ExitConfig
 	}
 	if cfg.ActorID != "" {
 		return getState(ctx, cfg, rdb, keys, asJSON, stdout, stderr)

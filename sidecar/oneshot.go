@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -55,8 +56,9 @@ func (o *OneShot) Close() {
 	o.backends.Close()
 }
 
-// Rest is `kar rest METHOD SERVICE PATH [BODY]`: one call, the answer's body
-// on stdout; a non-2xx answer is an error (exit 1).
+// Rest is `kar rest METHOD SERVICE PATH [BODY]`: one call, printed as KAR
+// prints it (printAsKAR); with -o json the answer's body on stdout, and a
+// non-2xx answer is an error (exit 1).
 func Rest(ctx context.Context, cfg *config.Client, args []string, stdout, stderr io.Writer) int {
 	if len(args) < 3 || len(args) > 4 {
 		fmt.Fprintln(stderr, "kar rest: usage: kar rest -app A [-content_type T] METHOD SERVICE PATH [BODY]")
@@ -98,6 +100,10 @@ func Rest(ctx context.Context, cfg *config.Client, args []string, stdout, stderr
 		fmt.Fprintf(stderr, "kar rest: %s %s%s: %v\n", method, args[1], path, err)
 		return ExitFailure
 	}
+	if !strings.EqualFold(cfg.Output, "json") {
+		printAsKAR(resp, "", stdout, stderr)
+		return 0
+	}
 	if resp.Status >= 300 || resp.Status < 200 && resp.Status != 0 {
 		fmt.Fprintf(stderr, "kar rest: %s answered %d %s: %s\n", args[1], resp.Status, http.StatusText(resp.Status), strings.TrimSpace(string(resp.Body)))
 		return ExitFailure
@@ -107,4 +113,38 @@ func Rest(ctx context.Context, cfg *config.Client, args []string, stdout, stderr
 		io.WriteString(stdout, "\n")
 	}
 	return 0
+}
+
+// printAsKAR prints the answer of kar rest (void == "") or kar invoke as
+// KAR 1.3.10 does: a 200's body (for an actor method, "Method result: v"
+// with v in Go's %v, or the exception on stderr), void's sentence for an
+// actor's 204, any other status as two [STDERR] lines. KAR exits 0 after
+// any of these; -o json keeps kar's own output and exit codes for scripts.
+func printAsKAR(resp *mesh.Envelope, void string, stdout, stderr io.Writer) {
+	status := resp.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	switch {
+	case status == http.StatusNoContent && void != "":
+		fmt.Fprintln(stdout, void)
+	case status != http.StatusOK:
+		fmt.Fprintf(stderr, "[STDERR] HTTP status: %v\n[STDERR] %v\n", status, string(resp.Body))
+	case void == "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/kar+json"):
+		fmt.Fprintln(stdout, string(resp.Body))
+	default:
+		var result struct {
+			Value   any    `json:"value"`
+			Error   bool   `json:"error"`
+			Message string `json:"message"`
+			Stack   string `json:"stack"`
+		}
+		if err := json.Unmarshal(resp.Body, &result); err != nil {
+			fmt.Fprintf(stderr, "[STDERR] Internal error: malformed method result: %v\n", err)
+		} else if result.Error {
+			fmt.Fprintf(stderr, "[STDERR] Exception raised: %s\n[STDERR] Stacktrace: %v\n", result.Message, result.Stack)
+		} else {
+			fmt.Fprintf(stdout, "Method result: %v\n", result.Value)
+		}
+	}
 }

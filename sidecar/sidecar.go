@@ -215,12 +215,22 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	err = m.Join(jctx)
 	jcancel()
 	if err != nil {
-		fmt.Fprintln(stderr, "kar run: cannot join the mesh:", oneLine(err))
+		// Interrupted while joining (Ctrl-C): stop as after the join.
+		interrupted := ctx.Err() != nil
+		if !interrupted {
+			fmt.Fprintln(stderr, "kar run: cannot join the mesh:", oneLine(err))
+		}
+		code := 0
 		if proc != nil {
+			forwardPending(sigs, proc)
 			proc.Signal(syscall.SIGTERM)
 			<-proc.Done()
+			code = proc.ExitCode()
 		}
 		srv.Close(context.Background())
+		if interrupted {
+			return code
+		}
 		return ExitConfig
 	}
 	close(ready)
@@ -274,6 +284,7 @@ wait:
 	for {
 		select {
 		case <-procDone:
+			forwardPending(sigs, proc)
 			code = proc.ExitCode()
 			break wait
 		case sig := <-sigs:
@@ -310,6 +321,19 @@ wait:
 	srv.Close(lctx)
 	lcancel()
 	return code
+}
+
+// forwardPending forwards the signals kar received but has not forwarded
+// yet, so the exit code knows the component ended from one of them.
+func forwardPending(sigs <-chan os.Signal, proc *launcher.Process) {
+	for {
+		select {
+		case sig := <-sigs:
+			proc.Signal(sig)
+		default:
+			return
+		}
+	}
 }
 
 func withdraw(m *mesh.Mesh, log *slog.Logger) {

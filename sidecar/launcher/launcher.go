@@ -20,7 +20,10 @@ type Process struct {
 	cmd   *exec.Cmd
 	relay sync.WaitGroup
 	done  chan struct{}
-	code  int
+	err   error // from Wait
+
+	mu   sync.Mutex
+	sent map[syscall.Signal]bool // signals forwarded to the component
 }
 
 // Start launches argv with env added to kar's own environment, relaying
@@ -57,8 +60,7 @@ func Start(argv []string, env []string, stdout, stderr io.Writer) (*Process, err
 	go func() {
 		// Read all output before Wait closes the pipes.
 		p.relay.Wait()
-		err := cmd.Wait()
-		p.code = exitCode(err)
+		p.err = cmd.Wait()
 		close(p.done)
 	}()
 	return p, nil
@@ -78,13 +80,22 @@ func relay(wg *sync.WaitGroup, r io.Reader, w io.Writer, tag string, mu *sync.Mu
 	io.Copy(io.Discard, r)
 }
 
-func exitCode(err error) int {
+// exitCode is the component's exit code; a component that died from a
+// signal kar forwarded to it (Ctrl-C, a SIGTERM to kar run, a shutdown)
+// ended as asked: 0, as KAR reports it. Any other signal is 128+n.
+func (p *Process) exitCode(err error) int {
 	if err == nil {
 		return 0
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			p.mu.Lock()
+			sent := p.sent[ws.Signal()]
+			p.mu.Unlock()
+			if sent {
+				return 0
+			}
 			return 128 + int(ws.Signal())
 		}
 		return ee.ExitCode()
@@ -98,8 +109,20 @@ func (p *Process) PID() int { return p.cmd.Process.Pid }
 // Done is closed when the component has exited and its output is relayed.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
-// ExitCode is valid after Done.
-func (p *Process) ExitCode() int { return p.code }
+// ExitCode is valid after Done. It counts the signals forwarded until it
+// is called: a Ctrl-C reaches the component and kar at the same time, and
+// the component may be gone before kar has forwarded it.
+func (p *Process) ExitCode() int { return p.exitCode(p.err) }
 
 // Signal forwards sig to the component.
-func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+func (p *Process) Signal(sig os.Signal) error {
+	if s, ok := sig.(syscall.Signal); ok {
+		p.mu.Lock()
+		if p.sent == nil {
+			p.sent = map[syscall.Signal]bool{}
+		}
+		p.sent[s] = true
+		p.mu.Unlock()
+	}
+	return p.cmd.Process.Signal(sig)
+}

@@ -39,20 +39,38 @@ func TestRelayAndExitCode(t *testing.T) {
 	}
 }
 
+// A component that dies from a signal kar forwarded (Ctrl-C, SIGTERM)
+// ended as asked: exit code 0, as KAR reports it; a signal from elsewhere
+// is 128+n.
 func TestSignalExitCode(t *testing.T) {
-	var out syncBuf
-	p, err := Start([]string{"sh", "-c", `echo ready; exec sleep 30`}, nil, &out, &out)
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		forward, kill syscall.Signal
+		want          int
+	}{
+		{syscall.SIGINT, 0, 0},
+		{syscall.SIGTERM, 0, 0},
+		{0, syscall.SIGKILL, 128 + int(syscall.SIGKILL)},
+		{0, syscall.SIGTERM, 128 + int(syscall.SIGTERM)},
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), "ready") && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	p.Signal(syscall.SIGTERM)
-	<-p.Done()
-	if p.ExitCode() != 128+int(syscall.SIGTERM) {
-		t.Errorf("exit code %d, want %d", p.ExitCode(), 128+int(syscall.SIGTERM))
+	for _, c := range cases {
+		var out syncBuf
+		p, err := Start([]string{"sh", "-c", `echo ready; exec sleep 30`}, nil, &out, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(out.String(), "ready") && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if c.forward != 0 {
+			p.Signal(c.forward)
+		} else {
+			syscall.Kill(p.PID(), c.kill)
+		}
+		<-p.Done()
+		if p.ExitCode() != c.want {
+			t.Errorf("forward %v / kill %v: exit code %d, want %d", c.forward, c.kill, p.ExitCode(), c.want)
+		}
 	}
 }
 

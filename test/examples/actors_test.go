@@ -107,7 +107,7 @@ func TestCounterGo(t *testing.T) {
 	}, "the server to log the activation of c2")
 
 	// The README's one-liner: kar invoke prints the method's value.
-	for _, c := range []struct{ by, want string }{{"5", "5"}, {"7", "12"}} {
+	for _, c := range []struct{ by, want string }{{"5", "Method result: 5"}, {"7", "Method result: 12"}} {
 		inv := exec.Command(testenv.KarBin(t), "invoke", "-app", "counter", "Counter", "c3", "incr", c.by)
 		inv.Env = append(inv.Environ(), karEnv(b)...)
 		out, err := inv.CombinedOutput()

@@ -19,13 +19,28 @@ func TestCLI(t *testing.T) {
 	host := startActors(t, b, "host", "cli")
 	env := karEnv(b)
 
+	// KAR's output and exit codes by default; -o json for scripts.
 	out, code := karCmd(t, env, "invoke", "-app", "cli", "Counter", "c1", "incr", "5")
-	if code != 0 || strings.TrimSpace(out) != "5" {
+	if code != 0 || out != "Method result: 5\n" {
 		t.Fatalf("kar invoke: %d %q", code, out)
 	}
 	out, code = karCmd(t, env, "invoke", "-app", "cli", "Counter", "c1", "none")
-	if code != 0 || out != "" {
+	if code != 0 || out != "Method completed normally with void result.\n" {
 		t.Errorf("kar invoke of a void method: %d %q", code, out)
+	}
+	// (actors.js installs no sys.errorHandler: a throwing method is a 404.)
+	out, code = karCmd(t, env, "invoke", "-app", "cli", "Counter", "c1", "fail")
+	if code != 0 || !strings.HasPrefix(out, "[STDERR] HTTP status: 404\n[STDERR] ") {
+		t.Errorf("kar invoke of a throwing method: %d %q", code, out)
+	}
+	if out, code = karCmd(t, env, "invoke", "-app", "cli", "-o", "json", "Counter", "c1", "get"); code != 0 || out != "5\n" {
+		t.Errorf("kar invoke -o json: %d %q", code, out)
+	}
+	if out, code = karCmd(t, env, "invoke", "-app", "cli", "-o", "json", "Counter", "c1", "none"); code != 0 || out != "" {
+		t.Errorf("kar invoke -o json of a void method: %d %q", code, out)
+	}
+	if out, code = karCmd(t, env, "invoke", "-app", "cli", "-o", "json", "Counter", "c1", "fail"); code != 1 || !strings.Contains(out, "answered 404") {
+		t.Errorf("kar invoke -o json of a throwing method: %d %q", code, out)
 	}
 	if out, code = karCmd(t, env, "invoke", "-app", "cli", "Counter"); code != 2 || !strings.Contains(out, "usage") {
 		t.Errorf("kar invoke without method: %d %q", code, out)
@@ -85,7 +100,7 @@ func TestCLI(t *testing.T) {
 	}
 	// The application starts afresh after a purge.
 	startActors(t, b, "host2", "cli")
-	if out, code := karCmd(t, env, "invoke", "-app", "cli", "Counter", "c1", "incr", "1"); code != 0 || strings.TrimSpace(out) != "1" {
+	if out, code := karCmd(t, env, "invoke", "-app", "cli", "Counter", "c1", "incr", "1"); code != 0 || out != "Method result: 1\n" {
 		t.Errorf("after purge: %d %q", code, out)
 	}
 }

@@ -62,7 +62,7 @@ func TestMissingComponentThenJoin(t *testing.T) {
 	server.WaitOutput(t, "[STDOUT] Hello Early!", 20*time.Second)
 
 	// With a short timeout: a clear error.
-	_, errOut, code := rest(t, b, "-app", "late", "-missing_component_timeout", "500ms", "post", "nobody", "x", "{}")
+	_, errOut, code := rest(t, b, "-app", "late", "-o", "json", "-missing_component_timeout", "500ms", "post", "nobody", "x", "{}")
 	if code != 1 || !strings.Contains(errOut, "no component for service nobody") || !strings.Contains(errOut, "503") {
 		t.Errorf("missing component: exit %d, stderr %q", code, errOut)
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,5 +164,53 @@ func TestSystemInformation(t *testing.T) {
 	}
 	if out, code := karCmd(t, env, "get", "-app", "info", "-s", "sidecars", "-o", "json"); code != 0 || !strings.Contains(out, id.ID) {
 		t.Errorf("kar get -s sidecars -o json: %d %q", code, out)
+	}
+}
+
+// TestKARRestOutput: kar rest prints as KAR prints (the body of a 200, two
+// [STDERR] lines for any other status, exit 0 after both); -o json keeps
+// kar's exit code 1 on an error status for scripts.
+func TestKARRestOutput(t *testing.T) {
+	b := testenv.Backend(t)
+	startService(t, b, "server", "restout", "greeter", needNodeExample(t, "service-hello-js"), "node", "server.js")
+	out, errOut, code := rest(t, b, "-app", "restout", "post", "greeter", "helloJson", `{"name":"KAR"}`)
+	if code != 0 || out != `{"greetings":"Hello KAR!"}`+"\n" || errOut != "" {
+		t.Errorf("kar rest: %d %q %q", code, out, errOut)
+	}
+	out, errOut, code = rest(t, b, "-app", "restout", "get", "greeter", "no-such-path")
+	if code != 0 || out != "" || !strings.HasPrefix(errOut, "[STDERR] HTTP status: 404\n[STDERR] ") {
+		t.Errorf("kar rest of a missing path: %d %q %q", code, out, errOut)
+	}
+	if _, errOut, code = rest(t, b, "-app", "restout", "-o", "json", "get", "greeter", "no-such-path"); code != 1 || !strings.Contains(errOut, "404") {
+		t.Errorf("kar rest -o json of a missing path: %d %q", code, errOut)
+	}
+}
+
+// TestCtrlC: kar run interrupted by Ctrl-C exits 0 when the component ended
+// from the signal, as KAR does: Ctrl-C in a terminal signals kar and the
+// component together (the process group); a supervisor signals kar alone.
+func TestCtrlC(t *testing.T) {
+	b := testenv.Backend(t)
+	cases := []struct {
+		name    string
+		group   bool   // Ctrl-C in a terminal: kar and the component at once
+		waitFor string // when to interrupt
+	}{
+		{"terminal, after the join", true, "msg=joined"},
+		{"kar alone, after the join", false, "msg=joined"},
+		{"terminal, as soon as the component runs", true, "[STDOUT] ready"},
+	}
+	for _, c := range cases {
+		p := testenv.Start(t, "ctrlc", karEnv(b), "", testenv.KarBin(t), "run", "-app", "ctrlc", "-v", "info",
+			"node", "-e", `console.log('ready'); setInterval(() => {}, 1000)`)
+		p.WaitOutput(t, c.waitFor, 20*time.Second)
+		if c.group {
+			syscall.Kill(-p.PID(), syscall.SIGINT)
+		} else {
+			p.Signal(syscall.SIGINT)
+		}
+		if code, err := p.Wait(20 * time.Second); err != nil || code != 0 {
+			t.Errorf("%s: exit %d, %v\n%s", c.name, code, err, p.Output())
+		}
 	}
 }

@@ -73,7 +73,7 @@ func TestTwoApps(t *testing.T) {
 		t.Errorf("a request crossed applications:\nA:\n%s\nB:\n%s", a.Output(), bb.Output())
 	}
 	// An app with no such service waits, it does not borrow the other's.
-	_, errOut, code := rest(t, b, "-app", "app-c", "-missing_component_timeout", "300ms", "post", "greeter", "helloText", "x")
+	_, errOut, code := rest(t, b, "-app", "app-c", "-o", "json", "-missing_component_timeout", "300ms", "post", "greeter", "helloText", "x")
 	if code == 0 || !strings.Contains(errOut, "no component") {
 		t.Errorf("app-c reached another app's greeter: %d %q", code, errOut)
 	}
