@@ -34,6 +34,9 @@ type Server struct {
 	// (DefaultBodyTimeout when 0); a slower one is answered 408 and its
 	// connection closed.
 	BodyTimeout time.Duration
+	// IdleTimeout closes an HTTP/1.1 connection left without a request
+	// for this long (DefaultIdleTimeout when 0); h2c connections stay.
+	IdleTimeout time.Duration
 	// Ready is closed once the sidecar has joined the mesh; requests that
 	// arrive earlier wait for it.
 	Ready <-chan struct{}
@@ -70,7 +73,12 @@ func (s *Server) Handler() http.Handler {
 
 // Serve serves the API on ln over HTTP/1.1 and h2c until Close.
 func (s *Server) Serve(ln net.Listener) error {
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnState: trackIdle}
+	idle := s.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	ln = idleListener{Listener: ln, idle: idle}
 	s.srv.Protocols = new(http.Protocols)
 	s.srv.Protocols.SetHTTP1(true)
 	s.srv.Protocols.SetUnencryptedHTTP2(true)

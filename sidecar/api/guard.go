@@ -44,16 +44,20 @@ func (s *Server) guard(next http.Handler) http.Handler {
 // through as the caller encoded it.
 func checkSegments(escaped string) error {
 	// "", "kar", "v1", "service", {service}, "call", {path...}
-	segs := strings.SplitN(escaped, "/", 7)
-	if len(segs) == 7 && segs[1] == "kar" && segs[3] == "service" && segs[5] == "call" {
-		segs = segs[:6]
-	}
-	for _, seg := range segs {
-		for part := range strings.SplitSeq(seg, "/") {
-			if err := checkSegment(part); err != nil {
-				return err
-			}
+	i, service := 0, false
+	for seg := range strings.SplitSeq(escaped, "/") {
+		switch {
+		case i == 1:
+			service = seg == "kar"
+		case i == 3:
+			service = service && seg == "service"
+		case i == 5 && service && seg == "call":
+			return nil
 		}
+		if err := checkSegment(seg); err != nil {
+			return err
+		}
+		i++
 	}
 	return nil
 }

@@ -233,3 +233,88 @@ func TestSlowBodyIsCut(t *testing.T) {
 func httptraceReused(ctx context.Context, reused *bool) context.Context {
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { *reused = i.Reused }})
 }
+
+// TestIdleConnections: an HTTP/1.1 connection left idle is closed after
+// the idle timeout; a request without a body may take far longer than it;
+// an idle h2c connection stays open (kar-sdk never opens another).
+func TestIdleConnections(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	ready := make(chan struct{})
+	close(ready)
+	s := &Server{Log: slog.New(slog.DiscardHandler), Ready: ready, IdleTimeout: idle, Extra: func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /test/ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "OK") })
+		mux.HandleFunc("GET /test/sleep", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(4 * idle):
+				io.WriteString(w, "late")
+			case <-r.Context().Done():
+			}
+		})
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close(context.Background()) })
+	base := "http://" + ln.Addr().String()
+
+	t.Run("HTTP/1.1 idle connection closed", func(t *testing.T) {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		for range 2 { // the first request and one after an idle pause
+			io.WriteString(conn, "GET /test/ok HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("health: %v %v", resp, err)
+			}
+			io.ReadAll(resp.Body)
+			time.Sleep(idle / 3)
+		}
+		start := time.Now()
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("idle connection: %v, want EOF", err)
+		}
+		if d := time.Since(start); d > idle+2*time.Second {
+			t.Errorf("closed after %v idle, timeout %v", d, idle)
+		}
+	})
+
+	t.Run("HTTP/1.1 long request without a body", func(t *testing.T) {
+		client := &http.Client{Timeout: 30 * time.Second}
+		for range 2 {
+			resp, err := client.Get(base + "/test/sleep")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "late" {
+				t.Fatalf("long request cut: %d %q", resp.StatusCode, b)
+			}
+		}
+	})
+
+	t.Run("h2c idle connection kept", func(t *testing.T) {
+		client := testenv.H2CClient(30 * time.Second)
+		for i := range 2 {
+			var reused bool
+			req, _ := http.NewRequestWithContext(httptraceReused(context.Background(), &reused), "GET", base+"/test/ok", nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 || i == 1 && !reused {
+				t.Fatalf("request %d: %s, reused %v: the h2c connection did not stay", i, resp.Proto, reused)
+			}
+			time.Sleep(3 * idle)
+		}
+	})
+}
