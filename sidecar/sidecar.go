@@ -155,6 +155,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		App: cfg.App, Host: host, Port: runtimePort, Version: Version,
 		LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout,
 		ActorBusyTimeout: cfg.ActorBusyTimeout, ActorCollectorInterval: cfg.ActorCollectorInterval,
+		DeliveryAttempts: cfg.DeliveryAttempts,
 		Handler: serviceHandler(app), Logger: log,
 	}, be.Redis, be.Kafka)
 	if err != nil {

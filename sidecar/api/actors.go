@@ -110,5 +110,7 @@ func (s *Server) actorDelete(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	text(w, http.StatusOK, "OK")
+	// KAR answers 202: the instance and its state are gone, its host
+	// forgets it.
+	text(w, http.StatusAccepted, "Accepted")
 }

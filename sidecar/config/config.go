@@ -69,6 +69,7 @@ type Run struct {
 	H2C                     bool          `envconfig:"KAR_H2C" flag:"h2c" desc:"speak HTTP/2 cleartext to the component"`
 	MissingComponentTimeout time.Duration `envconfig:"KAR_MISSING_COMPONENT_TIMEOUT" flag:"missing_component_timeout" default:"120s" desc:"how long a request waits for a component of its service to join"`
 	ActorBusyTimeout        time.Duration `envconfig:"KAR_ACTOR_BUSY_TIMEOUT" flag:"actor_busy_timeout" default:"120s" desc:"how long an actor call waits for the instance to become free (0: forever)"`
+	DeliveryAttempts        int           `envconfig:"KAR_DELIVERY_ATTEMPTS" flag:"delivery_attempts" default:"6" desc:"how many times a request is delivered to a component that takes it and fails without an answer (a crash in its handler) before the caller gets a 500 (refused connections, while the component restarts, do not count)"`
 	ActorCollectorInterval  time.Duration `envconfig:"KAR_ACTOR_COLLECTOR_INTERVAL" flag:"actor_collector_interval" default:"10s" desc:"idle actor instances are deactivated after this long, looked for every interval (0: never)"`
 	RequestTimeout          time.Duration `envconfig:"KAR_REQUEST_TIMEOUT" ignored:"true" ms:"true" flag:"request_timeout" default:"0s" desc:"give up on a synchronous call after this long (0: never; a plain number is milliseconds, as kar-sdk reads it)"`
 	RequestRetryLimit       time.Duration `envconfig:"KAR_REQUEST_RETRY_LIMIT" flag:"request_retry_limit" default:"-1s" desc:"KAR's name for the call deadline: used when -request_timeout is not set (negative: none)"`

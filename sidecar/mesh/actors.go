@@ -241,7 +241,9 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 		}
 		if err := in.acquire(actx, env.Session); err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
-				return &Envelope{Status: http.StatusServiceUnavailable, Error: true,
+				// KAR answers 500: a retry a second later (what kar-sdk
+				// does on 503) would only wait again.
+				return &Envelope{Status: http.StatusInternalServerError, Error: true,
 					Body: []byte(fmt.Sprintf("actor %s/%s stayed busy longer than -actor_busy_timeout %s", env.ActorType, env.ActorID, m.opts.ActorBusyTimeout))}, nil
 			}
 			return nil, err
@@ -277,23 +279,6 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 		call.Header = http.Header{"Content-Type": {"application/kar+json"}}
 	}
 	return m.deliver(ctx, &call)
-}
-
-// deliver retries a delivery to the component while it is unreachable,
-// until the sidecar stops serving.
-func (m *Mesh) deliver(ctx context.Context, env *Envelope) (*Envelope, error) {
-	for attempt := 0; ; attempt++ {
-		r, err := m.opts.Handler(ctx, env)
-		if err == nil {
-			return r, nil
-		}
-		if m.isLeaving() || m.isWithdrawn() || ctx.Err() != nil {
-			return nil, err
-		}
-		if !m.pause(backoff(attempt)) {
-			return nil, err
-		}
-	}
 }
 
 func (m *Mesh) deactivate(ctx context.Context, in *instance, base string) (*Envelope, error) {

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -176,4 +177,17 @@ func TestNewMakesUsableTables(t *testing.T) {
 		t.Fatalf("New left a table nil: %+v", m)
 	}
 	m.sweep(time.Now())
+}
+
+// -missing_component_timeout 0 holds a request for ever, as KAR does; a
+// request's own deadline still ends its wait.
+func TestHeldForEverWithoutTimeout(t *testing.T) {
+	m := &Mesh{log: slog.New(slog.DiscardHandler)}
+	m.hold(&Envelope{ID: "a", Async: true}, func() { t.Error("held request without a deadline expired") })
+	expired := false
+	m.hold(&Envelope{ID: "b", Async: true, Deadline: time.Now().Add(-time.Second).UnixMilli()}, func() { expired = true })
+	m.expireHeld(context.Background())
+	if len(m.held) != 1 || m.held[0].env.ID != "a" || !expired {
+		t.Errorf("held %d, expired %v: want a held, b expired", len(m.held), expired)
+	}
 }

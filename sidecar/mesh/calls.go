@@ -137,7 +137,7 @@ func (m *Mesh) newRequest(req *Envelope) {
 	m.mu.Lock()
 	req.FromPart = m.self.Partition
 	m.mu.Unlock()
-	if req.Deadline == 0 {
+	if req.Deadline == 0 && m.opts.MissingComponentTimeout > 0 {
 		req.Deadline = time.Now().Add(m.opts.MissingComponentTimeout).UnixMilli()
 	}
 	if req.ActorType != "" && req.Session == "" {

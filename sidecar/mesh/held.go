@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -15,8 +16,10 @@ type heldReq struct {
 
 // hold keeps a request until a component of its target joins.
 func (m *Mesh) hold(env *Envelope, finish func()) {
-	until := time.UnixMilli(env.Deadline)
-	if env.Deadline == 0 {
+	var until time.Time // zero: wait for ever (-missing_component_timeout 0)
+	if env.Deadline != 0 {
+		until = time.UnixMilli(env.Deadline)
+	} else if m.opts.MissingComponentTimeout > 0 {
 		until = time.Now().Add(m.opts.MissingComponentTimeout)
 	}
 	m.mu.Lock()
@@ -64,7 +67,7 @@ func (m *Mesh) expireHeld(ctx context.Context) {
 	m.mu.Lock()
 	keep := m.held[:0]
 	for _, h := range m.held {
-		if now.After(h.until) {
+		if !h.until.IsZero() && now.After(h.until) {
 			expired = append(expired, h)
 		} else {
 			keep = append(keep, h)
@@ -76,7 +79,7 @@ func (m *Mesh) expireHeld(ctx context.Context) {
 		msg := fmt.Sprintf("no component for %s joined the application %s in time (-missing_component_timeout %s)", h.env.Target(), m.opts.App, m.opts.MissingComponentTimeout)
 		m.log.Error(msg, "id", h.env.ID)
 		if !h.env.Async {
-			resp := &Envelope{Kind: KindResponse, ID: h.env.ID, To: h.env.From, Status: 503, Error: true, Body: []byte(msg)}
+			resp := &Envelope{Kind: KindResponse, ID: h.env.ID, To: h.env.From, Status: http.StatusRequestTimeout, Error: true, Body: []byte(msg)}
 			if !m.produceRetry(resp, m.partitionOf(h.env.From, h.env.FromPart)) {
 				continue
 			}

@@ -33,13 +33,16 @@ type Options struct {
 	// LeaseTTL bounds how long a dead sidecar's partition stays unowned.
 	LeaseTTL time.Duration
 	// MissingComponentTimeout bounds how long a request waits for a
-	// component of its target to join.
+	// component of its target to join (0: for ever, as in KAR).
 	MissingComponentTimeout time.Duration
 	// ActorBusyTimeout bounds how long an actor call waits for its
 	// instance (0: forever); ActorCollectorInterval deactivates instances
 	// idle that long (0: never).
 	ActorBusyTimeout       time.Duration
 	ActorCollectorInterval time.Duration
+	// DeliveryAttempts bounds how often a request is delivered to a
+	// component that takes it and fails without an answer (default 6).
+	DeliveryAttempts int
 	// Partitions is the topic's initial partition count.
 	Partitions int32
 	Handler    Handler
@@ -82,6 +85,8 @@ type Mesh struct {
 
 	stopping chan struct{} // closed when Leave starts
 	workers  *pool
+	// poisoned counts requests given up after DeliveryAttempts failures.
+	poisoned atomic.Int64
 	health   *health
 	refreshC chan struct{}
 	adoptC   chan struct{}
@@ -100,8 +105,8 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = 3 * time.Second
 	}
-	if opts.MissingComponentTimeout <= 0 {
-		opts.MissingComponentTimeout = 2 * time.Minute
+	if opts.DeliveryAttempts <= 0 {
+		opts.DeliveryAttempts = 6
 	}
 	if opts.Partitions <= 0 {
 		opts.Partitions = 16

@@ -2,31 +2,21 @@ package mesh
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
 )
 
 func (m *Mesh) serve(env *Envelope, finish func()) {
 	defer m.work.Done()
-	var resp *Envelope
-	for attempt := 0; ; attempt++ {
-		// No per-request cancellation: registering every delivery with a
-		// cancellable parent was a tenth of a busy sidecar's CPU; Leave
-		// bounds its wait for deliveries itself.
-		r, err := m.opts.Handler(context.Background(), env)
-		if err == nil {
-			resp = r
-			break
-		}
-		if m.isLeaving() || m.isWithdrawn() {
-			m.handOver(env, finish, err)
-			return
-		}
-		if attempt%20 == 0 {
-			m.log.Warn("component unreachable, retrying", "id", env.ID, "err", err)
-		}
-		if !m.pause(backoff(attempt)) {
-			m.handOver(env, finish, err)
-			return
-		}
+	// No per-request cancellation: registering every delivery with a
+	// cancellable parent was a tenth of a busy sidecar's CPU; Leave
+	// bounds its wait for deliveries itself.
+	resp, err := m.deliver(context.Background(), env)
+	if err != nil {
+		m.handOver(env, finish, err)
+		return
 	}
 	if next := continuation(env, resp, 0); next != nil {
 		if err := m.recordStep(env.ID, next); err == nil {
@@ -53,4 +43,53 @@ func (m *Mesh) handOver(env *Envelope, finish func(), cause error) {
 		return
 	}
 	m.log.Info("leaving a request to the partition's next owner", "id", env.ID, "err", cause)
+}
+
+// deliver hands env to the component. While the component refuses
+// connections (it is starting or restarting) the delivery is retried for
+// as long as this sidecar serves; a component that takes the request and
+// fails without an answer (a crash in its handler: a poison request) gets
+// it at most DeliveryAttempts times, with a growing pause, and then the
+// request fails with a 500 saying so. The error is for a delivery this
+// sidecar gave up because it is stopping.
+func (m *Mesh) deliver(ctx context.Context, env *Envelope) (*Envelope, error) {
+	failures := 0
+	for attempt := 0; ; attempt++ {
+		r, err := m.opts.Handler(ctx, env)
+		if err == nil {
+			return r, nil
+		}
+		if m.isLeaving() || m.isWithdrawn() || ctx.Err() != nil {
+			return nil, err
+		}
+		pause := backoff(attempt)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			if attempt%20 == 0 {
+				m.log.Warn("component not listening, retrying", "id", env.ID, "err", err)
+			}
+		} else {
+			failures++
+			if failures >= m.opts.DeliveryAttempts {
+				m.poisoned.Add(1)
+				msg := fmt.Sprintf("the component failed %d times without answering this request to %s %s (last error: %v); kar gave up (-delivery_attempts %d)", failures, env.Target(), env.Path, err, m.opts.DeliveryAttempts)
+				m.log.Warn("giving up on a request that its component failed without answering", "id", env.ID, "target", env.Target(), "path", env.Path, "attempts", failures, "err", err)
+				return &Envelope{Status: 500, Error: true, Header: textPlain(), Body: []byte(msg)}, nil
+			}
+			m.log.Warn("component failed without answering, delivering again", "id", env.ID, "target", env.Target(), "attempt", failures, "err", err)
+			pause = failureBackoff(failures)
+		}
+		if !m.pause(pause) {
+			return nil, err
+		}
+	}
+}
+
+// failureBackoff is the pause after the nth failed delivery: 100 ms,
+// doubling up to 5 s.
+func failureBackoff(n int) time.Duration {
+	return min(100*time.Millisecond<<min(n-1, 6), 5*time.Second)
+}
+
+func textPlain() map[string][]string {
+	return map[string][]string{"Content-Type": {"text/plain; charset=utf-8"}}
 }

@@ -63,7 +63,7 @@ func TestMissingComponentThenJoin(t *testing.T) {
 
 	// With a short timeout: a clear error.
 	_, errOut, code := rest(t, b, "-app", "late", "-o", "json", "-missing_component_timeout", "500ms", "post", "nobody", "x", "{}")
-	if code != 1 || !strings.Contains(errOut, "no component for service nobody") || !strings.Contains(errOut, "503") {
+	if code != 1 || !strings.Contains(errOut, "no component for service nobody") || !strings.Contains(errOut, "408") { // as KAR
 		t.Errorf("missing component: exit %d, stderr %q", code, errOut)
 	}
 }
