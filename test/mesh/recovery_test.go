@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/internal/testenv"
+	"github.com/kar-runtime/kar/sidecar/mesh"
 )
 
 // health returns the status of a sidecar's health endpoint (0: no answer).
@@ -188,4 +191,53 @@ func TestMemberHealsAfterExpiry(t *testing.T) {
 		code, err := greet(testClient, base, "healed")
 		return err == nil && code == 200
 	}, "calls to reach the server")
+}
+
+// TestOtherApplicationsRecordsIgnored: records on an application's topic
+// that another application wrote (or anyone crafted in its name) are not
+// run. The control record, the same request in the application's own
+// name, is run: the test's records would be executed if not refused.
+func TestOtherApplicationsRecordsIgnored(t *testing.T) {
+	b := testenv.Backend(t)
+	dir := needNodeExample(t, "service-hello-js")
+	server, _ := startService(t, b, "server", "victim", "greeter", dir, "node", "server.js")
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	kc, err := sarama.NewClient([]string{b.KafkaBrokers()}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	prod, err := sarama.NewSyncProducerFromClient(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	topic := kafka.Topic("victim")
+	parts, err := kc.Partitions(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(app, name string) {
+		env := &mesh.Envelope{Kind: mesh.KindRequest, App: app, ID: "x-" + name, From: "x", Service: "greeter",
+			Method: "POST", Path: "/helloText", Header: http.Header{"Content-Type": {"text/plain"}}, Body: []byte(name), Async: true}
+		val, err := env.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range parts {
+			if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: p, Value: sarama.ByteEncoder(val)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send("attacker", "injected")
+	send("victim", "control")
+	server.WaitOutput(t, "Hello control!", 20*time.Second)
+	waitCommitted(t, b, "victim")
+	if strings.Contains(server.Output(), "injected") {
+		t.Error("a record written in another application's name was run")
+	}
 }
