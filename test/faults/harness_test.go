@@ -248,15 +248,6 @@ func (c *cluster) pendingFix(format string, args ...any) {
 	c.pending = append(c.pending, msg)
 }
 
-// waitingFor skips a whole scenario that cannot pass before fix lands
-// (unless -faults.strict): running it would only cost CI its time.
-func (c *cluster) waitingFor(fix string) {
-	c.t.Helper()
-	if !*strict {
-		c.t.Skip("waiting for fix: " + fix + " (run with -faults.strict to try it)")
-	}
-}
-
 // finish skips a scenario whose only failures are pending fixes.
 func (c *cluster) finish() {
 	c.t.Helper()

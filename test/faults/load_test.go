@@ -338,3 +338,39 @@ func (l *load) refusals() string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// duplicates says which requests ran more than once: by kind, and by when
+// their call ended against the fault's window, to tell where they come from.
+func (l *load) duplicates(exec map[string]int, begin, end time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	byKind := map[kind]int{}
+	var before, during, after int
+	var ids []string
+	for _, r := range l.results {
+		n := exec[r.id] - 1
+		if n <= 0 {
+			continue
+		}
+		byKind[r.kind] += n
+		switch {
+		case r.at.Before(begin):
+			before += n
+		case r.at.Before(end):
+			during += n
+		default:
+			after += n
+		}
+		if len(ids) < 5 {
+			ids = append(ids, fmt.Sprintf("%s ×%d", r.id, n+1))
+		}
+	}
+	var kinds []string
+	for _, k := range allKinds {
+		if byKind[k] > 0 {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, byKind[k]))
+		}
+	}
+	return fmt.Sprintf("%s; calls ended before the fault %d, during %d, after %d; e.g. %s",
+		strings.Join(kinds, ", "), before, during, after, strings.Join(ids, ", "))
+}

@@ -63,6 +63,7 @@ func (c *cluster) run(sh shape, caller *sidecar, fault func(), e expect) figures
 	for _, s := range e.unhealthy {
 		watches = append(watches, watchHealth(s, stopWatch))
 	}
+	begin := time.Now()
 	fault()
 	close(stopWatch)
 	end := time.Now()
@@ -112,6 +113,9 @@ func (c *cluster) run(sh shape, caller *sidecar, fault func(), e expect) figures
 	}
 	if len(lost) > 0 {
 		c.check("lost", e, fmt.Sprintf("%d accepted requests never executed within %s: %s", len(lost), sh.Deliver, first(lost, 10)))
+	}
+	if f.Duplicated > 0 {
+		c.t.Logf("duplicates: %s", l.duplicates(c.executions(), begin, end))
 	}
 	if f.Accepted > 0 && float64(f.Duplicated) > e.dupFrac*float64(f.Accepted) {
 		c.check("duplicates", e, fmt.Sprintf("%d duplicate executions for %d accepted requests (bound %.0f%%)", f.Duplicated, f.Accepted, 100*e.dupFrac))
