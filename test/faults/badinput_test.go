@@ -45,7 +45,15 @@ func startBIComponent(t *testing.T) *biComponent {
 	}
 	mux.HandleFunc("GET /kar/impl/v1/actor/{type}/{id}", func(w http.ResponseWriter, r *http.Request) { echo(w, r, 201) })
 	mux.HandleFunc("DELETE /kar/impl/v1/actor/{type}/{id}", func(w http.ResponseWriter, r *http.Request) { echo(w, r, 200) })
-	mux.HandleFunc("POST /kar/impl/v1/actor/{type}/{id}/{method}", func(w http.ResponseWriter, r *http.Request) { echo(w, r, 200) })
+	mux.HandleFunc("POST /kar/impl/v1/actor/{type}/{id}/{method}", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("method") == "tailbad" {
+			// A tail call to a method that is not one segment.
+			w.Header().Set("Content-Type", "application/kar+json")
+			io.WriteString(w, `{"tailCall":true,"value":{"actorType":"T","actorId":"y","path":"/../../admin","payload":"[]"}}`)
+			return
+		}
+		echo(w, r, 200)
+	})
 	mux.HandleFunc("HEAD /kar/impl/v1/actor/{type}", func(w http.ResponseWriter, r *http.Request) {})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { echo(w, r, 200) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -172,6 +180,7 @@ func TestBadInputREST(t *testing.T) {
 		{"GET on a call route", "GET", "/kar/v1/actor/T/x/call/m", nil, "", 404, "no such route"},
 		{"PATCH on state", "PATCH", "/kar/v1/actor/T/x/state/k", js, "1", 0, ""},
 		{"unknown promise", "POST", "/kar/v1/await", nil, "no-such-request", 404, "no pending request"},
+		{"tail call to a bad method", "POST", "/kar/v1/actor/T/x/call/tailbad", nil, "[]", 400, "one path segment"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
