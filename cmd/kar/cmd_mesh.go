@@ -83,3 +83,16 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	return sidecar.Purge(ctx, &cfg, true, stdout, stderr)
 }
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var cfg sidecar.MigrateConfig
+	rest, code, ok := loadConfig(&cfg, "migrate", args, stderr)
+	if !ok {
+		return code
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "kar migrate: unexpected argument %q: usage: kar migrate -app A [-dry-run]\n", rest[0])
+		return exitUsage
+	}
+	return sidecar.Migrate(ctx, &cfg, stdout, stderr)
+}

@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"get":        {runGet, "show actors or sidecars: kar get -app A [-s actors|sidecars] [-t TYPE] [-i ID] [-mr] [-o json]"},
 		"purge":      {runPurge, "remove all of an application's state and messages: kar purge -app A"},
 		"drain":      {runDrain, "remove an application's pending messages: kar drain -app A"},
+		"migrate":    {runMigrate, "copy an application's actor state, reminders and subscriptions from KAR 1.3.10's Redis layout: kar migrate -app A [-dry-run]"},
 		"dev":        {runDev, "serve a local Kafka-protocol broker and Redis for development"},
 		"version":    {runVersion, "print the version"},
 		"probe":      {runProbe, "check or stop this Pod's sidecar (liveness probe, preStop hook): kar probe health|shutdown"},

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kar-runtime/kar/adapter/store"
+	"github.com/kar-runtime/kar/devenv"
 	"github.com/kar-runtime/kar/internal/testenv"
 )
 
@@ -125,19 +126,9 @@ func TestSystemInformation(t *testing.T) {
 	}
 
 	// kar-sdk's sys.get, as an application calls it.
-	script := `const { sys } = require('kar-sdk');
-(async () => {
-  const out = {}
-  for (const q of ['actors', 'sidecar_actors', 'id', 'sidecars']) out[q] = await sys.get(q)
-  console.log('info=' + JSON.stringify(out))
-  process.exit(0)
-})().catch(e => { console.log('failed ' + e); process.exit(1) })`
-	p := testenv.Start(t, "sysget", karEnv(b, "NODE_PATH="+nodeModules), "", testenv.KarBin(t), "run", "-app", "info", "node", "-e", script)
-	if code, err := p.Wait(60 * time.Second); err != nil || code != 0 {
-		t.Fatalf("sys.get: %d %v\n%s", code, err, p.Output())
-	}
-	line := p.Output()[strings.Index(p.Output(), "info=")+5:]
-	line = line[:strings.IndexByte(line, '\n')]
+	line := runSDK(t, b, "info", `const out = {}
+  for (const q of ['actors', 'sidecar_actors', 'id', 'sidecars']) out[q] = await kar.sys.get(q)
+  return out`)
 	var got struct {
 		Actors        map[string][]string `json:"actors"`
 		SidecarActors map[string][]string `json:"sidecar_actors"`
@@ -213,4 +204,80 @@ func TestCtrlC(t *testing.T) {
 			t.Errorf("%s: exit %d, %v\n%s", c.name, code, err, p.Output())
 		}
 	}
+}
+
+// TestMigrateFromKAR: data that KAR 1.3.10 left in Redis (written here with
+// plain Redis commands in KAR's layout) is copied by `kar migrate` and read
+// back by kar-sdk through `kar run`; a second run copies nothing.
+func TestMigrateFromKAR(t *testing.T) {
+	b := testenv.Backend(t)
+	ctx := context.Background()
+	rdb, err := store.Connect(ctx, backendConfig(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	target := time.Now().Add(2 * time.Hour).UTC().Format("2006-01-02T15:04:05.5Z07:00")
+	for key, fields := range map[string][]string{
+		"kar_ykt_main_state_Cart_c1":                     {"total__", "42", "items_sku1", `{"qty":2}`, "items_sku2", `3`},
+		"kar_ykt_binding_0_reminders_Cart_c1_r1":         {"actorType", "Cart", "actorId", "c1", "id", "r1", "path", "/checkout", "targetTime", target, "period", "1m0s", "encodedData", `["hi"]`},
+		"kar_ykt_binding_0_subscriptions_Cart_c1_orders": {"path", "/onOrder", "topic", "orders", "contentType", "application/json"},
+	} {
+		if err := rdb.HSet(ctx, key, fields).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := karEnv(b)
+	if out, code := karCmd(t, env, "migrate", "-app", "ykt", "-dry-run"); code != 0 || !strings.Contains(out, "would copy 1 actors (3 state entries), 1 reminders, 1 subscriptions") {
+		t.Fatalf("kar migrate -dry-run: %d %s", code, out)
+	}
+	if n, _ := rdb.Keys(ctx, store.NewKeys("ykt").Pattern()).Result(); len(n) != 0 {
+		t.Fatalf("a dry run wrote %v", n)
+	}
+	if out, code := karCmd(t, env, "migrate", "-app", "ykt"); code != 0 || !strings.Contains(out, "copied 1 actors (3 state entries), 1 reminders, 1 subscriptions") {
+		t.Fatalf("kar migrate: %d %s", code, out)
+	}
+	if out, code := karCmd(t, env, "migrate", "-app", "ykt"); code != 0 || !strings.Contains(out, "copied 0 actors (0 state entries), 0 reminders, 0 subscriptions; already in kar: 1 actors, 1 reminders, 1 subscriptions") {
+		t.Fatalf("kar migrate again: %d %s", code, out)
+	}
+
+	line := runSDK(t, b, "ykt", `const c = kar.actor.proxy('Cart', 'c1')
+  return {
+    state: await kar.actor.state.getAll(c),
+    sku1: await kar.actor.state.submap.get(c, 'items', 'sku1'),
+    reminder: await kar.actor.reminders.get(c, 'r1'),
+    subscription: await kar.events.getSubscription(c, 'orders')
+  }`)
+	var got struct {
+		State        map[string]any
+		Sku1         map[string]any
+		Reminder     map[string]any
+		Subscription map[string]any
+	}
+	if err := json.Unmarshal([]byte(line), &got); err != nil {
+		t.Fatalf("%v: %s", err, line)
+	}
+	if s, _ := json.Marshal(got.State); string(s) != `{"items":{"sku1":{"qty":2},"sku2":3},"total":42}` {
+		t.Errorf("state: %s", s)
+	}
+	if got.Sku1["qty"] != 2.0 || got.Reminder["path"] != "/checkout" || got.Reminder["period"] != float64(time.Minute) ||
+		got.Subscription["topic"] != "orders" || got.Subscription["path"] != "/onOrder" {
+		t.Errorf("read back: %s", line)
+	}
+}
+
+// runSDK runs body (the inside of an async function of kar, the kar-sdk
+// module, returning a value) as a component of app under kar run, and
+// returns the JSON of the value.
+func runSDK(t *testing.T, b *devenv.Backend, app, body string) string {
+	t.Helper()
+	nodeModules := filepath.Join(needNodeExample(t, "service-hello-js"), "node_modules")
+	script := "const kar = require('kar-sdk');\n(async () => {\n  " + body + `
+})().then(v => { console.log('result=' + JSON.stringify(v)); process.exit(0) }, e => { console.log('failed ' + e); process.exit(1) })`
+	p := testenv.Start(t, "sdk", karEnv(b, "NODE_PATH="+nodeModules), "", testenv.KarBin(t), "run", "-app", app, "node", "-e", script)
+	if code, err := p.Wait(60 * time.Second); err != nil || code != 0 || !strings.Contains(p.Output(), "result=") {
+		t.Fatalf("kar-sdk script: %d %v\n%s", code, err, p.Output())
+	}
+	line := p.Output()[strings.Index(p.Output(), "result=")+7:]
+	return line[:strings.IndexByte(line, '\n')]
 }
