@@ -24,7 +24,12 @@ func TestContinuation(t *testing.T) {
 		{"other actor, releaseLock", &Envelope{Status: 200, Body: []byte(`{"tailCall":true,"value":{"actorType":"B","actorId":"2","path":"m","payload":"[]","releaseLock":"true"}}`)},
 			&Envelope{ID: "abc-1.1", ActorType: "B", ActorID: "2", Path: "/m", Session: "abc-1.1", Body: []byte("[]"), releaseLock: true}},
 		{"service", &Envelope{Status: 200, Body: []byte(`{"tailCall":true,"value":{"serviceName":"s","path":"/p","payload":{"a":1},"method":"put"}}`)},
-			&Envelope{ID: "abc-1.1", Service: "s", Path: "/p", Method: "PUT", Body: []byte(`{"a":1}`)}},
+			&Envelope{ID: "abc-1.1", Service: "s", Path: "/p", Method: "PUT", Body: []byte(`{"a":1}`), ActorResult: true}},
+		// kar-sdk's tailCall(svc, path, JSON.stringify(body)): the string's content is the body.
+		{"service, string payload", &Envelope{Status: 200, Body: []byte(`{"tailCall":true,"value":{"serviceName":"s","path":"/p","payload":"{\"a\":1}","method":"POST"}}`)},
+			&Envelope{ID: "abc-1.1", Service: "s", Path: "/p", Method: "POST", Body: []byte(`{"a":1}`), ActorResult: true}},
+		{"service, no payload", &Envelope{Status: 200, Body: []byte(`{"tailCall":true,"value":{"serviceName":"s","path":"/p","method":"POST"}}`)},
+			&Envelope{ID: "abc-1.1", Service: "s", Path: "/p", Method: "POST", ActorResult: true}},
 	}
 	for _, tc := range cases {
 		got := continuation(env, tc.resp, 0)
@@ -37,7 +42,8 @@ func TestContinuation(t *testing.T) {
 		}
 		w := tc.want
 		if got.ID != w.ID || got.ActorType != w.ActorType || got.ActorID != w.ActorID || got.Service != w.Service || got.Path != w.Path ||
-			got.Session != w.Session || string(got.Body) != string(w.Body) || got.releaseLock != w.releaseLock || (w.Method != "" && got.Method != w.Method) {
+			got.Session != w.Session || string(got.Body) != string(w.Body) || got.releaseLock != w.releaseLock || (w.Method != "" && got.Method != w.Method) ||
+			got.ActorResult != w.ActorResult {
 			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got, w)
 		}
 		if got.From != "abc" || got.FromPart != 3 || got.Deadline != 99 || got.Kind != KindRequest {

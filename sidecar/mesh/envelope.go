@@ -73,6 +73,10 @@ type Envelope struct {
 	// sender (adoption, hand-over): it may have run already, so its host
 	// checks for a recorded result before running it.
 	MayRepeat bool
+	// ActorResult marks a service step of a tail call that an actor
+	// method began: the caller made an actor call, so the service's answer
+	// reaches it as an actor result (see actorResult).
+	ActorResult bool
 	// Deadline (Unix ms) bounds how long the request may wait for a
 	// component of its target to join.
 	Deadline int64
@@ -111,6 +115,7 @@ const (
 	flagAsync   = 1
 	flagError   = 2
 	flagRepeat  = 4
+	flagActor   = 8
 )
 
 // Encode renders e as a record value.
@@ -133,6 +138,9 @@ func (e *Envelope) Encode() ([]byte, error) {
 	}
 	if e.MayRepeat {
 		flags |= flagRepeat
+	}
+	if e.ActorResult {
+		flags |= flagActor
 	}
 	strs := [...]string{e.App, e.ID, e.From, e.To, e.Service, e.ActorType, e.ActorID, e.Session, e.Method, e.Path, e.Query}
 	size := 18 + len(e.Body) + binary.MaxVarintLen32
@@ -192,6 +200,7 @@ func Decode(b []byte) (*Envelope, error) {
 	e.Async = b[3]&flagAsync != 0
 	e.Error = b[3]&flagError != 0
 	e.MayRepeat = b[3]&flagRepeat != 0
+	e.ActorResult = b[3]&flagActor != 0
 	e.FromPart = int32(binary.BigEndian.Uint32(b[4:]))
 	e.Deadline = int64(binary.BigEndian.Uint64(b[8:]))
 	e.Status = int(binary.BigEndian.Uint16(b[16:]))

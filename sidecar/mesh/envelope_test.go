@@ -13,6 +13,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{Kind: KindRequest, ID: "a-2", ActorType: "Counter", ActorID: "c/1", Session: "s", Async: true, MayRepeat: true, Method: "POST", Path: "/incr"},
 		{Kind: KindResponse, ID: "a-1", To: "a", Status: 503, Error: true, Body: []byte("no component")},
 		{Kind: KindResponse, ID: "ü-∑", Status: 204},
+		{Kind: KindRequest, ID: "a-1.1", Service: "s", ActorResult: true, Method: "POST", Path: "/p", Body: []byte(`{}`)},
 	}
 	for _, want := range cases {
 		b, err := want.Encode()

@@ -26,7 +26,7 @@ func (m *Mesh) serve(env *Envelope, finish func()) {
 		}
 		resp = &Envelope{Status: 500, Error: true, Body: []byte("cannot record tail call")}
 	}
-	m.answer(env, resp, finish)
+	m.answer(env, actorResult(env, resp), finish)
 }
 
 // handOver passes a request this sidecar's component can no longer serve

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,6 +26,11 @@ const stepRecordTTL = 24 * time.Hour
 // step's result and the next step's request are committed together), so a
 // redelivered step resends the recorded continuation instead of running
 // its method again.
+//
+// The payload is the next request's body as a JSON string, as kar-sdk
+// sends it (actor.tailCall sends JSON.stringify(args); tailCall to a
+// service sends what the method gave it, which KAR requires to be a
+// string). A payload that is another JSON value is sent as that value.
 type tailCall struct {
 	TailCall bool `json:"tailCall"`
 	Value    struct {
@@ -42,7 +48,14 @@ var tailCallMark = []byte(`"tailCall"`)
 
 // continuation returns the next step of a tail call, or nil.
 func continuation(env, resp *Envelope, step int) *Envelope {
-	if resp == nil || resp.Status != http.StatusOK || !bytes.Contains(resp.Body, tailCallMark) {
+	if resp == nil || resp.Status != http.StatusOK || resp.Error || !bytes.Contains(resp.Body, tailCallMark) {
+		return nil
+	}
+	if env.ActorType == "" && !isKarJSON(resp.Header) {
+		// A service's answer is a tail call only when the service says so
+		// with the actor protocol's media type: a plain JSON answer is the
+		// service's data, passed on as KAR passes it, even when it looks
+		// like a tail call (it may hold what a user sent).
 		return nil
 	}
 	var tc tailCall
@@ -55,18 +68,11 @@ func continuation(env, resp *Envelope, step int) *Envelope {
 		From: env.From, FromPart: env.FromPart, Async: env.Async, Deadline: env.Deadline,
 		Method: http.MethodPost, Path: v.Path, Session: env.Session,
 		Header: http.Header{"Content-Type": {"application/kar+json"}},
+		Body:   payloadBody(v.Payload),
 	}
 	if !strings.HasPrefix(next.Path, "/") {
 		next.Path = "/" + next.Path
 	}
-	// Actor payloads come as the JSON text of the argument array; service
-	// payloads as a JSON value.
-	var payload []byte = v.Payload
-	var s string
-	if json.Unmarshal(v.Payload, &s) == nil && v.ActorType != "" {
-		payload = []byte(s)
-	}
-	next.Body = payload
 	switch {
 	case v.ActorType != "":
 		next.ActorType, next.ActorID = v.ActorType, v.ActorID
@@ -82,10 +88,58 @@ func continuation(env, resp *Envelope, step int) *Envelope {
 			next.Method = strings.ToUpper(v.Method)
 		}
 		next.Header = http.Header{"Content-Type": {"application/json"}}
+		// The chain's caller made an actor call when an actor method began
+		// it: the service's answer must reach it as an actor result.
+		next.ActorResult = env.ActorType != "" || env.ActorResult
 	default:
 		return nil
 	}
 	return next
+}
+
+// payloadBody is the body a tail call's payload stands for: the content
+// of a JSON string, any other JSON value as it is, nothing for none.
+func payloadBody(p json.RawMessage) []byte {
+	var s string
+	if json.Unmarshal(p, &s) == nil {
+		return []byte(s)
+	}
+	if len(p) == 0 || string(p) == "null" {
+		return nil
+	}
+	return p
+}
+
+// actorResult turns the answer of a service step that an actor method's
+// tail call led to into what the chain's caller, who made an actor call,
+// expects: a 200 answer becomes {"value": ...} (application/kar+json),
+// its JSON body as the value, or its text when the body is not JSON; other
+// statuses pass as they are. KAR 1.3.10 does the same.
+func actorResult(env, resp *Envelope) *Envelope {
+	if !env.ActorResult || resp == nil || resp.Error || resp.Status != http.StatusOK {
+		return resp
+	}
+	var v any = string(resp.Body)
+	if json.Valid(resp.Body) {
+		v = json.RawMessage(resp.Body)
+	}
+	b, err := json.Marshal(struct {
+		Value any `json:"value"`
+	}{v})
+	if err != nil {
+		return resp
+	}
+	r := *resp
+	r.Header = http.Header{"Content-Type": {"application/kar+json"}}
+	r.Body = b
+	return &r
+}
+
+// isKarJSON reports whether a component answered with the actor
+// protocol's media type.
+func isKarJSON(h http.Header) bool {
+	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
+	return mt == "application/kar+json"
 }
 
 func truthy(v any) bool {
