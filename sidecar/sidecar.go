@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout,
 		ActorBusyTimeout: cfg.ActorBusyTimeout, ActorCollectorInterval: cfg.ActorCollectorInterval,
 		DeliveryAttempts: cfg.DeliveryAttempts,
-		Handler: serviceHandler(app), Logger: log,
+		Handler:          serviceHandler(app), Logger: log,
 	}, be.Redis, be.Kafka)
 	if err != nil {
 		fmt.Fprintln(stderr, "kar run:", err)

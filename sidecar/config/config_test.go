@@ -37,7 +37,8 @@ func TestLoadPrecedence(t *testing.T) {
 		check func(t *testing.T, c *Run, rest []string)
 	}{
 		{"defaults", nil, []string{"-config_dir", "/nonexistent", "-app", "a"}, func(t *testing.T, c *Run, rest []string) {
-			if c.AppPort != 8080 || c.RedisPort != 31379 || c.KafkaBrokers[0] != "localhost:31093" || c.KafkaUsername != "token" || c.LeaseTTL != 3*time.Second {
+			if c.AppPort != 8080 || c.RedisPort != 31379 || c.KafkaBrokers[0] != "localhost:31093" || c.KafkaUsername != "token" || c.LeaseTTL != 3*time.Second ||
+				c.ActorCollectorInterval != 10*time.Second || c.ActorReminderDelay != 3*time.Second || c.CallTimeout() != 0 {
 				t.Errorf("defaults: %+v", c)
 			}
 		}},

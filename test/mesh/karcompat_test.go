@@ -281,3 +281,31 @@ func runSDK(t *testing.T, b *devenv.Backend, app, body string) string {
 	line := p.Output()[strings.Index(p.Output(), "result=")+7:]
 	return line[:strings.IndexByte(line, '\n')]
 }
+
+// TestIdleActorsDeactivated: with the default -actor_collector_interval
+// (10s, as in KAR) an idle instance is deactivated within two intervals:
+// kar-sdk's deactivate() runs, and the instance is no longer active.
+func TestIdleActorsDeactivated(t *testing.T) {
+	b := testenv.Backend(t)
+	nodeModules := filepath.Join(needNodeExample(t, "service-hello-js"), "node_modules")
+	hostPort := testenv.FreePort(t)
+	host := testenv.Start(t, "host", karEnv(b, "NODE_PATH="+nodeModules), filepath.Join(repo(t), "test", "mesh", "testdata"),
+		testenv.KarBin(t), "run", "-app", "idle", "-actors", "Counter", "-h2c", "-app_port", strconv.Itoa(testenv.FreePort(t)),
+		"-runtime_port", strconv.Itoa(hostPort), "node", "actors.js")
+	host.WaitOutput(t, "actors ready", 30*time.Second)
+	base := "http://127.0.0.1:" + strconv.Itoa(hostPort)
+	start := time.Now()
+	value(t, base, "a", "incr", 1)
+	host.WaitOutput(t, "[STDOUT] deactivate a", 25*time.Second)
+	if d := time.Since(start); d < 9*time.Second {
+		t.Errorf("deactivated after %s, before the 10s interval", d)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		_, body := do(t, "GET", base+"/kar/v1/system/information/sidecar_actors", http.Header{"Accept": {"application/json"}}, "")
+		return strings.TrimSpace(body) == "{}"
+	}, "no active instance after the deactivation")
+	// The state it saved is there when it is activated again.
+	if v := value(t, base, "a", "incr", 1); v != 2.0 {
+		t.Errorf("after reactivation: %v", v)
+	}
+}
