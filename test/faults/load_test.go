@@ -55,6 +55,7 @@ type result struct {
 	answered bool // the answer came back, naming the request
 	hung     bool // the client's timeout ended it
 	err      string
+	start    time.Time // when the call was made
 	at       time.Time // when the call was accepted (or ended)
 }
 
@@ -158,9 +159,9 @@ func (l *load) newID(k kind) string {
 }
 
 // call makes one call of kind k and reports its fate.
-func (l *load) call(ctx context.Context, k kind) result {
+func (l *load) call(ctx context.Context, k kind) (r result) {
 	id := l.newID(k)
-	r := result{id: id, kind: k}
+	r = result{id: id, kind: k, start: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
 	defer cancel()
 	body, _ := json.Marshal(map[string]any{"id": id, "ms": l.opts.MS})
@@ -180,6 +181,7 @@ func (l *load) call(ctx context.Context, k kind) result {
 		pragma = "promise"
 	}
 	status, answer, err := l.post(ctx, url, ctype, pragma, body)
+	// r is the named result: the deferred stamp reaches the caller.
 	defer func() { r.at = time.Now() }()
 	if err != nil {
 		r.hung, r.err = errors.Is(err, context.DeadlineExceeded), err.Error()
@@ -251,6 +253,9 @@ func hash(s string) int {
 	return h
 }
 
+// clock is how times are shown, as in the sidecars' logs.
+const clock = "15:04:05.000"
+
 // figures are a scenario's outcome.
 type figures struct {
 	Sent, Accepted, Answered, Refused, Hung, Lost, Duplicated, Wrong int
@@ -291,7 +296,7 @@ func (l *load) verdict(t *testing.T, c *cluster, deadline time.Duration, mustRun
 		case r.hung:
 			f.Hung++
 			// Executed or not tells a lost answer from a lost request.
-			hung = append(hung, fmt.Sprintf("%s %s (executed %d×; %s)", r.kind, r.id, exec[r.id], r.err))
+			hung = append(hung, fmt.Sprintf("%s %s (made %s, executed %d×; %s)", r.kind, r.id, r.start.Format(clock), exec[r.id], r.err))
 		case r.accepted && r.err != "":
 			f.Wrong++
 			t.Errorf("%s %s: %s", r.kind, r.id, r.err)

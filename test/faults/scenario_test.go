@@ -67,6 +67,7 @@ func (c *cluster) run(sh shape, caller *sidecar, fault func(), e expect) figures
 	fault()
 	close(stopWatch)
 	end := time.Now()
+	c.t.Logf("fault from %s to %s", begin.Format(clock), end.Format(clock))
 	// Recovery is measured while the load goes on, from the fault's end.
 	type recovery struct {
 		took time.Duration
