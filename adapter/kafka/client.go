@@ -31,6 +31,9 @@ type Client struct {
 	producer sarama.AsyncProducer
 	done     chan struct{}
 	wg       sync.WaitGroup
+	// meshTopic gets meshConfig (-kafka_topic_config) when kar creates it.
+	meshTopic  string
+	meshConfig map[string]*string
 }
 
 // SaramaConfig turns the backend settings into a sarama configuration: TLS,
@@ -133,7 +136,8 @@ func Connect(ctx context.Context, cfg config.Backend, app string) (*Client, erro
 		closeAll(rs)
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	c := &Client{Client: rs[0].c, producer: p, done: make(chan struct{})}
+	c := &Client{Client: rs[0].c, producer: p, done: make(chan struct{}), meshTopic: Topic(app)}
+	c.meshConfig, _ = cfg.TopicConfig() // checked by cfg.Validate
 	c.watch(p)
 	return c, nil
 }
@@ -248,7 +252,11 @@ func (c *Client) EnsureTopic(ctx context.Context, topic string, partitions int32
 		if err != nil {
 			return 0, fmt.Errorf("kafka admin: %w", err)
 		}
-		err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: c.replication()}, false)
+		detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: c.replication()}
+		if topic == c.meshTopic {
+			detail.ConfigEntries = c.meshConfig
+		}
+		err = admin.CreateTopic(topic, detail, false)
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) && !strings.Contains(err.Error(), "already exists") {
 			if attempt >= 3 {
 				return 0, fmt.Errorf("create topic %s: %w", topic, err)

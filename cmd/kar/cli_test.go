@@ -26,6 +26,8 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"get", "-app", "a", "-v", "loud"}, []string{`-v "loud"`}},
 		{[]string{"get", "-app", "a", "-s", "bogus"}, []string{`-s "bogus"`}},
 		{[]string{"run", "-app", "a", "-request_timeout", "soon", "true"}, []string{"-request_timeout", "milliseconds"}},
+		{[]string{"run", "-app", "a", "-kafka_topic_config", "retention.ms", "true"}, []string{"-kafka_topic_config", "key=value"}},
+		{[]string{"run", "-app", "a", "-v", "loud", "true"}, []string{`-v "loud"`}},
 		{[]string{"fly"}, []string{`unknown command "fly"`, "kar help"}},
 	}
 	for _, c := range cases {

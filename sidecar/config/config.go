@@ -50,10 +50,12 @@ type Backend struct {
 	// LeaseTTL bounds how long a killed sidecar's pending work waits before
 	// a live sidecar adopts it.
 	LeaseTTL time.Duration `envconfig:"KAR_LEASE_TTL" flag:"lease_ttl" default:"3s" desc:"how long a sidecar's partition lease lives without renewal"`
+	// KafkaTopicConfig is KAR's flag: topic settings given to the
+	// application's mesh topic when kar creates it.
+	KafkaTopicConfig string `envconfig:"KAR_KAFKA_TOPIC_CONFIG" flag:"kafka_topic_config" desc:"settings k1=v1,k2=v2 of the application's mesh topic when kar creates it (e.g. retention.ms=86400000)"`
 
 	// KAR 1.3.10's flags that mean nothing in kar: accepted so that KAR's
 	// command lines keep working, with one warning line each (see docs/kar.md).
-	KafkaTopicConfig     string        `envconfig:"KAR_KAFKA_TOPIC_CONFIG" flag:"kafka_topic_config" desc:"KAR's Kafka topic settings k1=v1,k2=v2 (no effect in kar)" noeffect:"kar creates its topics with the broker's defaults; set topic configs on the broker (a retention shorter than an outage would drop requests the mesh accepted)"`
 	RedisSlowOpThreshold time.Duration `envconfig:"KAR_REDIS_SLOW_OP_THRESHOLD" flag:"redis_slow_op_threshold" default:"1s" desc:"KAR's threshold for logging slow Redis operations (no effect in kar)" noeffect:"kar does not time Redis operations one by one"`
 }
 
@@ -456,8 +458,27 @@ func ValidApp(app string) error {
 	return nil
 }
 
+// TopicConfig reads -kafka_topic_config, "k1=v1,k2=v2" as KAR takes it.
+func (b *Backend) TopicConfig() (map[string]*string, error) {
+	if strings.TrimSpace(b.KafkaTopicConfig) == "" {
+		return nil, nil
+	}
+	out := map[string]*string{}
+	for _, kv := range strings.Split(b.KafkaTopicConfig, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" || v == "" || strings.Contains(v, "=") {
+			return nil, fmt.Errorf("-kafka_topic_config: %q is not key=value (give k1=v1,k2=v2, e.g. retention.ms=86400000)", kv)
+		}
+		out[k] = &v
+	}
+	return out, nil
+}
+
 // Validate checks what Load cannot: required and consistent settings.
 func (b *Backend) Validate() error {
+	if _, err := b.TopicConfig(); err != nil {
+		return err
+	}
 	if len(b.KafkaBrokers) == 0 {
 		return errors.New("no Kafka brokers: set KAFKA_BROKERS (run `kar dev` for a local backend)")
 	}

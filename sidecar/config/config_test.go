@@ -176,7 +176,14 @@ func TestKARFlags(t *testing.T) {
 		{[]string{"-v", "3"}, func(c *Run) bool { return c.Validate() == nil }, ""},
 		{[]string{"-kafka_password", "s3cret-k"}, func(c *Run) bool { return c.KafkaPassword == "s3cret-k" }, "-kafka_password on the command line is visible to every user"},
 		{[]string{"-redis_password", "s3cret-r"}, func(c *Run) bool { return c.RedisPassword == "s3cret-r" }, "-redis_password on the command line is visible to every user"},
-		{[]string{"-kafka_topic_config", "retention.ms=1"}, nil, "-kafka_topic_config (KAR_KAFKA_TOPIC_CONFIG) has no effect"},
+		{[]string{"-kafka_topic_config", "retention.ms=1,segment.ms=2"}, func(c *Run) bool {
+			m, err := c.TopicConfig()
+			return err == nil && len(m) == 2 && *m["retention.ms"] == "1" && *m["segment.ms"] == "2" && c.Validate() == nil
+		}, ""},
+		{[]string{"-kafka_topic_config", "retention.ms"}, func(c *Run) bool {
+			err := c.Validate()
+			return err != nil && strings.Contains(err.Error(), "-kafka_topic_config")
+		}, ""},
 		{[]string{"-redis_slow_op_threshold", "2s"}, nil, "-redis_slow_op_threshold (KAR_REDIS_SLOW_OP_THRESHOLD) has no effect"},
 		{[]string{"-redis_slow_op_threshold", "1s"}, nil, ""}, // KAR's default: nothing to warn about
 		{[]string{"-placement_cache"}, nil, "-placement_cache (KAR_PLACEMENT_CACHE) has no effect"},
