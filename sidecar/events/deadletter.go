@@ -29,7 +29,7 @@ const (
 // headers) to the application's dead-letter topic and logs the failure at
 // warn; then the subscription may go on. It retries while Kafka is
 // unavailable: the event is given up only once the dead-letter topic holds it.
-func (w *worker) deadLetter(ctx context.Context, m *sarama.ConsumerMessage, attempts int, cause error) error {
+func (w *worker) deadLetter(ctx context.Context, m *sarama.ConsumerMessage, to member, attempts int, cause error) error {
 	s := w.r.s
 	reason := oneLine(cause.Error())
 	if len(reason) > 1024 {
@@ -42,8 +42,8 @@ func (w *worker) deadLetter(ctx context.Context, m *sarama.ConsumerMessage, atte
 		}
 	}
 	for _, kv := range [][2]string{
-		{HeaderDeadSubscription, w.sub.ID}, {HeaderDeadActorType, w.sub.Actor.Type}, {HeaderDeadActorID, w.sub.Actor.ID},
-		{HeaderDeadPath, w.sub.Path}, {HeaderDeadTopic, w.sub.Topic}, {HeaderDeadPartition, strconv.Itoa(int(m.Partition))},
+		{HeaderDeadSubscription, to.sub.ID}, {HeaderDeadActorType, to.sub.Actor.Type}, {HeaderDeadActorID, to.sub.Actor.ID},
+		{HeaderDeadPath, to.sub.Path}, {HeaderDeadTopic, to.sub.Topic}, {HeaderDeadPartition, strconv.Itoa(int(m.Partition))},
 		{HeaderDeadOffset, strconv.FormatInt(m.Offset, 10)}, {HeaderDeadAttempts, strconv.Itoa(attempts)}, {HeaderDeadError, reason},
 	} {
 		hs = append(hs, sarama.RecordHeader{Key: []byte(kv[0]), Value: []byte(kv[1])})
@@ -65,7 +65,7 @@ func (w *worker) deadLetter(ctx context.Context, m *sarama.ConsumerMessage, atte
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		s.log.Warn("events: cannot write an undeliverable event to the dead-letter topic; retrying", "subscription", w.field,
+		s.log.Warn("events: cannot write an undeliverable event to the dead-letter topic; retrying", "subscription", to.field,
 			"dead_letter_topic", topic, "err", err, "retry_in", backoff)
 		if !wait.Sleep(ctx, backoff) {
 			return ctx.Err()
@@ -73,8 +73,8 @@ func (w *worker) deadLetter(ctx context.Context, m *sarama.ConsumerMessage, atte
 		backoff = min(2*backoff, s.opts.RetryMax)
 	}
 	s.log.Warn("events: event not delivered; sent it to the dead-letter topic and went on with the next",
-		"subscription", w.field, "actor", w.sub.Actor.Type+"/"+w.sub.Actor.ID, "path", w.sub.Path,
-		"topic", w.sub.Topic, "partition", m.Partition, "offset", m.Offset, "attempts", attempts,
+		"subscription", to.field, "actor", to.sub.Actor.Type+"/"+to.sub.Actor.ID, "path", to.sub.Path,
+		"topic", to.sub.Topic, "partition", m.Partition, "offset", m.Offset, "attempts", attempts,
 		"dead_letter_topic", topic, "err", reason)
 	return nil
 }

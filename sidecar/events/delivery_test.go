@@ -61,7 +61,7 @@ func TestDeliveryContentTypes(t *testing.T) {
 		if ct != "" {
 			body = fmt.Sprintf(`{"path":"/m","topic":"mixed","contentType":%q}`, ct)
 		}
-		subscribe(t, base, id, "s", body)
+		subscribe(t, base, id, id, body) // ids of their own: each gets every event
 	}
 	run(t, s)
 	pub := base + "/kar/v1/event/mixed/publish"
@@ -187,7 +187,7 @@ func TestCompetingRunners(t *testing.T) {
 	b, _ := w.service(t, "B", route("B"))
 	base := serve(t, a).URL
 	for i := range subs {
-		subscribe(t, base, fmt.Sprintf("a%d", i), "s", `{"path":"/m","topic":"shared","contentType":"application/json"}`)
+		subscribe(t, base, fmt.Sprintf("a%d", i), fmt.Sprintf("s%d", i), `{"path":"/m","topic":"shared","contentType":"application/json"}`)
 	}
 	stopA := run(t, a)
 	run(t, b)
@@ -242,7 +242,7 @@ func TestLeaseExpiry(t *testing.T) {
 	base := serve(t, s).URL
 	subscribe(t, base, "a1", "s1", `{"path":"/m","topic":"t1","contentType":"application/json"}`)
 	dead := 2 * time.Second
-	if err := w.rdb.Set(context.Background(), leaseKey(s.keys, field("Sub", "a1", "s1")), "dead-sidecar", dead).Err(); err != nil {
+	if err := w.rdb.Set(context.Background(), groupLeaseKey(s.keys, unitOf("t1", "s1")), "dead-sidecar", dead).Err(); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -384,16 +384,18 @@ func TestRunnersShareSubscriptions(t *testing.T) {
 	const n = 8
 	var fields []string
 	for i := range n {
-		sub := Subscription{Actor: Actor{Type: "Sub", ID: fmt.Sprintf("a%d", i)}, ID: "s", Path: "/m", Topic: "many", OffsetOldest: true}
+		// Written as kar before groups (or a migration tool) did: the
+		// runners adopt them into groups of their own.
+		sub := Subscription{Actor: Actor{Type: "Sub", ID: fmt.Sprintf("a%d", i)}, ID: fmt.Sprintf("s%d", i), Path: "/m", Topic: "many", OffsetOldest: true}
 		raw, _ := json.Marshal(sub)
 		w.rdb.HSet(ctx, a.keys.Subscriptions(), sub.field(), raw)
-		fields = append(fields, sub.field())
+		fields = append(fields, sub.unit())
 	}
 	a.notify(ctx)
 	held := func() map[string]int {
 		m := map[string]int{}
 		for _, f := range fields {
-			m[w.rdb.Get(ctx, leaseKey(a.keys, f)).Val()]++
+			m[w.rdb.Get(ctx, groupLeaseKey(a.keys, f)).Val()]++
 		}
 		return m
 	}
@@ -415,15 +417,14 @@ func TestLateRunnerGetsItsShare(t *testing.T) {
 	base := serve(t, a).URL
 	const n = 4
 	for i := range n {
-		subscribe(t, base, fmt.Sprintf("a%d", i), "s", `{"path":"/m","topic":"late","contentType":"application/json"}`)
+		subscribe(t, base, fmt.Sprintf("a%d", i), fmt.Sprintf("s%d", i), `{"path":"/m","topic":"late","contentType":"application/json"}`)
 	}
 	run(t, a)
 	ctx := context.Background()
 	leased := func(holder string) int {
 		c := 0
 		for i := range n {
-			f := Subscription{Actor: Actor{Type: "Sub", ID: fmt.Sprintf("a%d", i)}, ID: "s"}.field()
-			if w.rdb.Get(ctx, leaseKey(a.keys, f)).Val() == holder {
+			if w.rdb.Get(ctx, groupLeaseKey(a.keys, unitOf("late", fmt.Sprintf("s%d", i)))).Val() == holder {
 				c++
 			}
 		}

@@ -216,9 +216,9 @@ func (s *Service) partitionOf(p published, n int32) int32 {
 	return int32(s.rr.Add(1) % uint32(n))
 }
 
-// startOffsets are the newest offsets of topic's partitions: where a new
-// subscription starts reading.
-func (s *Service) startOffsets(ctx context.Context, topic string) (map[int32]int64, error) {
+// startOffsets are where a new group starts reading topic: the newest
+// offsets of its partitions, or sarama.OffsetOldest for each when oldest.
+func (s *Service) startOffsets(ctx context.Context, topic string, oldest bool) (map[int32]int64, error) {
 	n, err := s.partitions(ctx, topic)
 	if err != nil {
 		return nil, err
@@ -226,6 +226,10 @@ func (s *Service) startOffsets(ctx context.Context, topic string) (map[int32]int
 	kt := s.kafkaTopic(topic)
 	out := make(map[int32]int64, n)
 	for p := range n {
+		if oldest {
+			out[p] = sarama.OffsetOldest
+			continue
+		}
 		off, err := s.kc.GetOffset(kt, p, sarama.OffsetNewest)
 		if err != nil {
 			return nil, fmt.Errorf("newest offset of %s/%d: %w", kt, p, err)

@@ -251,24 +251,26 @@ func (s *Service) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 		storeError(w, "read "+describe(r), err)
 		return
 	}
-	// A new subscription (or one moved to another topic) starts at the
-	// topic's newest offsets, unless it asks for the oldest: the events it
-	// receives are those published after this PUT returned.
-	reset := errors.Is(err, errNotFound) || old.Topic != sub.Topic
+	// A new subscription (or one moved to another topic or group) joins
+	// its group where the group is; a group it starts begins at the topic's
+	// newest offsets, unless it asks for the oldest: the events it receives
+	// are those published after this PUT returned.
+	notFound := errors.Is(err, errNotFound)
+	moved := notFound || old.unit() != sub.unit()
 	var start map[int32]int64
-	if reset {
-		if sub.OffsetOldest {
-			_, err = s.partitions(r.Context(), sub.Topic)
-		} else {
-			start, err = s.startOffsets(r.Context(), sub.Topic)
-		}
+	if moved {
+		start, err = s.startOffsets(r.Context(), sub.Topic, sub.OffsetOldest)
 		if err != nil {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, fmt.Sprintf("cannot subscribe %s to topic %q now (Kafka): %s; retry later", describe(r), sub.Topic, oneLine(err.Error())), http.StatusServiceUnavailable)
 			return
 		}
 	}
-	created, err := s.put(r.Context(), sub, start, reset)
+	oldUnit := ""
+	if !notFound {
+		oldUnit = old.unit()
+	}
+	created, err := s.put(r.Context(), sub, start, moved, oldUnit)
 	switch {
 	case err != nil:
 		storeError(w, "store "+describe(r), err)

@@ -141,7 +141,7 @@ func TestSubscriptionRoutes(t *testing.T) {
 	expect(t, "PUT", base+"/s3", "application/json", `{"path":"/m","topic":"t1"}`, 204, "")
 	expect(t, "DELETE", base, "", "", 200, "2")
 	expect(t, "GET", base, "", "", 200, "[]")
-	if n, _ := w.rdb.Exists(context.Background(), offsetsKey(s.keys, field("Sub", "a1", "s3"))).Result(); n != 0 {
+	if n, _ := w.rdb.Exists(context.Background(), groupKey(s.keys, unitOf("t1", "s3"))).Result(); n != 0 {
 		t.Errorf("offsets of a cancelled subscription are left in Redis")
 	}
 }

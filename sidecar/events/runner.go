@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,14 +23,16 @@ import (
 // another sidecar takes them at once) and returns nil. Redis and Kafka
 // errors are logged and retried; they do not end Run.
 //
-// Any number of sidecars run Run against the same Redis. Each
-// subscription is delivered by exactly one of them at a time: the one
-// holding its lease (a Redis key with a TTL, renewed every LeaseTTL/3).
-// The holder reads the subscription's topic with a kafka.PartitionReader
-// per partition from the committed offsets (in Redis), delivers one event at a
-// time (the next only after the actor method returned for the previous
-// one), retrying a failed delivery with backoff, and commits the offset
-// after each success — only while it still holds the lease. A holder that
+// Any number of sidecars run Run against the same Redis. Each group of
+// subscriptions (group.go; a subscription without a group is a group of
+// one) is delivered by exactly one of them at a time: the one holding its
+// lease (a Redis key with a TTL, renewed every LeaseTTL/3). The holder
+// reads the topic with a kafka.PartitionReader per partition from the
+// group's committed offsets (in Redis), delivers one event at a time to one
+// member (the next only after the actor method returned for the previous
+// one), retrying a failed delivery with backoff up to MaxAttempts, and
+// commits the offset after each success or dead letter — only while it
+// still holds the lease. A holder that
 // dies stops renewing; its lease expires and another sidecar goes on from
 // the last committed offset: delivery is at least once (the event in
 // flight when a holder dies is delivered again). A holder that cannot
@@ -56,8 +59,8 @@ func (s *Service) Run(ctx context.Context) error {
 			wait.Drain(notices)
 		case <-s.wake:
 		case w := <-r.ended:
-			if r.workers[w.field] == w {
-				delete(r.workers, w.field)
+			if r.workers[w.unit] == w {
+				delete(r.workers, w.unit)
 			}
 		}
 	}
@@ -66,7 +69,7 @@ func (s *Service) Run(ctx context.Context) error {
 // runner is the state of one Run.
 type runner struct {
 	s       *Service
-	workers map[string]*worker // by subscription field
+	workers map[string]*worker // by group unit name
 	ended   chan *worker
 	// stopping is closed when Run returns: ended is no longer read.
 	stopping chan struct{}
@@ -74,10 +77,13 @@ type runner struct {
 	// closing counts the partition readers of ended sessions that are
 	// still closing, so that Run returns only once all have ended.
 	closing sync.WaitGroup
-	// freeSince is when (runner.now) each subscription beyond our share
-	// was first seen without a lease: one left free for a grace period
-	// (its runner is gone or slow) we take after all.
+	// freeSince is when (runner.now) each group beyond our share was
+	// first seen without a lease: one left free for a grace period (its
+	// runner is gone or slow) we take after all.
 	freeSince map[string]time.Duration
+	// parsed caches the decoded subscriptions by field, while their JSON
+	// is unchanged: reconcile reads them all every poll.
+	parsed map[string]member
 }
 
 // now is the monotonic time since the runner started.
@@ -94,9 +100,10 @@ func (r *runner) active() int {
 	return n
 }
 
-// reconcile stops the workers of subscriptions that were removed or
-// changed, starts workers for subscriptions whose lease it can take, and
-// hands a subscription over when it holds more than its share.
+// reconcile stops the workers of groups that lost their last member,
+// tells the others what members it sees, starts workers for groups whose
+// lease it can take, and hands a group over when it holds more than its
+// share.
 func (r *runner) reconcile(ctx context.Context) {
 	s := r.s
 	all, err := s.rdb.HGetAll(ctx, s.keys.Subscriptions()).Result()
@@ -106,33 +113,37 @@ func (r *runner) reconcile(ctx context.Context) {
 		}
 		return
 	}
-	for f, w := range r.workers {
-		if all[f] != w.raw {
+	groups := r.groups(all)
+	for u, w := range r.workers {
+		if ms, ok := groups[u]; ok {
+			w.see(ms)
+		} else {
 			w.cancel() // removed from the map when it has ended
 		}
 	}
-	// Spread the subscriptions over the live runners: each takes at most
-	// a fair share, more only of those left free for a grace period (the
-	// other runners may be gone or slow), and gives back what it holds
-	// beyond its share once nothing is left free, so a runner that joins
-	// or comes late gets its part.
-	share, live := len(all), 1
+	// Spread the groups over the live runners: each takes at most a fair
+	// share, more only of those left free for a grace period (the other
+	// runners may be gone or slow), and gives back what it holds beyond
+	// its share once nothing is left free, so a runner that joins or comes
+	// late gets its part.
+	share, live := len(groups), 1
 	if n, err := heartbeatScript.Run(ctx, s.rdb, []string{runnersKey(s.keys)}, s.opts.SidecarID,
 		max(3*s.opts.Poll, s.opts.LeaseTTL).Milliseconds()).Int(); err == nil && n > 1 {
 		live = n
-		share = (len(all) + live - 1) / live
+		share = (len(groups) + live - 1) / live
 	}
-	var idle []string // subscriptions we do not deliver
-	for f := range all {
-		if _, running := r.workers[f]; !running {
-			idle = append(idle, f)
+	var idle []string // groups we do not deliver
+	for u := range groups {
+		if _, running := r.workers[u]; !running {
+			idle = append(idle, u)
 		}
 	}
+	sort.Strings(idle)
 	holders := make([]any, len(idle))
 	if len(idle) > 0 {
 		keys := make([]string, len(idle))
-		for i, f := range idle {
-			keys[i] = leaseKey(s.keys, f)
+		for i, u := range idle {
+			keys[i] = groupLeaseKey(s.keys, u)
 		}
 		if holders, err = s.rdb.MGet(ctx, keys...).Result(); err != nil {
 			if ctx.Err() == nil {
@@ -144,43 +155,71 @@ func (r *runner) reconcile(ctx context.Context) {
 	now, grace := r.now(), 2*s.opts.Poll
 	freeSince := map[string]time.Duration{}
 	free := 0
-	for i, f := range idle {
+	for i, u := range idle {
 		if h, _ := holders[i].(string); h != "" && h != s.opts.SidecarID {
 			continue // another runner delivers it
 		}
 		if r.active() >= share {
-			since, seen := r.freeSince[f]
+			since, seen := r.freeSince[u]
 			if !seen {
 				since = now
 			}
 			if now-since < grace {
-				freeSince[f] = since
+				freeSince[u] = since
 				free++
 				continue
 			}
 		}
-		ok, err := acquireScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, f), s.keys.Subscriptions()},
-			s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), f, all[f]).Int()
+		first := groups[u][0]
+		ok, err := acquireScript.Run(ctx, s.rdb, []string{groupLeaseKey(s.keys, u), s.keys.Subscriptions()},
+			s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), first.field, first.raw).Int()
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Warn("events: cannot take a subscription lease", "subscription", f, "err", err)
+				s.log.Warn("events: cannot take a subscription lease", "group", u, "err", err)
 			}
 			return
 		}
 		if ok == 1 {
-			r.start(ctx, f, all[f])
+			r.start(ctx, u, groups[u])
 		}
 	}
 	r.freeSince = freeSince
 	if live > 1 && free == 0 && r.active() > share {
 		for _, w := range r.workers {
 			if !w.handingOff() {
-				s.log.Debug("events: handing a subscription over to a runner below its share", "subscription", w.field)
+				s.log.Debug("events: handing a subscription group over to a runner below its share", "group", w.unit)
 				w.handOff()
 				break
 			}
 		}
 	}
+}
+
+// groups sorts the subscriptions into their groups (members in field
+// order), skipping any stored corrupt.
+func (r *runner) groups(all map[string]string) map[string][]member {
+	parsed := make(map[string]member, len(all))
+	out := map[string][]member{}
+	for f, raw := range all {
+		m, ok := r.parsed[f]
+		if !ok || m.raw != raw {
+			m = member{field: f, raw: raw}
+			if err := json.Unmarshal([]byte(raw), &m.sub); err != nil {
+				r.s.log.Error("events: a subscription is stored corrupt; not delivering it", "subscription", f, "err", err)
+			}
+		}
+		parsed[f] = m
+		if m.sub.Topic == "" {
+			continue // corrupt
+		}
+		u := m.sub.unit()
+		out[u] = append(out[u], m)
+	}
+	for _, ms := range out {
+		sort.Slice(ms, func(i, j int) bool { return ms[i].field < ms[j].field })
+	}
+	r.parsed = parsed
+	return out
 }
 
 // heartbeatScript records that runner ARGV[1] is alive (by Redis's clock),
@@ -192,18 +231,15 @@ redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 return redis.call('ZCARD', KEYS[1])`)
 
-func (r *runner) start(ctx context.Context, f, raw string) {
+func (r *runner) start(ctx context.Context, unit string, seen []member) {
 	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{r: r, field: f, raw: raw, cancel: cancel, done: make(chan struct{}), yield: make(chan struct{})}
+	w := &worker{r: r, unit: unit, topic: seen[0].sub.Topic, cancel: cancel, done: make(chan struct{}),
+		yield: make(chan struct{}), refresh: make(chan struct{}, 1)}
+	w.seen.Store(&seen)
+	none := "" // no version yet: the first renewal finds it changed
+	w.version.Store(&none)
 	w.validUntil.Store(int64(r.now() + r.s.opts.LeaseTTL*4/5))
-	if err := json.Unmarshal([]byte(raw), &w.sub); err != nil {
-		r.s.log.Error("events: a subscription is stored corrupt; not delivering it", "subscription", f, "err", err)
-		cancel()
-		close(w.done)
-		go r.release(w)
-		return
-	}
-	r.workers[f] = w
+	r.workers[unit] = w
 	go w.run(wctx)
 }
 
@@ -227,8 +263,8 @@ func (r *runner) stopAll() {
 func (r *runner) release(w *worker) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := releaseScript.Run(ctx, r.s.rdb, []string{leaseKey(r.s.keys, w.field)}, r.s.opts.SidecarID).Err(); err != nil {
-		r.s.log.Debug("events: cannot release a subscription lease; it will expire", "subscription", w.field, "err", err)
+	if err := releaseScript.Run(ctx, r.s.rdb, []string{groupLeaseKey(r.s.keys, w.unit)}, r.s.opts.SidecarID).Err(); err != nil {
+		r.s.log.Debug("events: cannot release a subscription lease; it will expire", "group", w.unit, "err", err)
 	}
 }
 
@@ -242,11 +278,13 @@ if v and v ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`)
 
-// renewScript extends our lease while the subscription is unchanged.
+// renewScript extends our lease KEYS[1] (TTL ARGV[2] ms): 0 when it is
+// not ours, 2 when the members of the group KEYS[2] changed since version
+// ARGV[3], else 1.
 var renewScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if redis.call('HGET', KEYS[2], ARGV[3]) ~= ARGV[4] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('HGET', KEYS[2], 'v') ~= ARGV[3] then return 2 end
 return 1`)
 
 // releaseScript deletes our lease.
@@ -254,24 +292,36 @@ var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
-// commitScript records the next offset of a partition while we hold the
-// lease, then checks that the subscription (field ARGV[5] of KEYS[3]) still
-// reads ARGV[6] and renews the lease (TTL ARGV[4] ms): 1 when both hold.
+// commitScript records the next offset ARGV[3] of partition ARGV[2] in the
+// group KEYS[2] while we hold the lease KEYS[1], and renews the lease (TTL
+// ARGV[4] ms): 0 when the lease is not ours, 2 when the members changed
+// since version ARGV[5], else 1.
 var commitScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-if redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return 2 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if redis.call('HGET', KEYS[2], 'v') ~= ARGV[5] then return 2 end
 return 1`)
 
-// worker delivers one subscription while its runner holds the lease.
+// worker delivers one group while its runner holds the lease.
 type worker struct {
 	r      *runner
-	field  string
-	raw    string
-	sub    Subscription
+	unit   string
+	topic  string
 	cancel context.CancelFunc
 	done   chan struct{}
+	// members and offsets are the group as last loaded (by the worker's
+	// own goroutine only); version is its version, which the lease renewal
+	// compares, and changed is set when that found another.
+	members []member
+	offsets map[string]string
+	version atomic.Pointer[string]
+	changed atomic.Bool
+	// seen is what reconcile last saw of the group's members; refresh
+	// tells the worker to load the group again when that differs from
+	// what it has (a change, or a subscription to adopt).
+	seen    atomic.Pointer[[]member]
+	refresh chan struct{}
 	// validUntil is when (runner.now) the lease may have expired for all
 	// we know: deliveries pause past it.
 	validUntil atomic.Int64
@@ -279,6 +329,8 @@ type worker struct {
 	// the lease back (see handOff).
 	yield     chan struct{}
 	yieldOnce sync.Once
+	// loaded is members, for reconcile to compare.
+	loaded atomic.Pointer[[]member]
 }
 
 // handOff asks the worker to finish the event in hand, commit it and give
@@ -311,17 +363,17 @@ func (w *worker) run(ctx context.Context) {
 		case <-w.r.stopping:
 		}
 	}()
-	s.log.Debug("events: delivering a subscription", "subscription", w.field, "topic", w.sub.Topic)
+	s.log.Debug("events: delivering a subscription group", "group", w.unit, "topic", w.topic)
 	go w.renew(ctx)
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		err := w.session(ctx)
-		if ctx.Err() != nil || errors.Is(err, errLeaseLost) || errors.Is(err, errHandedOff) {
+		if ctx.Err() != nil || errors.Is(err, errLeaseLost) || errors.Is(err, errHandedOff) || errors.Is(err, errNoMembers) {
 			return
 		}
 		backoff = min(max(2*backoff, s.opts.RetryMin), s.opts.RetryMax)
 		if err != nil {
-			s.log.Warn("events: subscription paused; retrying", "subscription", w.field, "topic", w.sub.Topic, "err", err, "retry_in", backoff)
+			s.log.Warn("events: subscription paused; retrying", "group", w.unit, "topic", w.topic, "err", err, "retry_in", backoff)
 		}
 		if !wait.Sleep(ctx, backoff) {
 			return
@@ -345,7 +397,7 @@ func (w *worker) renew(ctx context.Context) {
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {
-				s.log.Warn("events: cannot renew a subscription lease", "subscription", w.field, "err", err)
+				s.log.Warn("events: cannot renew a subscription lease", "group", w.unit, "err", err)
 			}
 		case !ok:
 			w.cancel()
@@ -354,22 +406,135 @@ func (w *worker) renew(ctx context.Context) {
 	}
 }
 
-// check renews the lease, reporting false when it is lost or the
-// subscription changed or was cancelled (the worker must stop).
+// check renews the lease, reporting false when it is lost (the worker
+// must stop); when the group's members changed, it marks them to be loaded
+// again before the next delivery.
 func (w *worker) check(ctx context.Context) (bool, error) {
 	s := w.r.s
 	asked := w.r.now()
-	ok, err := renewScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, w.field), s.keys.Subscriptions()},
-		s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), w.field, w.raw).Int()
+	ok, err := renewScript.Run(ctx, s.rdb, []string{groupLeaseKey(s.keys, w.unit), groupKey(s.keys, w.unit)},
+		s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), *w.version.Load()).Int()
 	if err != nil {
 		return false, err
 	}
-	if ok != 1 {
-		s.log.Info("events: subscription lease lost or subscription changed; stopping its delivery", "subscription", w.field)
-		return false, nil
+	return w.renewed(ok, asked), nil
+}
+
+// renewed takes the answer of renewScript or commitScript to a question
+// asked at asked: false when the lease is lost; else the lease is valid
+// again, and a changed group is marked to be loaded again.
+func (w *worker) renewed(answer int, asked time.Duration) bool {
+	s := w.r.s
+	if answer == 0 {
+		s.log.Info("events: subscription lease lost or its group gone; stopping its delivery", "group", w.unit)
+		return false
+	}
+	if answer == 2 {
+		w.changed.Store(true)
 	}
 	w.validUntil.Store(int64(asked + s.opts.LeaseTTL*4/5))
-	return true, nil
+	return true
+}
+
+// see records what reconcile saw of the group, and asks the worker to load
+// the group again if its members differ.
+func (w *worker) see(ms []member) {
+	w.seen.Store(&ms)
+	if ms := w.loaded.Load(); ms != nil && sameMembers(*ms, *w.seen.Load()) {
+		return
+	}
+	select {
+	case w.refresh <- struct{}{}:
+	default:
+	}
+}
+
+func sameMembers(a, b []member) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].field != b[i].field || a[i].raw != b[i].raw {
+			return false
+		}
+	}
+	return true
+}
+
+// errNoMembers ends a worker whose group has no member left.
+var errNoMembers = errors.New("the group has no member left")
+
+// load reads the group's members, version and offsets, adopting the
+// subscriptions reconcile saw that are not members yet, and gives a group
+// without a position the one its first member asks for (the topic's
+// newest offsets, or the oldest).
+func (w *worker) load(ctx context.Context) error {
+	s := w.r.s
+	for {
+		seen := *w.seen.Load()
+		keys := make([]string, 0, 2+len(seen))
+		keys = append(keys, s.keys.Subscriptions(), groupKey(s.keys, w.unit))
+		args := make([]any, 0, 2*len(seen))
+		for _, m := range seen {
+			keys = append(keys, legacyOffsetsKey(s.keys, m.field))
+			args = append(args, m.field, m.raw)
+		}
+		res, err := loadScript.Run(ctx, s.rdb, keys, args...).Slice()
+		if err != nil || len(res) != 2 {
+			return fmt.Errorf("load the subscription group: %w", err)
+		}
+		g, subs := strs(res[0]), strs(res[1])
+		hash := make(map[string]string, len(g)/2)
+		for i := 0; i+1 < len(g); i += 2 {
+			hash[g[i]] = g[i+1]
+		}
+		var members []member
+		for i := 0; i+1 < len(subs); i += 2 {
+			m := member{field: subs[i], raw: subs[i+1]}
+			if json.Unmarshal([]byte(m.raw), &m.sub) == nil && m.sub.unit() == w.unit {
+				members = append(members, m)
+			}
+		}
+		sort.Slice(members, func(i, j int) bool { return members[i].field < members[j].field })
+		if len(members) == 0 {
+			return errNoMembers
+		}
+		if hash["p"] == "" {
+			start, err := s.startOffsets(ctx, w.topic, members[0].sub.OffsetOldest)
+			if err != nil {
+				return fmt.Errorf("position a new subscription group: %w", err)
+			}
+			pargs := []any{s.opts.SidecarID}
+			for p, off := range start {
+				pargs = append(pargs, strconv.Itoa(int(p)), off)
+			}
+			ok, err := positionScript.Run(ctx, s.rdb, []string{groupLeaseKey(s.keys, w.unit), groupKey(s.keys, w.unit)}, pargs...).Int()
+			if err != nil {
+				return fmt.Errorf("position a new subscription group: %w", err)
+			}
+			if ok == 0 {
+				return errLeaseLost
+			}
+			continue // load what was stored
+		}
+		v := hash["v"]
+		w.members, w.offsets = members, hash
+		w.version.Store(&v)
+		w.loaded.Store(&members)
+		w.changed.Store(false)
+		return nil
+	}
+}
+
+// strs converts a script's array of strings.
+func strs(v any) []string {
+	a, _ := v.([]any)
+	out := make([]string, 0, len(a))
+	for _, x := range a {
+		s, _ := x.(string)
+		out = append(out, s)
+	}
+	return out
 }
 
 // leaseValid waits until the lease is known to be ours (false: ctx ended).
@@ -393,18 +558,18 @@ var errPartitionsChanged = errors.New("partitions changed")
 // ctx ends or something needs a fresh start.
 func (w *worker) session(ctx context.Context) error {
 	s := w.r.s
-	kt := s.kafkaTopic(w.sub.Topic)
+	kt := s.kafkaTopic(w.topic)
 	if err := s.kc.RefreshMetadata(kt); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
 		return fmt.Errorf("kafka metadata of %s: %w", kt, err)
 	}
 	parts, err := s.kc.Partitions(kt)
 	if err != nil || len(parts) == 0 {
-		return fmt.Errorf("%w: %s", errTopicMissing, w.sub.Topic)
+		return fmt.Errorf("%w: %s", errTopicMissing, w.topic)
 	}
-	stored, err := s.rdb.HGetAll(ctx, offsetsKey(s.keys, w.field)).Result()
-	if err != nil {
-		return fmt.Errorf("read committed offsets: %w", err)
+	if err := w.load(ctx); err != nil {
+		return err
 	}
+	stored := w.offsets
 
 	// Each partition is read by a reader on a connection of its own (a
 	// broker answers a connection's requests in order, so readers sharing
@@ -441,7 +606,7 @@ func (w *worker) session(ctx context.Context) error {
 			OutOfRange: func(from, oldest int64) {
 				if from >= 0 {
 					s.log.Warn("events: committed offset no longer in the topic (deleted and created again, or past retention); reading from the oldest",
-						"subscription", w.field, "topic", w.sub.Topic, "partition", p, "offset", from, "oldest", oldest)
+						"group", w.unit, "topic", w.topic, "partition", p, "offset", from, "oldest", oldest)
 				}
 			},
 			// Any failure (the topic deleted, the broker gone) ends the
@@ -466,6 +631,10 @@ func (w *worker) session(ctx context.Context) error {
 			return errHandedOff
 		case err := <-failed:
 			return err
+		case <-w.refresh:
+			if err := w.load(ctx); err != nil {
+				return err
+			}
 		case <-check.C:
 			// Partitions added by any sidecar: read them too.
 			if err := s.kc.RefreshMetadata(kt); err != nil {
@@ -500,7 +669,7 @@ func (w *worker) session(ctx context.Context) error {
 				if w.handingOff() {
 					return errHandedOff // next is read again by the new holder
 				}
-				m, checked = next, true
+				m, checked = next, !w.changed.Load()
 			}
 		}
 	}
@@ -513,20 +682,15 @@ func (w *worker) commit(ctx context.Context, partition int32, next int64) (bool,
 	backoff := 20 * time.Millisecond
 	for {
 		asked := w.r.now()
-		ok, err := commitScript.Run(ctx, s.rdb, []string{leaseKey(s.keys, w.field), offsetsKey(s.keys, w.field), s.keys.Subscriptions()},
-			s.opts.SidecarID, strconv.Itoa(int(partition)), next, s.opts.LeaseTTL.Milliseconds(), w.field, w.raw).Int()
+		ok, err := commitScript.Run(ctx, s.rdb, []string{groupLeaseKey(s.keys, w.unit), groupKey(s.keys, w.unit)},
+			s.opts.SidecarID, strconv.Itoa(int(partition)), next, s.opts.LeaseTTL.Milliseconds(), *w.version.Load()).Int()
 		if err == nil {
-			if ok == 1 {
-				w.validUntil.Store(int64(asked + s.opts.LeaseTTL*4/5))
-			} else {
-				s.log.Info("events: subscription lease lost or subscription changed; stopping its delivery", "subscription", w.field)
-			}
-			return ok == 1, nil
+			return w.renewed(ok, asked), nil
 		}
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		s.log.Warn("events: cannot commit a delivered event's offset; retrying", "subscription", w.field, "err", err)
+		s.log.Warn("events: cannot commit a delivered event's offset; retrying", "group", w.unit, "err", err)
 		if !wait.Sleep(ctx, backoff) {
 			return false, ctx.Err()
 		}
@@ -534,16 +698,17 @@ func (w *worker) commit(ctx context.Context, partition int32, next int64) (bool,
 	}
 }
 
-// deliver delivers one record, retrying with exponential backoff until it
-// succeeds or is dead-lettered, while the lease is ours.
-// checked says that the subscription was confirmed after m was read, so
-// the first attempt needs no check.
+// deliver delivers one record to one member of the group, retrying with
+// exponential backoff (each attempt to the next member) until it succeeds
+// or is dead-lettered, while the lease is ours. checked says that the
+// group was confirmed unchanged after m was read, so the first attempt
+// needs no check: a member cancelled before m was read gets nothing more.
 func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage, checked bool) error {
 	s := w.r.s
 	p, err := fromRecord(s.opts.App, m)
 	if err != nil {
-		s.log.Error("events: skipping a record that is not a readable CloudEvent", "subscription", w.field,
-			"topic", w.sub.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
+		s.log.Error("events: skipping a record that is not a readable CloudEvent", "group", w.unit,
+			"topic", w.topic, "partition", m.Partition, "offset", m.Offset, "err", err)
 		return nil
 	}
 	backoff := time.Duration(0)
@@ -551,20 +716,29 @@ func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage, checked
 		if !w.leaseValid(ctx) {
 			return ctx.Err()
 		}
-		// A subscription cancelled (or changed) before this event was
-		// read gets nothing more: check with Redis before each delivery.
-		ok, err := true, error(nil)
-		if !checked || attempt > 1 {
-			ok, err = w.check(ctx)
+		if !checked || attempt > 1 || w.changed.Load() {
+			ok, err := w.check(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return err // the session starts again after a backoff
+			}
+			if !ok {
+				w.cancel()
+				return errLeaseLost
+			}
 		}
-		if err == nil && !ok {
-			w.cancel()
-			return errLeaseLost
+		if w.changed.Load() {
+			if err := w.load(ctx); err != nil {
+				return err
+			}
 		}
-		if err == nil && w.sub.Sink != "" {
-			err = s.deliverSink(ctx, w.sub, p, attempt)
-		} else if err == nil {
-			err = w.deliverActor(ctx, p)
+		to := pick(w.members, m.Partition, m.Offset, attempt)
+		if to.sub.Sink != "" {
+			err = s.deliverSink(ctx, to.sub, p, attempt)
+		} else {
+			err = w.deliverActor(ctx, to.sub, p)
 		}
 		if err == nil {
 			return nil
@@ -573,14 +747,14 @@ func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage, checked
 			return ctx.Err()
 		}
 		var rejected rejectedErr
-		if w.sub.Sink == "" && (attempt >= s.opts.MaxAttempts || errors.As(err, &rejected)) {
-			return w.deadLetter(ctx, m, attempt, err)
+		if to.sub.Sink == "" && (attempt >= s.opts.MaxAttempts || errors.As(err, &rejected)) {
+			return w.deadLetter(ctx, m, to, attempt, err)
 		}
 		if w.handingOff() {
 			return errHandedOff // the new holder retries it
 		}
 		backoff = min(max(2*backoff, s.opts.RetryMin), s.opts.RetryMax)
-		s.log.Warn("events: delivery failed; will retry", "subscription", w.field, "topic", w.sub.Topic,
+		s.log.Warn("events: delivery failed; will retry", "subscription", to.field, "topic", w.topic,
 			"event", p.ev.ID(), "attempt", attempt, "err", oneLine(err.Error()), "retry_in", backoff)
 		if !wait.Sleep(ctx, backoff) {
 			return ctx.Err()
@@ -588,12 +762,12 @@ func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage, checked
 	}
 }
 
-func (w *worker) deliverActor(ctx context.Context, p published) error {
-	arg, err := deliveryArg(p, w.sub.ContentType)
+func (w *worker) deliverActor(ctx context.Context, sub Subscription, p published) error {
+	arg, err := deliveryArg(p, sub.ContentType)
 	if err != nil {
 		return fmt.Errorf("encode event %s: %w", p.ev.ID(), err)
 	}
-	return w.r.s.opts.Deliver(ctx, w.sub.Actor.Type, w.sub.Actor.ID, w.sub.Path, "application/json", actorArgs(arg))
+	return w.r.s.opts.Deliver(ctx, sub.Actor.Type, sub.Actor.ID, sub.Path, "application/json", actorArgs(arg))
 }
 
 // closed records the readers of an ended session: Run waits for them to

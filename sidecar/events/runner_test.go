@@ -61,7 +61,7 @@ func TestStopWithReadersBlocked(t *testing.T) {
 	expect(t, "PUT", base+"/kar/v1/event/busy", "application/json", `{"numPartitions":3}`, 201, "")
 	publishN(t, base, "busy", 0, n) // round robin over the partitions
 	for i := range subs {
-		subscribe(t, base, fmt.Sprintf("a%d", i), "s", `{"path":"/m","topic":"busy","contentType":"application/json","oldestOffset":true}`)
+		subscribe(t, base, fmt.Sprintf("a%d", i), fmt.Sprintf("s%d", i), `{"path":"/m","topic":"busy","contentType":"application/json","oldestOffset":true}`)
 	}
 	stopA := run(t, a)
 	testenv.Eventually(t, 20*time.Second, func() bool { return recs[0].count() > 3 && recs[1].count() > 3 }, "A delivers both")
@@ -73,8 +73,7 @@ func TestStopWithReadersBlocked(t *testing.T) {
 	testenv.Eventually(t, 20*time.Second, func() bool {
 		held := map[string]int{}
 		for i := range subs {
-			f := Subscription{Actor: Actor{Type: "Sub", ID: fmt.Sprintf("a%d", i)}, ID: "s"}.field()
-			held[w.rdb.Get(ctx, leaseKey(a.keys, f)).Val()]++
+			held[w.rdb.Get(ctx, groupLeaseKey(a.keys, unitOf("busy", fmt.Sprintf("s%d", i)))).Val()]++
 		}
 		return held["A"] == 1 && held["B"] == 1
 	}, "A hands a subscription over to B")

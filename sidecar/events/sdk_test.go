@@ -2,25 +2,35 @@ package events
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/kar-runtime/kar/internal/testenv"
 )
 
-// TestKarSDK drives the routes with kar-sdk's own events functions,
-// unmodified, over h2c, and checks what the subscribed actors receive.
-func TestKarSDK(t *testing.T) {
-	modules := testenv.KarSDK(t)
+// sdkWorld serves the routes over h2c for kar-sdk, with a running runner
+// whose deliveries rec records.
+func sdkWorld(t *testing.T) (modules string, rec *recorder, srv *httptest.Server) {
+	modules = testenv.KarSDK(t)
 	w := newWorld(t)
-	rec := &recorder{}
+	rec = &recorder{}
 	s, _ := w.service(t, "sc1", rec.deliverAs("sc1"))
 	mux := http.NewServeMux()
 	s.Register(mux)
-	srv := testenv.H2CServer(t, mux)
+	srv = testenv.H2CServer(t, mux)
 	run(t, s)
+	return modules, rec, srv
+}
+
+// TestKarSDK drives the routes with kar-sdk's own events functions,
+// unmodified, over h2c, and checks what the subscribed actors receive.
+func TestKarSDK(t *testing.T) {
+	modules, rec, srv := sdkWorld(t)
 
 	script := `
 const { events } = require('kar-sdk')
@@ -98,5 +108,39 @@ const b = { kar: { type: 'Sub', id: 'sdk-json' } }
 `)
 	if !reflect.DeepEqual(got, map[string]any{"cancel": 1.0, "cancelAll": 1.0, "after": []any{}, "deleteTopic": "OK"}) {
 		t.Errorf("cancel and delete: %v", got)
+	}
+}
+
+// TestKarSDKGroups: kar-sdk's events.subscribe names no group, so the
+// subscription id (kar-sdk's default: the topic) is the group, as in KAR:
+// two actors subscribing with the default options share the topic's
+// events, and one subscribing with an id of its own gets every event.
+func TestKarSDKGroups(t *testing.T) {
+	modules, rec, srv := sdkWorld(t)
+	const n = 6
+	testenv.RunKarSDK(t, modules, srv, `
+const { events } = require('kar-sdk')
+const actor = id => ({ kar: { type: 'Sub', id } })
+;(async () => {
+  await events.createTopic('jobs', { numPartitions: 1 })
+  await events.subscribe(actor('x'), 'onJob', 'jobs')
+  await events.subscribe(actor('y'), 'onJob', 'jobs')
+  await events.subscribe(actor('z'), 'onJob', 'jobs', { id: 'every-job' })
+  for (let n = 0; n < `+fmt.Sprint(n)+`; n++) await events.publish('jobs', { n })
+  console.log('{}')
+  process.exit(0)
+})().catch(err => { console.error(err); process.exit(1) })
+`)
+	testenv.Eventually(t, 20*time.Second, func() bool { return rec.count() >= 2*n }, "%d deliveries", 2*n)
+	ds := rec.snapshot()
+	if seq := groupSequence(t, ds, "x", "y"); !slices.Equal(seq, seq0(n)) {
+		t.Errorf("x and y (one group) got %v, want each of 0..%d once", seq, n-1)
+	}
+	got := byActor(t, ds)
+	if len(got["x"]) != n/2 || len(got["y"]) != n/2 {
+		t.Errorf("x got %v and y %v, want half each", got["x"], got["y"])
+	}
+	if !slices.Equal(got["z"], seq0(n)) {
+		t.Errorf("z got %v, want every event", got["z"])
 	}
 }

@@ -34,7 +34,10 @@ type Subscription struct {
 	// Path is the actor method ("/name") each event is delivered to.
 	Path  string `json:"path,omitempty"`
 	Topic string `json:"topic"`
-	// Group is kept for KAR compatibility; kar reads without consumer groups.
+	// Group load-balances as a Kafka consumer group did in KAR: the
+	// subscriptions of one topic with the same group share its events
+	// (each event goes to one of them); empty means the subscription id.
+	// See group.go.
 	Group string `json:"group"`
 	// ContentType selects what the method receives (see deliveryArg);
 	// empty is the default.
@@ -146,10 +149,18 @@ func instancePrefix(actorType, actorID string) string {
 func (s Subscription) field() string { return field(s.Actor.Type, s.Actor.ID, s.ID) }
 
 // The subscriptions' Redis keys come from the key scheme (adapter/store).
-func offsetsKey(k store.Keys, field string) string { return k.SubscriptionOffsets(field) }
-func leaseKey(k store.Keys, field string) string   { return k.SubscriptionLease(field) }
-func runnersKey(k store.Keys) string               { return k.SubscriptionRunners() }
-func wakeChannel(k store.Keys) string              { return k.SubscriptionWake() }
+// A group's hash and lease are named by its unit name ("topic/group", two
+// path-escaped parts); the per-subscription offsets and lease of kar before
+// groups, named by the subscription's field (three parts), are only read
+// to adopt such a subscription and deleted with it.
+func groupKey(k store.Keys, unit string) string      { return k.SubscriptionOffsets(unit) }
+func groupLeaseKey(k store.Keys, unit string) string { return k.SubscriptionLease(unit) }
+func legacyOffsetsKey(k store.Keys, field string) string {
+	return k.SubscriptionOffsets(field)
+}
+func legacyLeaseKey(k store.Keys, field string) string { return k.SubscriptionLease(field) }
+func runnersKey(k store.Keys) string                   { return k.SubscriptionRunners() }
+func wakeChannel(k store.Keys) string                  { return k.SubscriptionWake() }
 
 // errNotFound reports a subscription that does not exist.
 var errNotFound = errors.New("subscription not found")
@@ -170,34 +181,31 @@ func (s *Service) get(ctx context.Context, f string) (Subscription, string, erro
 	return sub, v, nil
 }
 
-// put stores sub. When it is new or changes topic, its offsets restart at
-// start (partition → offset; partitions absent start at the oldest).
-func (s *Service) put(ctx context.Context, sub Subscription, start map[int32]int64, resetOffsets bool) (created bool, err error) {
+// put stores sub and makes it a member of its group. A group without
+// members starts at start (partition → offset; sarama.OffsetOldest for the
+// oldest), a group with members keeps its position; moved says sub is new
+// or changed topic or group (old: its previous unit name, if any).
+func (s *Service) put(ctx context.Context, sub Subscription, start map[int32]int64, moved bool, old string) (created bool, err error) {
 	b, err := json.Marshal(sub)
 	if err != nil {
 		return false, fmt.Errorf("encode subscription: %w", err)
 	}
-	f := sub.field()
-	var hset *redis.IntCmd
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		hset = p.HSet(ctx, s.keys.Subscriptions(), f, b)
-		if resetOffsets {
-			p.Del(ctx, offsetsKey(s.keys, f))
-			if len(start) > 0 {
-				vals := make([]any, 0, 2*len(start))
-				for part, off := range start {
-					vals = append(vals, strconv.Itoa(int(part)), off)
-				}
-				p.HSet(ctx, offsetsKey(s.keys, f), vals...)
-			}
-		}
-		return nil
-	})
+	f, unit := sub.field(), sub.unit()
+	if old == "" {
+		old = unit
+	}
+	args := make([]any, 0, 3+2*len(start))
+	args = append(args, f, b, moved)
+	for part, off := range start {
+		args = append(args, strconv.Itoa(int(part)), off)
+	}
+	n, err := putScript.Run(ctx, s.rdb, []string{s.keys.Subscriptions(), groupKey(s.keys, unit), groupKey(s.keys, old),
+		groupLeaseKey(s.keys, old), legacyOffsetsKey(s.keys, f), legacyLeaseKey(s.keys, f)}, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("store subscription %s: %w", f, err)
 	}
 	s.notify(ctx)
-	return hset.Val() == 1, nil
+	return n == 1, nil
 }
 
 // list returns the subscriptions of one actor instance, by id.
@@ -232,25 +240,62 @@ func (s *Service) list(ctx context.Context, actor Actor) ([]Subscription, []stri
 	return out, fields, nil
 }
 
-// remove deletes subscriptions with their offsets and leases; a runner
-// delivering one stops at its next lease renewal (announced at once).
+// remove deletes subscriptions, leaves their groups (a group left without
+// members goes with its position and lease) and deletes what kar before
+// groups kept per subscription. A runner delivering one of the groups sees
+// the change at its next commit or lease renewal (announced at once).
 func (s *Service) remove(ctx context.Context, fields []string) (int, error) {
-	if len(fields) == 0 {
-		return 0, nil
-	}
-	var hdel *redis.IntCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		hdel = p.HDel(ctx, s.keys.Subscriptions(), fields...)
-		for _, f := range fields {
-			p.Del(ctx, offsetsKey(s.keys, f), leaseKey(s.keys, f))
+	removed := 0
+	for len(fields) > 0 {
+		batch := fields[:min(len(fields), 256)]
+		fields = fields[len(batch):]
+		for attempt := 0; ; attempt++ {
+			n, err := s.removeBatch(ctx, batch)
+			if err == nil {
+				removed += n
+				break
+			}
+			if !errors.Is(err, errChanged) || attempt >= 10 {
+				return removed, err
+			}
 		}
-		return nil
-	})
+	}
+	if removed > 0 {
+		s.notify(ctx)
+	}
+	return removed, nil
+}
+
+// errChanged: a subscription changed between reading and removing it.
+var errChanged = errors.New("subscription changed while being removed")
+
+func (s *Service) removeBatch(ctx context.Context, fields []string) (int, error) {
+	raws, err := s.rdb.HMGet(ctx, s.keys.Subscriptions(), fields...).Result()
 	if err != nil {
 		return 0, err
 	}
-	s.notify(ctx)
-	return int(hdel.Val()), nil
+	keys := []string{s.keys.Subscriptions()}
+	args := make([]any, 0, 2*len(fields))
+	for i, f := range fields {
+		raw, _ := raws[i].(string)
+		// The unit of a subscription stored corrupt is unknown: only its
+		// own keys go.
+		unit := f
+		var sub Subscription
+		if raw != "" && json.Unmarshal([]byte(raw), &sub) == nil {
+			unit = sub.unit()
+		}
+		keys = append(keys, groupKey(s.keys, unit), groupLeaseKey(s.keys, unit), legacyOffsetsKey(s.keys, f), legacyLeaseKey(s.keys, f))
+		args = append(args, f, raw)
+	}
+	n, err := removeScript.Run(ctx, s.rdb, keys, args...).Int()
+	switch {
+	case err != nil:
+		return 0, err
+	case n < 0:
+		return 0, errChanged
+	}
+	return n, nil
 }
 
 // notify wakes the runners; a lost notice only delays them by Options.Poll.
