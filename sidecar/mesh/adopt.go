@@ -48,6 +48,11 @@ func (m *Mesh) adoptScan(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.health.recentRedisOutage(m.opts.LeaseTTL) {
+		// The reads waited out an outage that began after the check
+		// above: the leases they found free may be expired ones.
+		return nil
+	}
 	for p := int32(0); p < n; p++ {
 		if leases[p] != nil {
 			continue

@@ -44,6 +44,9 @@ type call struct {
 	// req is the request until its response arrives: sent again if its
 	// record may have been lost with the broker's log.
 	req *Envelope
+	// resent is when req was last sent again: one loss of the log is
+	// noticed by several partitions and by the topic keeper.
+	resent time.Time
 }
 
 // resendPending sends every request still waiting for its response again:
@@ -52,8 +55,10 @@ type call struct {
 func (m *Mesh) resendPending() {
 	m.mu.Lock()
 	var reqs []*Envelope
+	now := time.Now()
 	for _, c := range m.pending {
-		if c.req != nil {
+		if c.req != nil && now.Sub(c.resent) > 2*time.Second {
+			c.resent = now
 			r := *c.req
 			r.MayRepeat = true
 			r.FromPart = m.self.Partition

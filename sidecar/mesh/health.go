@@ -12,29 +12,35 @@ import (
 // health is what keeps this sidecar from serving, if anything: GET
 // /kar/v1/system/health reports it, so that Kubernetes' probes and Code
 // Engine restart a sidecar that never recovers on its own.
+//
+// A backend counts as lost when nothing has worked with it for a lease's
+// lifetime (Redis: the lease renewals, every quarter lease; Kafka: fetches,
+// which a broker answers at least every fetch wait, and produces). Time
+// since the last success, not a count of failures, decides: a call to an
+// unreachable backend may take seconds to fail.
 type health struct {
 	mu       sync.Mutex
 	problems map[string]string
-	// redisDownSince is when Redis calls started failing (zero: they work).
-	redisDownSince time.Time
+	leaseTTL time.Duration
+
+	redisOKAt time.Time // last successful lease renewal
+	redisErr  error     // last failure since then
 	// redisBackAt is when Redis answered again after failing.
 	redisBackAt time.Time
-	// kafkaDownSince is when fetches or produces started failing; kafkaBad
-	// lets the hot path's kafkaOK return at once while all is well.
-	kafkaDownSince time.Time
-	kafkaBad       atomic.Bool
-	leaseTTL       time.Duration
+
+	// kafkaOKAt is the Unix ns of the last fetch or produce that worked:
+	// updated on the hot path, so an atomic rather than under mu.
+	kafkaOKAt atomic.Int64
+	kafkaErr  error
 }
 
 // Kinds of problem.
-const (
-	problemNoPartition = "partition"
-	problemRedis       = "redis"
-	problemKafka       = "kafka"
-)
+const problemNoPartition = "partition"
 
 func newHealth(leaseTTL time.Duration) *health {
-	return &health{problems: map[string]string{}, leaseTTL: leaseTTL}
+	h := &health{problems: map[string]string{}, leaseTTL: leaseTTL, redisOKAt: time.Now()}
+	h.kafkaOKAt.Store(time.Now().UnixNano())
+	return h
 }
 
 func (h *health) set(kind, msg string) {
@@ -49,56 +55,36 @@ func (h *health) clear(kind string) {
 	h.mu.Unlock()
 }
 
-// redisFailed notes a failed Redis call of the sidecar's own loops: past a
-// lease's lifetime the sidecar has lost its leases and cannot serve.
+// redisFailed notes a failed lease renewal.
 func (h *health) redisFailed(err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	now := time.Now()
-	if h.redisDownSince.IsZero() {
-		h.redisDownSince = now
-	}
-	if now.Sub(h.redisDownSince) >= h.leaseTTL {
-		h.problems[problemRedis] = "cannot reach Redis since " + h.redisDownSince.UTC().Format(time.RFC3339) + ": " + err.Error()
-	}
+	h.redisErr = err
+	h.mu.Unlock()
 }
 
+// redisOK notes a lease renewal that worked.
 func (h *health) redisOK() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.redisDownSince.IsZero() {
-		h.redisBackAt = time.Now()
+	now := time.Now()
+	// Renewals come every quarter lease: a longer gap is an outage too,
+	// also when one slow call waited it out without failing.
+	if h.redisErr != nil || now.Sub(h.redisOKAt) > h.leaseTTL/2 {
+		h.redisBackAt = now
 	}
-	h.redisDownSince = time.Time{}
-	delete(h.problems, problemRedis)
+	h.redisOKAt = now
+	h.redisErr = nil
 }
 
-// kafkaFailed notes a failed fetch or produce; failing for a lease's
-// lifetime makes the sidecar unhealthy.
+// kafkaFailed notes a failed fetch or produce.
 func (h *health) kafkaFailed(err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	now := time.Now()
-	if h.kafkaDownSince.IsZero() {
-		h.kafkaDownSince = now
-		h.kafkaBad.Store(true)
-	}
-	if now.Sub(h.kafkaDownSince) >= h.leaseTTL {
-		h.problems[problemKafka] = "cannot use Kafka since " + h.kafkaDownSince.UTC().Format(time.RFC3339) + ": " + err.Error()
-	}
+	h.kafkaErr = err
+	h.mu.Unlock()
 }
 
-// kafkaOK notes a fetch or produce that worked.
-func (h *health) kafkaOK() {
-	if !h.kafkaBad.Load() {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.kafkaDownSince = time.Time{}
-	h.kafkaBad.Store(false)
-	delete(h.problems, problemKafka)
-}
+// kafkaOK notes a fetch or produce that worked; it is on the hot path.
+func (h *health) kafkaOK() { h.kafkaOKAt.Store(time.Now().UnixNano()) }
 
 // recentRedisOutage tells whether Redis failed within the last d: leases
 // may have expired for every sidecar at once, and their owners need time to
@@ -106,19 +92,35 @@ func (h *health) kafkaOK() {
 func (h *health) recentRedisOutage(d time.Duration) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return !h.redisDownSince.IsZero() || (!h.redisBackAt.IsZero() && time.Since(h.redisBackAt) < d)
+	return h.redisErr != nil || (!h.redisBackAt.IsZero() && time.Since(h.redisBackAt) < d)
 }
 
 // err is nil when the sidecar can serve, else says why not.
 func (h *health) err() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.problems) == 0 {
-		return nil
-	}
-	msgs := make([]string, 0, len(h.problems))
+	msgs := make([]string, 0, len(h.problems)+2)
 	for _, m := range h.problems {
 		msgs = append(msgs, m)
+	}
+	now := time.Now()
+	if since := now.Sub(h.redisOKAt); since > h.leaseTTL {
+		msg := "no lease renewal in Redis for " + since.Round(time.Millisecond).String()
+		if h.redisErr != nil {
+			msg += ": " + h.redisErr.Error()
+		}
+		msgs = append(msgs, msg)
+	}
+	// Fetches return at least every fetch wait (0.5 s) even when idle.
+	if since := now.Sub(time.Unix(0, h.kafkaOKAt.Load())); since > max(h.leaseTTL, 2*time.Second) {
+		msg := "no fetch from Kafka for " + since.Round(time.Millisecond).String()
+		if h.kafkaErr != nil {
+			msg += ": " + h.kafkaErr.Error()
+		}
+		msgs = append(msgs, msg)
+	}
+	if len(msgs) == 0 {
+		return nil
 	}
 	sort.Strings(msgs)
 	return errors.New(strings.Join(msgs, "; "))

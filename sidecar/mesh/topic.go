@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/eapache/go-resiliency/breaker"
 )
 
 // Keeping the application's topic. A broker that comes back without the
@@ -19,7 +20,12 @@ import (
 // kafkaFailed is told of a failed fetch or produce.
 func (m *Mesh) kafkaFailed(err error) {
 	m.health.kafkaFailed(err)
-	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) || errors.Is(err, breaker.ErrBreakerOpen) {
+		// A missing topic, or a producer that gave up on a partition
+		// for 10 s (sarama's circuit breaker, opened by three failed
+		// leader lookups while the broker was unreachable): the keeper
+		// restores the topic and starts a fresh producer once the broker
+		// answers.
 		m.wakeTopicKeeper()
 	}
 }
@@ -51,6 +57,12 @@ func (m *Mesh) topicLoop(ctx context.Context) {
 }
 
 func (m *Mesh) restoreTopic(ctx context.Context) {
+	missing := true
+	if err := m.kc.RefreshMetadata(m.topic); err == nil {
+		if ps, err := m.kc.Partitions(m.topic); err == nil && len(ps) > 0 {
+			missing = false
+		}
+	}
 	want := m.partitionsNeeded()
 	n, err := m.kc.EnsureTopic(ctx, m.topic, want)
 	if err == nil && n < want {
@@ -70,6 +82,11 @@ func (m *Mesh) restoreTopic(ctx context.Context) {
 	if err := m.kc.ResetProducer(); err != nil {
 		m.log.Warn("cannot reset the Kafka producer", "err", err)
 	}
+	if missing {
+		// The requests of calls in flight may have been lost with it
+		// (this sidecar's partitions may have held nothing yet to tell).
+		m.resendPending()
+	}
 }
 
 // partitionsNeeded is the partition count the topic must have: every
@@ -87,15 +104,15 @@ func (m *Mesh) partitionsNeeded() int32 {
 // outOfRange is told by the reader of owned partition o that offset is not
 // in the partition and that reading goes on from oldest.
 func (m *Mesh) outOfRange(o *owned, offset, oldest int64) {
-	newest, err := m.kc.GetOffset(m.topic, o.p, sarama.OffsetNewest)
-	if err == nil && offset <= newest {
+	if offset < oldest {
 		// Behind the log's start (retention trimmed it): nothing lost
 		// that this sidecar could have read.
 		m.log.Warn("partition trimmed past this sidecar's position by the broker's retention", "partition", o.p, "from", offset, "to", oldest)
 		o.tr.reset(oldest)
 		return
 	}
-	m.log.Warn("the partition's log was lost at the broker; reading it from its new start and sending waiting calls again", "partition", o.p, "position", offset, "end", newest)
+	// Past the log's end: the log went backwards.
+	m.log.Warn("the partition's log was lost at the broker; reading it from its new start and sending waiting calls again", "partition", o.p, "position", offset, "start", oldest)
 	o.tr.reset(oldest)
 	o.below = 0
 	m.resendPending()
