@@ -53,6 +53,10 @@ func (s *Server) information(w http.ResponseWriter, r *http.Request) {
 		if c == "sidecar_actors" {
 			live = map[string]bool{s.Mesh.ID(): true}
 		}
+		if s.Redis == nil {
+			text(w, http.StatusServiceUnavailable, "this sidecar keeps no actor placements")
+			return
+		}
 		placed, err := Placements(r.Context(), s.Redis, s.Keys, "")
 		if err != nil {
 			text(w, http.StatusServiceUnavailable, fmt.Sprintf("cannot read the actor placements now: %v; retry later", err))
