@@ -23,6 +23,7 @@ const (
 	HeaderDeadOffset       = "kar_dead_offset"
 	HeaderDeadAttempts     = "kar_dead_attempts"
 	HeaderDeadError        = "kar_dead_error" // the last attempt's error, at most 1 KiB
+	HeaderDeadSink         = "kar_dead_sink"  // a sink subscription's sink URL
 )
 
 // deadLetter writes m (its key, value and headers, plus the kar_dead_*
@@ -35,7 +36,7 @@ func (w *worker) deadLetter(ctx context.Context, m *sarama.ConsumerMessage, to m
 	if len(reason) > 1024 {
 		reason = reason[:1024]
 	}
-	hs := make([]sarama.RecordHeader, 0, len(m.Headers)+9)
+	hs := make([]sarama.RecordHeader, 0, len(m.Headers)+10)
 	for _, h := range m.Headers {
 		if h != nil {
 			hs = append(hs, *h)
@@ -47,6 +48,9 @@ func (w *worker) deadLetter(ctx context.Context, m *sarama.ConsumerMessage, to m
 		{HeaderDeadOffset, strconv.FormatInt(m.Offset, 10)}, {HeaderDeadAttempts, strconv.Itoa(attempts)}, {HeaderDeadError, reason},
 	} {
 		hs = append(hs, sarama.RecordHeader{Key: []byte(kv[0]), Value: []byte(kv[1])})
+	}
+	if to.sub.Sink != "" {
+		hs = append(hs, sarama.RecordHeader{Key: []byte(HeaderDeadSink), Value: []byte(to.sub.Sink)})
 	}
 	topic := kafka.DeadLetterTopic(s.opts.App)
 	msg := &sarama.ProducerMessage{Topic: topic, Partition: 0, Headers: hs, Value: sarama.ByteEncoder(m.Value)}

@@ -91,6 +91,20 @@ func deliverHTTP(url string) DeliverFunc {
 	}
 }
 
+// deadLetters reads the application's dead-letter topic with kcat: one
+// line per record, its headers, a tab, its value.
+func deadLetters(t *testing.T, w *world, kcat string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kcat, "-C", "-b", w.b.KafkaBrokers(), "-t", kafka.DeadLetterTopic(testApp),
+		"-o", "beginning", "-e", "-q", "-f", "%h\t%s\n").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kcat: %v\n%s", err, out)
+	}
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
+}
+
 // TestPoisonEventDeadLettered: an event whose delivery always fails is
 // attempted MaxAttempts times (a rejected one once), then lands in the
 // application's dead-letter topic with the original record and kar_dead_*
@@ -127,16 +141,9 @@ func TestPoisonEventDeadLettered(t *testing.T) {
 	// Each subscription's events went to the one host: 0,1,3,4 three times.
 	testenv.Eventually(t, 30*time.Second, func() bool { got, _ := host.snapshot(); return len(got) >= 12 }, "the events after the poison delivered")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, kcat, "-C", "-b", w.b.KafkaBrokers(), "-t", kafka.DeadLetterTopic(testApp),
-		"-o", "beginning", "-e", "-q", "-f", "%h\t%s\n").CombinedOutput()
-	if err != nil {
-		t.Fatalf("kcat: %v\n%s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	lines := deadLetters(t, w, kcat)
 	if len(lines) != 3 {
-		t.Fatalf("dead-letter topic holds %q, want 3 records", out)
+		t.Fatalf("dead-letter topic holds %q, want 3 records", lines)
 	}
 	got, attempts := host.snapshot()
 	for _, tc := range cases {
@@ -171,6 +178,64 @@ func TestPoisonEventDeadLettered(t *testing.T) {
 	for _, n := range []int{0, 1, 3, 4} {
 		if attempts[n] != 3 {
 			t.Errorf("event %d attempted %d times, want once per subscription", n, attempts[n])
+		}
+	}
+}
+
+// TestSinkGivesUpToDeadLetterTopic: a sink subscription without a dead
+// letter sink is bounded too: a sink that always answers 503 gets
+// MaxAttempts attempts, one that answers 400 one, then the event goes to
+// the application's dead-letter topic (with the sink named) and the
+// subscription goes on.
+func TestSinkGivesUpToDeadLetterTopic(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Skip("kcat not on PATH (Debian: apt-get install kcat)")
+	}
+	w := newWorld(t)
+	const maxAttempts = 3
+	down := &sinkServer{script: []int{503, 503, 503, 200}}
+	bad := &sinkServer{script: []int{400, 200}}
+	downSrv, badSrv := httptest.NewServer(down), httptest.NewServer(bad)
+	t.Cleanup(downSrv.Close)
+	t.Cleanup(badSrv.Close)
+	s, _ := w.service(t, "sc1", nil, func(o *Options) {
+		o.MaxAttempts = maxAttempts
+		o.Deliver = func(context.Context, string, string, string, string, []byte) error { return nil }
+	})
+	base := serve(t, s).URL
+	subscribe(t, base, "down", "s", `{"topic":"to-down","sink":"`+downSrv.URL+`"}`)
+	subscribe(t, base, "bad", "s", `{"topic":"to-bad","sink":"`+badSrv.URL+`"}`)
+	run(t, s)
+	for _, topic := range []string{"to-down", "to-bad"} {
+		publishN(t, base, topic, 0, 2)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		d, _ := down.snapshot()
+		b, _ := bad.snapshot()
+		return len(d) == maxAttempts+1 && len(b) == 2
+	}, "both sinks get the next event")
+	lines := deadLetters(t, w, kcat)
+	if len(lines) != 2 {
+		t.Fatalf("dead-letter topic holds %q, want 2 records", lines)
+	}
+	for _, want := range [][]string{
+		{"kar_dead_actor_id=down,", "kar_dead_sink=" + downSrv.URL, fmt.Sprintf("kar_dead_attempts=%d,", maxAttempts), "status 503", "\t{\"n\":0}"},
+		{"kar_dead_actor_id=bad,", "kar_dead_sink=" + badSrv.URL, "kar_dead_attempts=1,", "status 400", "\t{\"n\":0}"},
+	} {
+		found := false
+		for _, l := range lines {
+			if strings.Contains(l, want[0]) {
+				found = true
+				for _, w := range want[1:] {
+					if !strings.Contains(l, w) {
+						t.Errorf("dead letter %q lacks %q", l, w)
+					}
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no dead letter with %s in %q", want[0], lines)
 		}
 	}
 }

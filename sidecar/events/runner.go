@@ -746,8 +746,9 @@ func (w *worker) deliver(ctx context.Context, m *sarama.ConsumerMessage, checked
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		// A sink decides itself when to give up (its "retry").
 		var rejected rejectedErr
-		if to.sub.Sink == "" && (attempt >= s.opts.MaxAttempts || errors.As(err, &rejected)) {
+		if errors.As(err, &rejected) || (to.sub.Sink == "" && attempt >= s.opts.MaxAttempts) {
 			return w.deadLetter(ctx, m, to, attempt, err)
 		}
 		if w.handingOff() {

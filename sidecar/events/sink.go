@@ -17,8 +17,11 @@ import (
 // binary mode, with Knative Eventing's delivery semantics: 2xx is
 // delivered; 404, 408, 409, 429, 5xx and network errors are retried (the
 // error returned makes the runner back off and call again, attempt+1) up
-// to sub.Retry times; any other answer, or retries exhausted, sends the
-// event to the dead letter sink if there is one, else logs and skips it.
+// to sub.Retry times (absent: Options.MaxAttempts attempts in all); any
+// other answer, or retries exhausted, sends the event to the dead letter
+// sink. Without one, or when the dead letter sink does not take it either,
+// the error returned is Rejected: the runner puts the event in the
+// application's dead-letter topic.
 func (s *Service) deliverSink(ctx context.Context, sub Subscription, p published, attempt int) error {
 	status, err := s.post(ctx, sub.Sink, p)
 	if err == nil && status/100 == 2 {
@@ -31,13 +34,19 @@ func (s *Service) deliverSink(ctx context.Context, sub Subscription, p published
 		reason = "status " + strconv.Itoa(status)
 	}
 	if err != nil || retryable(status) {
-		if sub.Retry == nil || attempt <= *sub.Retry {
+		retries := s.opts.MaxAttempts - 1
+		if sub.Retry != nil {
+			retries = *sub.Retry
+		}
+		if attempt <= retries {
 			return fmt.Errorf("sink %s: %s", sub.Sink, reason)
 		}
-		reason += fmt.Sprintf(" after %d retries", *sub.Retry)
+		reason += fmt.Sprintf(" after %d retries", retries)
 	}
-	s.deadLetter(ctx, sub, p, status, reason)
-	return nil
+	if s.deadLetter(ctx, sub, p, status, reason) {
+		return nil
+	}
+	return Rejected(fmt.Errorf("sink %s: %s", sub.Sink, reason))
 }
 
 // retryable are the answers Knative retries.
@@ -65,14 +74,11 @@ func (s *Service) post(ctx context.Context, url string, p published) (int, error
 }
 
 // deadLetter hands an undeliverable event to the dead letter sink, with
-// Knative's error extensions, trying a few times; failing that (or without
-// a dead letter sink) it logs the event and skips it.
-func (s *Service) deadLetter(ctx context.Context, sub Subscription, p published, status int, reason string) {
+// Knative's error extensions, trying a few times, and reports whether it
+// took the event (false also without a dead letter sink).
+func (s *Service) deadLetter(ctx context.Context, sub Subscription, p published, status int, reason string) bool {
 	if sub.DeadLetterSink == "" {
-		s.log.Error("events: sink rejected an event; skipping it (give the subscription a deadLetterSink to keep such events)",
-			"actor_type", sub.Actor.Type, "actor_id", sub.Actor.ID, "subscription", sub.ID, "sink", sub.Sink,
-			"event", p.ev.ID(), "reason", oneLine(reason))
-		return
+		return false
 	}
 	ev := p.ev.Clone()
 	ev.SetExtension("knativeerrordest", sub.Sink)
@@ -86,13 +92,14 @@ func (s *Service) deadLetter(ctx context.Context, sub Subscription, p published,
 		if err == nil && st/100 == 2 {
 			s.log.Warn("events: sink rejected an event; sent it to the dead letter sink", "subscription", sub.ID,
 				"sink", sub.Sink, "event", p.ev.ID(), "reason", oneLine(reason))
-			return
+			return true
 		}
 		if !wait.Sleep(ctx, backoff) {
-			return
+			return false
 		}
 		backoff = min(2*backoff, s.opts.RetryMax, 5*time.Second)
 	}
-	s.log.Error("events: neither the sink nor the dead letter sink took an event; skipping it", "subscription", sub.ID,
+	s.log.Warn("events: the dead letter sink did not take an event either", "subscription", sub.ID,
 		"sink", sub.Sink, "dead_letter_sink", sub.DeadLetterSink, "event", p.ev.ID(), "reason", oneLine(reason))
+	return false
 }
