@@ -82,7 +82,7 @@ func (k Keys) StatePrefix() string { return k.prefix + "state:" }
 // Runtime is the pattern of the keys of messages in flight (partition
 // leases and positions, tail-call records): what `kar drain` removes.
 func (k Keys) Runtime() []string {
-	return []string{k.prefix + "lease:*", k.prefix + "offset:*", k.prefix + "response:*", k.prefix + "placement:*"}
+	return []string{k.prefix + "lease:*", k.prefix + "offset:*", k.prefix + "response:*", k.prefix + "placement:*", k.prefix + "calls:*"}
 }
 
 // ActorState is the hash of one actor instance's state.
@@ -127,6 +127,10 @@ func (k Keys) SubscriptionRunners() string { return k.Subscriptions() + ":runner
 
 // SubscriptionWake is the pub/sub channel announcing subscription changes.
 func (k Keys) SubscriptionWake() string { return k.Subscriptions() + ":wake" }
+
+// Calls is the hash of the synchronous calls a request's run has made and
+// that are not answered yet (retry orchestration).
+func (k Keys) Calls(requestID string) string { return k.prefix + "calls:" + esc(requestID) }
 
 // Response holds the result of a tail-call step, committed with the next step.
 func (k Keys) Response(requestID string) string { return k.prefix + "response:" + esc(requestID) }

@@ -270,6 +270,8 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 		in.active = true
 		in.mu.Unlock()
 	}
+	m.enter(env.Session, env.ID)
+	defer m.leave(env.Session, env.ID)
 	call := *env
 	call.Path = method
 	call.Query = query
@@ -324,6 +326,7 @@ func (m *Mesh) answer(env *Envelope, resp *Envelope, finish func()) {
 			return
 		}
 	}
+	m.callDone(env)
 	finish()
 }
 
@@ -355,6 +358,7 @@ func (m *Mesh) runOnce(env *Envelope, finish func(), run func()) {
 			m.work.Done()
 			return
 		}
+		m.awaitEarlierCalls(env)
 		run()
 		return
 	}

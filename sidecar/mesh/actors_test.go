@@ -197,3 +197,33 @@ func TestHeldForEverWithoutTimeout(t *testing.T) {
 		t.Errorf("held %d, expired %v: want a held, b expired", len(m.held), expired)
 	}
 }
+
+// A nested call's parent is the innermost request running in its session;
+// a call with no session has one only when a single request runs here.
+func TestParentOf(t *testing.T) {
+	m := &Mesh{sessions: map[string][]string{}}
+	steps := []struct {
+		do      func()
+		session string
+		want    string
+	}{
+		{func() {}, "s1", ""},
+		{func() { m.enter("s1", "a") }, "s1", "a"},
+		{func() {}, "", "a"},
+		{func() { m.enter("s1", "b") }, "s1", "b"}, // re-entrant call of the same session
+		{func() { m.enter("\x00c", "c") }, "", ""}, // two sessions run: no guess
+		{func() {}, "s2", ""},
+		{func() { m.leave("s1", "b") }, "s1", "a"},
+		{func() { m.leave("\x00c", "c") }, "", "a"},
+		{func() { m.leave("s1", "a") }, "", ""},
+	}
+	for i, s := range steps {
+		s.do()
+		if got := m.parentOf(s.session); got != s.want {
+			t.Errorf("step %d: parentOf(%q) = %q, want %q", i, s.session, got, s.want)
+		}
+	}
+	if len(m.sessions) != 0 {
+		t.Errorf("sessions left: %v", m.sessions)
+	}
+}

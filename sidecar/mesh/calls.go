@@ -145,6 +145,9 @@ func (m *Mesh) newRequest(req *Envelope) {
 	if req.Deadline == 0 && m.opts.MissingComponentTimeout > 0 {
 		req.Deadline = time.Now().Add(m.opts.MissingComponentTimeout).UnixMilli()
 	}
+	if !req.Async {
+		req.Parent = m.parentOf(req.Session)
+	}
 	if req.ActorType != "" && req.Session == "" {
 		// A call from outside any actor starts a session of its own.
 		req.Session = req.ID
@@ -253,6 +256,7 @@ func (m *Mesh) start(ctx context.Context, req *Envelope) (string, chan *Envelope
 	m.mu.Lock()
 	m.pending[req.ID] = &call{ch: ch, req: req}
 	m.mu.Unlock()
+	m.recordCall(ctx, req)
 	if err := m.send(ctx, req); err != nil {
 		m.forget(req.ID)
 		return "", nil, err

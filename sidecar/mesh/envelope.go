@@ -62,6 +62,9 @@ type Envelope struct {
 	ActorType string
 	ActorID   string
 	Session   string
+	// Parent is the request whose run made this synchronous call, if
+	// known (orchestrate.go).
+	Parent string
 
 	Method string
 	Path   string
@@ -106,7 +109,7 @@ func (e *Envelope) Target() string {
 // header map was the largest CPU cost of a sidecar under load.
 //
 //	'K' version kind flags | FromPart int32 | Deadline int64 | Status uint16
-//	App ID From To Service ActorType ActorID Session Method Path Query (uvarint length + bytes)
+//	App ID From To Service ActorType ActorID Session Parent Method Path Query (uvarint length + bytes)
 //	header: uvarint n, then n × (key, uvarint m, m × value)
 //	body: the rest of the record
 const (
@@ -142,7 +145,7 @@ func (e *Envelope) Encode() ([]byte, error) {
 	if e.ActorResult {
 		flags |= flagActor
 	}
-	strs := [...]string{e.App, e.ID, e.From, e.To, e.Service, e.ActorType, e.ActorID, e.Session, e.Method, e.Path, e.Query}
+	strs := [...]string{e.App, e.ID, e.From, e.To, e.Service, e.ActorType, e.ActorID, e.Session, e.Parent, e.Method, e.Path, e.Query}
 	size := 18 + len(e.Body) + binary.MaxVarintLen32
 	for _, s := range strs {
 		size += len(s) + binary.MaxVarintLen32
@@ -205,7 +208,7 @@ func Decode(b []byte) (*Envelope, error) {
 	e.Deadline = int64(binary.BigEndian.Uint64(b[8:]))
 	e.Status = int(binary.BigEndian.Uint16(b[16:]))
 	r := reader{b: b, i: 18}
-	for _, p := range [...]*string{&e.App, &e.ID, &e.From, &e.To, &e.Service, &e.ActorType, &e.ActorID, &e.Session, &e.Method, &e.Path, &e.Query} {
+	for _, p := range [...]*string{&e.App, &e.ID, &e.From, &e.To, &e.Service, &e.ActorType, &e.ActorID, &e.Session, &e.Parent, &e.Method, &e.Path, &e.Query} {
 		*p = r.str()
 	}
 	if n := r.uvarint(); n > 0 && r.err == nil {

@@ -84,6 +84,7 @@ func (m *Mesh) expireHeld(ctx context.Context) {
 				continue
 			}
 		}
+		m.callDone(h.env)
 		h.finish()
 	}
 }

@@ -78,6 +78,9 @@ type Mesh struct {
 	placements map[string]string
 	// running: the chain steps (and possible redeliveries) being run here.
 	running map[string]chan struct{}
+	// sessions: per session, the requests this sidecar's component runs,
+	// innermost last (orchestrate.go).
+	sessions map[string][]string
 	leaving bool
 	// withdrawn: no longer announced; requests still arriving are served
 	// while the component answers, and handed over when it does not.
@@ -131,6 +134,7 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 		instances:  map[string]*instance{},
 		placements: map[string]string{},
 		running:    map[string]chan struct{}{},
+		sessions:   map[string][]string{},
 		stopping:   make(chan struct{}),
 		refreshC:   make(chan struct{}, 1),
 		adoptC:     make(chan struct{}, 1),

@@ -13,7 +13,11 @@ func (m *Mesh) serve(env *Envelope, finish func()) {
 	// No per-request cancellation: registering every delivery with a
 	// cancellable parent was a tenth of a busy sidecar's CPU; Leave
 	// bounds its wait for deliveries itself.
+	// A service request has no session: its own id stands for one, so a
+	// call its run makes may be traced to it (orchestrate.go).
+	m.enter("\x00"+env.ID, env.ID)
 	resp, err := m.deliver(context.Background(), env)
+	m.leave("\x00"+env.ID, env.ID)
 	if err != nil {
 		m.handOver(env, finish, err)
 		return

@@ -66,7 +66,7 @@ func continuation(env, resp *Envelope, step int) *Envelope {
 	next := &Envelope{
 		Kind: KindRequest, ID: rootID(env.ID) + "." + stepSuffix(env.ID, step),
 		From: env.From, FromPart: env.FromPart, Async: env.Async, Deadline: env.Deadline,
-		Method: http.MethodPost, Path: v.Path, Session: env.Session,
+		Method: http.MethodPost, Path: v.Path, Session: env.Session, Parent: env.Parent,
 		Header: http.Header{"Content-Type": {"application/kar+json"}},
 		Body:   payloadBody(v.Payload),
 	}
