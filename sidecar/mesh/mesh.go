@@ -81,7 +81,7 @@ type Mesh struct {
 	// sessions: per session, the requests this sidecar's component runs,
 	// innermost last (orchestrate.go).
 	sessions map[string][]string
-	leaving bool
+	leaving  bool
 	// withdrawn: no longer announced; requests still arriving are served
 	// while the component answers, and handed over when it does not.
 	withdrawn bool
