@@ -37,6 +37,7 @@ import (
 var (
 	strict = flag.Bool("faults.strict", false, "fail, rather than skip, the checks that wait for a fix")
 	long   = flag.Bool("faults.long", false, "run the long variants (TestLong) and print their figures")
+	rounds = flag.Int("faults.rounds", 1, "how many times TestLong runs the matrix")
 )
 
 // leaseTTL is short so that a dead sidecar's partition is adopted quickly.
@@ -245,6 +246,7 @@ func (c *cluster) pendingFix(format string, args ...any) {
 		c.t.Error("waiting for fix: " + msg)
 		return
 	}
+	c.t.Log("waiting for fix: " + msg)
 	c.pending = append(c.pending, msg)
 }
 
