@@ -171,7 +171,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	rems := reminders.New(be.Redis, keys, reminders.Options{Logger: log, Lease: 5 * time.Second, IdlePoll: cfg.ActorReminderInterval, LateAfter: cfg.ActorReminderDelay})
 	evs := events.New(events.Options{
 		App: cfg.App, Redis: be.Redis, Kafka: be.Kafka, Keys: keys, Logger: log,
-		SidecarID: m.ID(), Deliver: deliverEvent(m),
+		SidecarID: m.ID(), Deliver: deliverEvent(m), MaxAttempts: cfg.EventAttempts,
 	})
 	srv := &api.Server{
 		Mesh: m, Log: log, RequestTimeout: cfg.CallTimeout(), BodyTimeout: cfg.BodyTimeout, Ready: ready, Redis: be.Redis, Keys: keys,

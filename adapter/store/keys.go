@@ -82,7 +82,7 @@ func (k Keys) StatePrefix() string { return k.prefix + "state:" }
 // Runtime is the pattern of the keys of messages in flight (partition
 // leases and positions, tail-call records): what `kar drain` removes.
 func (k Keys) Runtime() []string {
-	return []string{k.prefix + "lease:*", k.prefix + "offset:*", k.prefix + "response:*", k.prefix + "placement:*", k.prefix + "calls:*"}
+	return []string{k.prefix + "lease:*", k.prefix + "offset:*", k.prefix + "response:*", k.prefix + "placement:*", k.prefix + "calls:*", k.prefix + "attempts:*"}
 }
 
 // ActorState is the hash of one actor instance's state.
@@ -131,6 +131,9 @@ func (k Keys) SubscriptionWake() string { return k.Subscriptions() + ":wake" }
 // Calls is the hash of the synchronous calls a request's run has made and
 // that are not answered yet (retry orchestration).
 func (k Keys) Calls(requestID string) string { return k.prefix + "calls:" + esc(requestID) }
+
+// Attempts counts the runs of a request redelivered after its host died.
+func (k Keys) Attempts(requestID string) string { return k.prefix + "attempts:" + esc(requestID) }
 
 // Response holds the result of a tail-call step, committed with the next step.
 func (k Keys) Response(requestID string) string { return k.prefix + "response:" + esc(requestID) }

@@ -358,6 +358,10 @@ func (m *Mesh) runOnce(env *Envelope, finish func(), run func()) {
 			m.work.Done()
 			return
 		}
+		if m.redeliveredTooOften(env, finish) {
+			m.work.Done()
+			return
+		}
 		m.awaitEarlierCalls(env)
 		run()
 		return

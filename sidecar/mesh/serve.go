@@ -97,3 +97,24 @@ func failureBackoff(n int) time.Duration {
 func textPlain() map[string][]string {
 	return map[string][]string{"Content-Type": {"text/plain; charset=utf-8"}}
 }
+
+// redeliveredTooOften counts the runs of a request that may have run
+// before (redelivered after its host died, or passed on) in Redis, and
+// fails it with a 500 once it has been started DeliveryAttempts times: a
+// request that kills its component's process (and with it the sidecar)
+// would otherwise take every replica down in turn, for ever.
+func (m *Mesh) redeliveredTooOften(env *Envelope, finish func()) bool {
+	ctx := context.Background()
+	key := m.keys.Attempts(rootID(env.ID))
+	pipe := m.rdb.Pipeline()
+	n := pipe.Incr(ctx, key)
+	pipe.Expire(ctx, key, callsTTL)
+	if _, err := pipe.Exec(ctx); err != nil || n.Val() <= int64(m.opts.DeliveryAttempts) {
+		return false
+	}
+	m.poisoned.Add(1)
+	msg := fmt.Sprintf("the request to %s %s was started %d times, each time by a host that died before answering; kar gave up (-delivery_attempts %d)", env.Target(), env.Path, n.Val(), m.opts.DeliveryAttempts)
+	m.log.Warn("giving up on a request whose hosts died running it", "id", env.ID, "target", env.Target(), "path", env.Path, "runs", n.Val())
+	m.answer(env, &Envelope{Status: 500, Error: true, Header: textPlain(), Body: []byte(msg)}, finish)
+	return true
+}

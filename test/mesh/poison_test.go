@@ -72,3 +72,40 @@ func TestPoisonRequestBounded(t *testing.T) {
 	}
 	srv.WaitOutput(t, "giving up on a request", 5*time.Second)
 }
+
+// TestRequestThatKillsItsHostsBounded: a request whose handler takes the
+// component's process (and so its sidecar) down is redelivered to the next
+// replica each time; after -delivery_attempts runs on hosts that died, the
+// caller gets a 500 instead of every replica dying in turn for ever.
+func TestRequestThatKillsItsHostsBounded(t *testing.T) {
+	b := testenv.Backend(t)
+	var replicas []*testenv.Proc
+	for i := 0; i < 3; i++ {
+		p := testenv.Start(t, "crash"+strconv.Itoa(i), karEnv(b), "testdata", testenv.KarBin(t), "run", "-app", "crash",
+			"-service", "svc", "-app_port", strconv.Itoa(testenv.FreePort(t)), "-delivery_attempts", "1", "-v", "info", "node", "crash.js")
+		p.WaitOutput(t, "crash ready", 20*time.Second)
+		replicas = append(replicas, p)
+	}
+	waitServes(t, b, "crash", "svc", 3)
+	_, base := sidecarAlone(t, b, "crash", "-delivery_attempts", "1")
+	c := &http.Client{Timeout: 60 * time.Second}
+	resp, err := c.Post(base+"/kar/v1/service/svc/call/crash", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatalf("the call did not end: %v", err)
+	}
+	buf := make([]byte, 4096)
+	n, _ := resp.Body.Read(buf)
+	resp.Body.Close()
+	if resp.StatusCode != 500 || !strings.Contains(string(buf[:n]), "gave up") {
+		t.Errorf("got %d %q, want 500 saying kar gave up", resp.StatusCode, buf[:n])
+	}
+	crashed := 0
+	for _, p := range replicas {
+		if strings.Contains(p.Output(), "crashing on /crash") {
+			crashed++
+		}
+	}
+	if crashed != 2 {
+		t.Errorf("%d replicas ran the request, want 2 (the first run and one redelivery)", crashed)
+	}
+}
