@@ -17,7 +17,9 @@ import (
 // Proxy is a TCP proxy the test controls, put between one process and a
 // backend (Redis, Kafka) to cut the network between them: Cut closes every
 // connection and refuses new ones (each is reset as soon as it is accepted,
-// so the port stays the proxy's); Restore forwards again.
+// so the port stays the proxy's); Stall stops forwarding without closing
+// anything, as a network partition does (peers see silence, then the bytes
+// held when it heals); Restore forwards again.
 //
 // A Kafka client learns the broker's address from metadata and connects to
 // it directly after bootstrapping: StartKafkaProxy rewrites the brokers'
@@ -29,10 +31,13 @@ type Proxy struct {
 	target  string
 	rewrite bool // Kafka: rewrite broker addresses to the proxy's
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu  sync.Mutex
+	cut bool
+	// stalled is closed by Restore: forwarding waits on it while the
+	// proxy is stalled (nil otherwise).
+	stalled chan struct{}
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
 }
 
 // StartProxy forwards a free loopback port to target (host:port) until
@@ -80,11 +85,48 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Restore forwards new connections again.
+// Stall stops forwarding in both directions until Restore: connections
+// stay open and new ones are accepted, but no byte passes; what was sent
+// meanwhile is delivered after Restore, as TCP does when a partition heals
+// before it gives up.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled == nil {
+		p.stalled = make(chan struct{})
+	}
+}
+
+// Restore forwards again, new connections and stalled ones.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = false
+	if p.stalled != nil {
+		close(p.stalled)
+		p.stalled = nil
+	}
+}
+
+// gate waits while the proxy is stalled.
+func (p *Proxy) gate() {
+	p.mu.Lock()
+	ch := p.stalled
+	p.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
+// gatedWriter writes only while the proxy is not stalled.
+type gatedWriter struct {
+	p *Proxy
+	w io.Writer
+}
+
+func (g gatedWriter) Write(b []byte) (int, error) {
+	g.p.gate()
+	return g.w.Write(b)
 }
 
 // Conns is how many connections are open through the proxy (both halves
@@ -97,6 +139,12 @@ func (p *Proxy) Conns() int {
 
 func (p *Proxy) close() {
 	p.ln.Close()
+	p.mu.Lock()
+	if p.stalled != nil { // release the writers waiting on a stall
+		close(p.stalled)
+		p.stalled = nil
+	}
+	p.mu.Unlock()
 	p.Cut()
 	p.wg.Wait()
 }
@@ -165,7 +213,7 @@ func (p *Proxy) host() string {
 // pipe copies src to dst with copy, then closes both.
 func (p *Proxy) pipe(src, dst net.Conn, copy func(dst io.Writer, src io.Reader) error) {
 	defer p.wg.Done()
-	_ = copy(dst, src)
+	_ = copy(gatedWriter{p, dst}, src)
 	p.mu.Lock()
 	delete(p.conns, src)
 	delete(p.conns, dst)

@@ -81,6 +81,37 @@ func TestProxyCutRestore(t *testing.T) {
 	}
 }
 
+// TestProxyStall: while stalled nothing passes but nothing is closed;
+// after Restore what was sent arrives, on the same connection.
+func TestProxyStall(t *testing.T) {
+	p := testenv.StartProxy(t, echoServer(t))
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if _, err := c.Write([]byte("a\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.ReadString('\n'); err != nil || got != "a\n" {
+		t.Fatalf("before the stall: %q %v", got, err)
+	}
+	p.Stall()
+	if _, err := c.Write([]byte("b\n")); err != nil {
+		t.Fatalf("a write during the stall failed: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if got, err := r.ReadString('\n'); err == nil {
+		t.Fatalf("an answer came through the stall: %q", got)
+	}
+	p.Restore()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := r.ReadString('\n'); err != nil || got != "b\n" {
+		t.Fatalf("after Restore: %q %v", got, err)
+	}
+}
+
 // TestKafkaProxy: a sarama client bootstrapped on the proxy learns the
 // proxy as the broker, so producing goes through it, and a cut stops it
 // while a client of the broker itself goes on.

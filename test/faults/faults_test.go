@@ -2,6 +2,7 @@ package faults_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -28,10 +29,14 @@ func scenarios() []struct {
 		{"kill-component", killComponent},
 		{"redis-restart", redisRestart},
 		{"broker-restart", brokerRestart},
-		{"cut-redis-server", networkCut("redis", "server", map[string]string{"unhealthy": redisHealth})},
-		{"cut-redis-caller", networkCut("redis", "caller", map[string]string{"unhealthy": redisHealth})},
-		{"cut-kafka-server", networkCut("kafka", "server", nil)},
-		{"cut-kafka-caller", networkCut("kafka", "caller", nil)},
+		{"cut-redis-server", networkFault(cut, "redis", "server", map[string]string{"unhealthy": redisHealth})},
+		{"cut-redis-caller", networkFault(cut, "redis", "caller", map[string]string{"unhealthy": redisHealth})},
+		{"cut-kafka-server", networkFault(cut, "kafka", "server", nil)},
+		{"cut-kafka-caller", networkFault(cut, "kafka", "caller", nil)},
+		{"stall-redis-server", networkFault(stall, "redis", "server", nil)},
+		{"stall-redis-caller", networkFault(stall, "redis", "caller", nil)},
+		{"stall-kafka-server", networkFault(stall, "kafka", "server", nil)},
+		{"stall-kafka-caller", networkFault(stall, "kafka", "caller", nil)},
 	}
 }
 
@@ -194,9 +199,24 @@ func TestNetworkCut(t *testing.T) {
 	runScenarios(t, "cut-redis-server", "cut-redis-caller", "cut-kafka-server", "cut-kafka-caller")
 }
 
-func networkCut(backend, who string, pending map[string]string) scenario {
+// TestNetworkStall: as TestNetworkCut, but the network is silent rather
+// than broken (a partition: no reset, no byte through, then the bytes
+// held are delivered when it heals), which only timeouts reveal.
+func TestNetworkStall(t *testing.T) {
+	runScenarios(t, "stall-redis-server", "stall-redis-caller", "stall-kafka-server", "stall-kafka-caller")
+}
+
+// netFault is how the network between a sidecar and a backend fails.
+type netFault int
+
+const (
+	cut   netFault = iota // connections reset, new ones refused
+	stall                 // silence, then the held bytes
+)
+
+func networkFault(mode netFault, backend, who string, pending map[string]string) scenario {
 	return func(t *testing.T, sh shape) (*cluster, figures) {
-		c := newCluster(t, "fcut"+backend+who)
+		c := newCluster(t, fmt.Sprintf("fnet%d%s%s", mode, backend, who))
 		var p *testenv.Proxy
 		var via []string
 		if backend == "redis" {
@@ -219,7 +239,11 @@ func networkCut(backend, who string, pending map[string]string) scenario {
 			e.servesAgain = []*sidecar{victim}
 		}
 		f := c.run(sh, caller, func() {
-			p.Cut()
+			if mode == cut {
+				p.Cut()
+			} else {
+				p.Stall()
+			}
 			faultFor(sh.Down)
 			p.Restore()
 		}, e)

@@ -17,7 +17,7 @@ var longShape = shape{Rate: 200, InFlight: 24, MS: 20, Warm: 400, After: 8 * tim
 // TestLong runs the whole fault matrix in its long shape and prints the
 // figures (lost, duplicated, hung, recovery time) for the closing note:
 //
-//	go test ./test/faults -run TestLong -faults.long -v -timeout 30m
+//	go test ./test/faults -run TestLong -v -timeout 30m -args -faults.long
 //
 // Checks waiting for a fix are reported, not skipped (-faults.strict
 // makes them failures); -faults.rounds repeats the matrix.
