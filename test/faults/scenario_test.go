@@ -25,7 +25,7 @@ type shape struct {
 }
 
 var short = shape{Rate: 100, InFlight: 24, MS: 20, Warm: 40, After: 1500 * time.Millisecond, Down: 3 * time.Second,
-	Timeout: 15 * time.Second, Deliver: 30 * time.Second, Recover: 30 * time.Second}
+	Timeout: 15 * time.Second, Deliver: 15 * time.Second, Recover: 30 * time.Second}
 
 // expect says which checks of a scenario wait for a fix not yet landed
 // (the fix awaited, by check: "hung", "lost", "recover", "unhealthy"),
