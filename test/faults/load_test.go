@@ -259,12 +259,14 @@ const clock = "15:04:05.000"
 // figures are a scenario's outcome.
 type figures struct {
 	Sent, Accepted, Answered, Refused, Hung, Lost, Duplicated, Wrong int
-	Recovery                                                         time.Duration
+	// Recovery is how long after the fault new calls of every kind
+	// worked; Slowest the longest an answered call took.
+	Recovery, Slowest time.Duration
 }
 
 func (f figures) String() string {
-	return fmt.Sprintf("sent %d, accepted %d, answered %d, refused %d, hung %d, lost %d, duplicated %d, wrong answers %d, recovery %s",
-		f.Sent, f.Accepted, f.Answered, f.Refused, f.Hung, f.Lost, f.Duplicated, f.Wrong, f.Recovery.Round(time.Millisecond))
+	return fmt.Sprintf("sent %d, accepted %d, answered %d, refused %d, hung %d, lost %d, duplicated %d, wrong answers %d, recovery %s, slowest answer %s",
+		f.Sent, f.Accepted, f.Answered, f.Refused, f.Hung, f.Lost, f.Duplicated, f.Wrong, f.Recovery.Round(time.Millisecond), f.Slowest.Round(time.Millisecond))
 }
 
 // verdict waits up to deadline for every accepted request (of those mustRun
@@ -308,6 +310,7 @@ func (l *load) verdict(t *testing.T, c *cluster, deadline time.Duration, mustRun
 		}
 		if r.answered {
 			f.Answered++
+			f.Slowest = max(f.Slowest, r.at.Sub(r.start))
 		}
 		if exec[r.id] > 1 {
 			f.Duplicated += exec[r.id] - 1

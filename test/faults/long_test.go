@@ -40,11 +40,11 @@ func TestLong(t *testing.T) {
 		}
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "scenario\tsent\taccepted\tanswered\trefused\tlost\tduplicated\thung\trecovery\twaiting for a fix\t")
+	fmt.Fprintln(w, "scenario\tsent\taccepted\tanswered\trefused\tlost\tduplicated\thung\trecovery\tslowest\twaiting for a fix\t")
 	for _, r := range rows {
 		f := r.f
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", r.name, f.Sent, f.Accepted, f.Answered, f.Refused,
-			f.Lost, f.Duplicated, f.Hung, f.Recovery.Round(time.Millisecond), pendingChecks(r.pending))
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.name, f.Sent, f.Accepted, f.Answered, f.Refused,
+			f.Lost, f.Duplicated, f.Hung, f.Recovery.Round(time.Millisecond), f.Slowest.Round(time.Millisecond), pendingChecks(r.pending))
 	}
 	w.Flush()
 }
