@@ -16,29 +16,47 @@
 # variables; otherwise the command runs alone and Kubernetes injects the
 # sidecar. Every final image runs as a numeric non-root user, so
 # runAsNonRoot can be verified.
+#
+# Every base image is a build argument whose default is the public image,
+# for builders that cannot pull them (an offline machine, a mirror):
+#   --build-arg GO_IMAGE=...      a Go toolchain on Debian (golang:*-bookworm)
+#   --build-arg NODE_IMAGE=...    Node.js on Debian, with npm and a user of
+#                                 uid 1000 (node:*-bookworm-slim)
+#   --build-arg STATIC_IMAGE=...  a root file system with CA certificates and
+#                                 /etc/passwd (distroless static)
+#   --build-arg GOPROXY=...       the Go module proxy of `go mod download`
+# scripts/test-containers.sh builds local stand-ins for all three from
+# Debian packages and passes them this way.
 
-ARG GO_VERSION=1.26
-ARG NODE_VERSION=20
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+ARG STATIC_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
 # ---- build: the Go binaries ----
-FROM golang:${GO_VERSION}-bookworm AS build
+FROM ${GO_IMAGE} AS build
 WORKDIR /src
+ARG GOPROXY
+ENV GOFLAGS=-buildvcs=false
 COPY go.mod go.sum ./
-RUN go mod download
+# The module and build caches are cache mounts: a rebuild after a source
+# change compiles only what changed.
+RUN --mount=type=cache,target=/go/pkg/mod \
+    go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/ ./cmd/kar ./cmd/kar-injector
 
 # ---- kar: the sidecar image ----
-FROM gcr.io/distroless/static-debian12:nonroot AS kar
+FROM ${STATIC_IMAGE} AS kar
 COPY --from=build /out/kar /kar/bin/kar
 USER 65532:65532
 ENTRYPOINT ["/kar/bin/kar"]
 CMD ["help"]
 
 # ---- kar-injector: the admission webhook ----
-FROM gcr.io/distroless/static-debian12:nonroot AS kar-injector
+FROM ${STATIC_IMAGE} AS kar-injector
 COPY --from=build /out/kar-injector /kar/bin/kar-injector
 USER 65532:65532
 EXPOSE 8443
@@ -46,7 +64,7 @@ EXPOSE 8443
 ENTRYPOINT ["/kar/bin/kar-injector"]
 
 # ---- kar-js: base image for Node.js components ----
-FROM node:${NODE_VERSION}-bookworm-slim AS kar-js
+FROM ${NODE_IMAGE} AS kar-js
 COPY --from=build /out/kar /kar/bin/kar
 ENV PATH=/kar/bin:$PATH NODE_ENV=production
 WORKDIR /app
@@ -57,7 +75,7 @@ ENTRYPOINT ["/kar/bin/kar", "entrypoint", "--"]
 CMD ["node", "server.js"]
 
 # ---- kar-go: base image for Go components (CGO_ENABLED=0 binaries) ----
-FROM gcr.io/distroless/static-debian12:nonroot AS kar-go
+FROM ${STATIC_IMAGE} AS kar-go
 COPY --from=build /out/kar /kar/bin/kar
 ENV PATH=/kar/bin:/app/bin:/usr/local/bin:/usr/bin:/bin
 WORKDIR /app
@@ -76,7 +94,8 @@ CMD ["node", "server.js"]
 # ---- example-go: a Go example on kar-go ----
 FROM build AS example-go-build
 ARG EXAMPLE=service-hello-go
-RUN mkdir -p /out/examples && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    mkdir -p /out/examples && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
       -o /out/examples/ ./examples/${EXAMPLE}/...
 
 FROM kar-go AS example-go

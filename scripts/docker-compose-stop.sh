@@ -7,7 +7,8 @@ usage() {
 Usage: $(basename "$0") [-h]
 
 Stops and removes the Redis and Kafka containers started by
-scripts/docker-compose-start.sh (their data goes with them).
+scripts/docker-compose-start.sh, their network and their volumes (their
+data goes with them).
 USAGE
 }
 
@@ -28,4 +29,4 @@ else
   exit 1
 fi
 
-"${compose[@]}" -f "$here/docker-compose.yaml" down
+"${compose[@]}" -p kar -f "$here/docker-compose.yaml" down --volumes --remove-orphans
