@@ -3,7 +3,7 @@
 // `kar rest`, a new replica's first request, the stall of other members
 // during joins and leaves, CPU per call and the server sidecar's RSS.
 //
-//	go build -o bin/ ./cmd/... && go run ./bench [-n 2000] [-duration 5s]
+//	go build -o bin/ ./cmd/... && go run ./bench [-n 2000] [-duration 5s] [-scrape 1s]
 //
 // Figures are medians over repeated runs; the machine is noisy, so compare
 // ratios taken in the same run.
@@ -53,8 +53,9 @@ func main() {
 	inflight := flag.Int("inflight", 64, "calls in flight for the throughput figure")
 	reps := flag.Int("reps", 5, "repetitions of the start-up figures")
 	actors := flag.Bool("actors", true, "also measure actor calls")
+	scrape := flag.Duration("scrape", 0, "scrape both sidecars' /metrics this often while measuring, as Prometheus would (0: never)")
 	flag.Parse()
-	if err := run(*n, *dur, *inflight, *reps, *actors); err != nil {
+	if err := run(*n, *dur, *inflight, *reps, *actors, *scrape); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -123,7 +124,7 @@ type env struct {
 	client  *http.Client
 }
 
-func run(n int, dur time.Duration, inflight, reps int, actors bool) error {
+func run(n int, dur time.Duration, inflight, reps int, actors bool, scrape time.Duration) error {
 	e := &env{client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}}}
 	var err error
 	if e.kar, err = karBin(); err != nil {
@@ -152,13 +153,19 @@ func run(n int, dur time.Duration, inflight, reps int, actors bool) error {
 	fmt.Printf("floor (bare parts, separate processes): Kafka round trip (request+response) p50 %s + 2 loopback HTTP hops (%s each) = %s\n", ms(floor), ms(hop), ms(floorTotal))
 
 	// The mesh: one server component, one caller sidecar.
-	server, err := e.startKar("bench", []string{"-service", "echo", "-actors", "Counter"}, true)
+	serverPort, _ := freePort()
+	server, err := e.startKar("bench", []string{"-service", "echo", "-actors", "Counter", "-runtime_port", strconv.Itoa(serverPort)}, true)
 	if err != nil {
 		return err
 	}
 	_, callerURL, err := e.startSidecar("bench")
 	if err != nil {
 		return err
+	}
+	if scrape > 0 {
+		stopScrape := e.scrape(scrape, callerURL, "http://127.0.0.1:"+strconv.Itoa(serverPort))
+		defer stopScrape()
+		fmt.Printf("scraping both sidecars' /metrics every %s\n", scrape)
 	}
 	url := callerURL + "/kar/v1/service/echo/call/echo"
 	if err := e.waitCall(url, 30*time.Second); err != nil {
@@ -298,6 +305,32 @@ func (e *env) startSidecar(app string) (*exec.Cmd, string, error) {
 	}
 	e.procs = append(e.procs, cmd)
 	return cmd, "http://127.0.0.1:" + strconv.Itoa(port), nil
+}
+
+// scrape reads /metrics of each sidecar every period until stopped.
+func (e *env) scrape(period time.Duration, urls ...string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			for _, u := range urls {
+				if resp, err := e.client.Get(u + "/metrics"); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 func (e *env) stop(cmd *exec.Cmd) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	_ "net/http/pprof"
@@ -28,6 +29,7 @@ import (
 	"github.com/kar-runtime/kar/sidecar/events"
 	"github.com/kar-runtime/kar/sidecar/launcher"
 	"github.com/kar-runtime/kar/sidecar/mesh"
+	"github.com/kar-runtime/kar/sidecar/metrics"
 	"github.com/kar-runtime/kar/sidecar/reminders"
 	"github.com/redis/go-redis/v9"
 )
@@ -145,6 +147,9 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		return ExitConfig
 	}
 	defer be.Close()
+	// One registry per sidecar: several sidecars may share a process (tests).
+	met := metrics.New(cfg.App)
+	be.Redis.AddHook(met.RedisHook())
 
 	app := appclient.New(cfg.AppPort, cfg.H2C)
 	host := cfg.Hostname
@@ -156,7 +161,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout,
 		ActorBusyTimeout: cfg.ActorBusyTimeout, ActorCollectorInterval: cfg.ActorCollectorInterval,
 		DeliveryAttempts: cfg.DeliveryAttempts,
-		Handler:          serviceHandler(app), Logger: log,
+		Handler:          serviceHandler(app, met), Logger: log, Metrics: met,
 	}, be.Redis, be.Kafka)
 	if err != nil {
 		fmt.Fprintln(stderr, "kar run:", err)
@@ -168,13 +173,17 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	keys := store.NewKeys(cfg.App)
 	// Firing a reminder is one produce to Kafka: a short claim lease lets
 	// another sidecar fire a reminder soon when the one that claimed it dies.
-	rems := reminders.New(be.Redis, keys, reminders.Options{Logger: log, Lease: 5 * time.Second, IdlePoll: cfg.ActorReminderInterval, LateAfter: cfg.ActorReminderDelay})
+	rems := reminders.New(be.Redis, keys, reminders.Options{Logger: log, Lease: 5 * time.Second, IdlePoll: cfg.ActorReminderInterval, LateAfter: cfg.ActorReminderDelay,
+		Cancelled: met.RemindersCancelled})
 	evs := events.New(events.Options{
 		App: cfg.App, Redis: be.Redis, Kafka: be.Kafka, Keys: keys, Logger: log,
-		SidecarID: m.ID(), Deliver: deliverEvent(m), MaxAttempts: cfg.EventAttempts,
+		SidecarID: m.ID(), Deliver: deliverEvent(m, met), MaxAttempts: cfg.EventAttempts,
+		DeadLettered: met.EventDeadLettered,
 	})
+	registerGauges(met, m, be.Redis, keys)
 	srv := &api.Server{
 		Mesh: m, Log: log, RequestTimeout: cfg.CallTimeout(), BodyTimeout: cfg.BodyTimeout, Ready: ready, Redis: be.Redis, Keys: keys,
+		Metrics: met,
 		ActorCleanup: func(ctx context.Context, typ, id string) error {
 			if err := actorstate.DeleteAll(ctx, be.Redis, keys, typ, id); err != nil {
 				return err
@@ -250,7 +259,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 				log.Error("event subscriptions stopped", "err", err)
 			}
 		}()
-		if err := rems.Run(remCtx, fireReminder(m)); err != nil {
+		if err := rems.Run(remCtx, fireReminder(m, met)); err != nil {
 			log.Error("reminders stopped", "err", err)
 		}
 		<-evDone
@@ -345,10 +354,28 @@ func withdraw(m *mesh.Mesh, log *slog.Logger) {
 	}
 }
 
+// registerGauges registers the metrics read when scraped: KAR's count of
+// active reminders (the application's, from Redis) and the mesh's count of
+// poison requests.
+func registerGauges(met *metrics.Metrics, m *mesh.Mesh, rdb *redis.Client, keys store.Keys) {
+	met.GaugeFunc("kar_actors_active_reminders_gauge", "Reminders scheduled in the application.", func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := rdb.HLen(ctx, keys.Reminders()).Result()
+		if err != nil {
+			return math.NaN()
+		}
+		return float64(n)
+	})
+	met.CounterFunc("kar_requests_poisoned_total", "Requests given up after their component failed them -delivery_attempts times, or their hosts died running them that often.",
+		func() float64 { return float64(m.Poisoned()) })
+}
+
 // fireReminder delivers a due reminder as an async actor call; it returns
 // once the call is durable in Kafka.
-func fireReminder(m *mesh.Mesh) reminders.FireFunc {
+func fireReminder(m *mesh.Mesh, met *metrics.Metrics) reminders.FireFunc {
 	return func(ctx context.Context, r reminders.Reminder) error {
+		met.ReminderFired(time.Since(r.TargetTime))
 		body := []byte(r.EncodedData)
 		switch {
 		case len(body) == 0:
@@ -360,44 +387,67 @@ func fireReminder(m *mesh.Mesh) reminders.FireFunc {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
-		return m.Tell(ctx, &mesh.Envelope{
+		err := m.Tell(ctx, &mesh.Envelope{
 			ActorType: r.Actor.Type, ActorID: r.Actor.ID, Method: http.MethodPost, Path: path,
 			Header: http.Header{"Content-Type": {"application/kar+json"}}, Body: body,
 		})
+		status := http.StatusAccepted
+		if err != nil {
+			status = metrics.NoResponse
+		}
+		met.Sent(metrics.Reminder, true, r.Actor.Type, status, 0)
+		return err
 	}
 }
 
 // deliverEvent delivers one event to an actor method as a synchronous
 // call: the subscription's next event waits for this one's method to return.
-func deliverEvent(m *mesh.Mesh) events.DeliverFunc {
+func deliverEvent(m *mesh.Mesh, met *metrics.Metrics) events.DeliverFunc {
 	return func(ctx context.Context, actorType, actorID, path, contentType string, body []byte) error {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
+		start := time.Now()
 		resp, err := m.Call(ctx, &mesh.Envelope{
 			ActorType: actorType, ActorID: actorID, Method: http.MethodPost, Path: path,
 			Header: http.Header{"Content-Type": {contentType}}, Body: body,
 		})
 		if err != nil {
+			met.Sent(metrics.Event, true, actorType, metrics.NoResponse, time.Since(start))
+			met.EventDelivery(metrics.EventFailed)
 			return err
 		}
+		met.Sent(metrics.Event, true, actorType, resp.Status, time.Since(start))
 		if resp.Status < 300 {
+			met.EventDelivery(metrics.EventDelivered)
 			return nil
 		}
 		err = fmt.Errorf("actor %s/%s %s answered %d: %s", actorType, actorID, path, resp.Status, strings.TrimSpace(string(resp.Body)))
 		if resp.Status >= 400 && resp.Status < 500 && resp.Status != http.StatusRequestTimeout && resp.Status != http.StatusTooManyRequests {
 			// No retry makes a missing method or a rejected event succeed:
 			// the event goes to the dead-letter topic at once.
+			met.EventDelivery(metrics.EventRejected)
 			return events.Rejected(err)
 		}
+		met.EventDelivery(metrics.EventFailed)
 		return err
 	}
 }
 
-// serviceHandler delivers a request from the mesh to the component.
-func serviceHandler(app *appclient.Client) mesh.Handler {
+// serviceHandler delivers a request from the mesh to the component, and
+// times the service calls and actor method calls (not activations) under
+// KAR's path label.
+func serviceHandler(app *appclient.Client, met *metrics.Metrics) mesh.Handler {
 	return func(ctx context.Context, req *mesh.Envelope) (*mesh.Envelope, error) {
+		start := time.Now()
 		r, err := app.Do(ctx, req.Method, req.Path, req.Query, req.Header, req.Body)
+		switch {
+		case req.ActorType != "":
+			// The method is the last segment of the implementation path.
+			met.UserCode(req.ActorType, req.Path[strings.LastIndexByte(req.Path, '/'):], time.Since(start))
+		case req.Service != "":
+			met.UserCode("", req.Path, time.Since(start))
+		}
 		if err != nil {
 			var u *appclient.Unreachable
 			if errors.As(err, &u) {

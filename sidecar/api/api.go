@@ -19,6 +19,7 @@ import (
 	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/mesh"
+	"github.com/kar-runtime/kar/sidecar/metrics"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -49,6 +50,9 @@ type Server struct {
 	// Redis and Keys are where the information routes find actor placements.
 	Redis redis.UniversalClient
 	Keys  store.Keys
+	// Metrics are served at GET /metrics, and record the calls made here
+	// (nil: neither).
+	Metrics *metrics.Metrics
 
 	srv *http.Server
 }
@@ -62,6 +66,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /kar/v1/system/shutdown", s.shutdown)
 	mux.HandleFunc("GET /kar/v1/system/information/{component}", s.information)
 	s.actorRoutes(mux)
+	if s.Metrics != nil {
+		// KAR serves its metrics on the runtime port, where Prometheus
+		// scrapes them.
+		mux.Handle("GET /metrics", s.Metrics.Handler())
+	}
 	if s.Extra != nil {
 		s.Extra(mux)
 	}
@@ -212,19 +221,28 @@ func (s *Server) Dispatch(w http.ResponseWriter, r *http.Request, req *mesh.Enve
 		text(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	// What the request is for, read before the mesh fills in req.
+	actor, target := req.ActorType != "", req.Service
+	if actor {
+		target = req.ActorType
+	}
 	switch mode {
 	case "async":
 		if err := s.Mesh.Tell(ctx, req); err != nil {
+			s.Metrics.Sent(metrics.Async, actor, target, metrics.NoResponse, 0)
 			s.sendError(w, req, err)
 			return
 		}
+		s.Metrics.Sent(metrics.Async, actor, target, http.StatusAccepted, 0)
 		text(w, http.StatusAccepted, "OK")
 	case "promise":
 		id, err := s.Mesh.Promise(ctx, req)
 		if err != nil {
+			s.Metrics.Sent(metrics.Promise, actor, target, metrics.NoResponse, 0)
 			s.sendError(w, req, err)
 			return
 		}
+		s.Metrics.Sent(metrics.Promise, actor, target, http.StatusAccepted, 0)
 		text(w, http.StatusAccepted, id)
 	default:
 		if s.RequestTimeout > 0 {
@@ -232,11 +250,14 @@ func (s *Server) Dispatch(w http.ResponseWriter, r *http.Request, req *mesh.Enve
 			ctx, cancel = context.WithTimeout(ctx, s.RequestTimeout)
 			defer cancel()
 		}
+		start := time.Now()
 		resp, err := s.Mesh.Call(ctx, req)
 		if err != nil {
+			s.Metrics.Sent(metrics.Sync, actor, target, metrics.NoResponse, time.Since(start))
 			s.sendError(w, req, err)
 			return
 		}
+		s.Metrics.Sent(metrics.Sync, actor, target, resp.Status, time.Since(start))
 		WriteResponse(w, resp)
 	}
 }

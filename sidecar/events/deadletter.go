@@ -76,6 +76,9 @@ func (w *worker) deadLetter(ctx context.Context, m *sarama.ConsumerMessage, to m
 		}
 		backoff = min(2*backoff, s.opts.RetryMax)
 	}
+	if s.opts.DeadLettered != nil {
+		s.opts.DeadLettered()
+	}
 	s.log.Warn("events: event not delivered; sent it to the dead-letter topic and went on with the next",
 		"subscription", to.field, "actor", to.sub.Actor.Type+"/"+to.sub.Actor.ID, "path", to.sub.Path,
 		"topic", to.sub.Topic, "partition", m.Partition, "offset", m.Offset, "attempts", attempts,

@@ -84,6 +84,9 @@ type Options struct {
 	// MaxIngressInFlight bounds the ingress requests being written to Kafka
 	// at once; beyond it the ingress answers 429 (Knative retries). Default 256.
 	MaxIngressInFlight int
+	// DeadLettered, if set, is told of each event written to the
+	// dead-letter topic (the sidecar's metrics count them).
+	DeadLettered func()
 }
 
 func (o Options) withDefaults() Options {

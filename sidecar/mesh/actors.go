@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kar-runtime/kar/sidecar/metrics"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -45,8 +46,14 @@ type instance struct {
 func actorKey(typ, id string) string { return typ + "\x00" + id }
 
 // acquire takes the instance for session, waiting while another session
-// holds it; a nested call of the holding session enters at once.
+// holds it; a nested call of the holding session enters at once. waited
+// tells whether it had to wait.
 func (in *instance) acquire(ctx context.Context, session string) error {
+	_, err := in.acquireWait(ctx, session)
+	return err
+}
+
+func (in *instance) acquireWait(ctx context.Context, session string) (waited bool, err error) {
 	for {
 		in.mu.Lock()
 		if in.session == "" || in.session == session {
@@ -54,8 +61,9 @@ func (in *instance) acquire(ctx context.Context, session string) error {
 			in.depth++
 			in.used = time.Now()
 			in.mu.Unlock()
-			return nil
+			return waited, nil
 		}
+		waited = true
 		ch := make(chan struct{})
 		in.waiters = append(in.waiters, ch)
 		in.mu.Unlock()
@@ -70,7 +78,7 @@ func (in *instance) acquire(ctx context.Context, session string) error {
 				}
 			}
 			in.mu.Unlock()
-			return ctx.Err()
+			return waited, ctx.Err()
 		}
 	}
 }
@@ -239,7 +247,11 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 			actx, cancel = context.WithTimeout(ctx, m.opts.ActorBusyTimeout)
 			defer cancel()
 		}
-		if err := in.acquire(actx, env.Session); err != nil {
+		waited, err := in.acquireWait(actx, env.Session)
+		if waited {
+			m.opts.Metrics.BusyWait(env.ActorType)
+		}
+		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
 				// KAR answers 500: a retry a second later (what kar-sdk
 				// does on 503) would only wait again.
@@ -269,6 +281,7 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 		in.mu.Lock()
 		in.active = true
 		in.mu.Unlock()
+		m.opts.Metrics.Activated(env.ActorType)
 	}
 	m.enter(env.Session, env.ID)
 	defer m.leave(env.Session, env.ID)
@@ -288,6 +301,7 @@ func (m *Mesh) deactivate(ctx context.Context, in *instance, base string) (*Enve
 		if _, err := m.opts.Handler(ctx, &Envelope{Method: http.MethodDelete, Path: base}); err != nil {
 			m.log.Warn("deactivating actor", "actor", in.typ+"/"+in.id, "err", err)
 		}
+		m.opts.Metrics.Deactivated(in.typ)
 	}
 	m.dropInstance(ctx, in)
 	return &Envelope{Status: http.StatusOK, Body: []byte("OK")}, nil
@@ -309,6 +323,14 @@ func (m *Mesh) dropInstance(ctx context.Context, in *instance) {
 
 // answer sends the final response of a request (unless async) and marks it finished.
 func (m *Mesh) answer(env *Envelope, resp *Envelope, finish func()) {
+	kind := metrics.Sync
+	switch {
+	case isStep(env.ID):
+		kind = metrics.TailCall
+	case env.Async:
+		kind = metrics.Async
+	}
+	m.opts.Metrics.Served(kind, env.ActorType != "", env.TargetName(), resp.Status)
 	if isStep(env.ID) {
 		// Steps of a chain record their result, so a duplicate of the
 		// step replays it instead of running the method again.

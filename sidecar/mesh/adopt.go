@@ -86,6 +86,7 @@ func (m *Mesh) adoptScan(ctx context.Context) error {
 			m.log.Warn("cannot adopt partition", "partition", p, "err", err)
 			continue
 		}
+		m.opts.Metrics.PartitionAdopted()
 		m.log.Info("adopted an orphaned partition", "partition", p, "from", pos, "to", hwm)
 	}
 	return nil

@@ -104,6 +104,14 @@ func (e *Envelope) Target() string {
 	return "service " + e.Service
 }
 
+// TargetName is the service or actor type a request is for.
+func (e *Envelope) TargetName() string {
+	if e.ActorType != "" {
+		return e.ActorType
+	}
+	return e.Service
+}
+
 // The wire format is binary, not JSON: every call crosses it four times
 // (encode and decode of request and response) and encoding/json with a
 // header map was the largest CPU cost of a sidecar under load.

@@ -25,6 +25,7 @@ func (m *Mesh) hold(env *Envelope, finish func()) {
 	m.mu.Lock()
 	m.held = append(m.held, &heldReq{env: env, finish: finish, until: until})
 	m.mu.Unlock()
+	m.opts.Metrics.Held(env.ActorType != "", env.TargetName(), 1)
 	m.log.Info("holding a request until a component joins", "id", env.ID, "target", env.Target())
 }
 
@@ -37,6 +38,7 @@ func (m *Mesh) retryHeld(ctx context.Context) {
 	var keep []*heldReq
 	for _, h := range held {
 		if m.serves(h.env) {
+			m.opts.Metrics.Held(h.env.ActorType != "", h.env.TargetName(), -1)
 			m.work.Add(1)
 			if h.env.ActorType != "" {
 				go m.serveActor(h.env, h.finish)
@@ -44,6 +46,7 @@ func (m *Mesh) retryHeld(ctx context.Context) {
 				go m.serve(h.env, h.finish)
 			}
 		} else if t := m.routeTo(ctx, h.env, m.id); t != nil {
+			m.opts.Metrics.Held(h.env.ActorType != "", h.env.TargetName(), -1)
 			m.forward(h.env, t, h.finish)
 		} else {
 			keep = append(keep, h)
@@ -76,6 +79,7 @@ func (m *Mesh) expireHeld(ctx context.Context) {
 	m.held = keep
 	m.mu.Unlock()
 	for _, h := range expired {
+		m.opts.Metrics.HeldExpired(h.env.ActorType != "", h.env.TargetName())
 		msg := fmt.Sprintf("no component for %s joined the application %s in time (-missing_component_timeout %s)", h.env.Target(), m.opts.App, m.opts.MissingComponentTimeout)
 		m.log.Error(msg, "id", h.env.ID)
 		if !h.env.Async {

@@ -72,12 +72,14 @@ func (m *Mesh) renew(ctx context.Context) {
 	if _, err := pipe.Exec(ctx); err != nil {
 		// Not a verdict on the leases: try again at the next tick.
 		if ctx.Err() == nil {
+			m.opts.Metrics.LeaseRenewals(-1)
 			m.health.redisFailed(err)
 			m.log.Warn("cannot renew leases", "err", err)
 		}
 		return
 	}
 	m.health.redisOK()
+	m.opts.Metrics.LeaseRenewals(len(parts))
 	retaken := false
 	for i, c := range cmds {
 		switch n, _ := c.Int(); n {
@@ -107,6 +109,7 @@ func (m *Mesh) renew(ctx context.Context) {
 // reports itself unhealthy.
 func (m *Mesh) lost(ctx context.Context, p int32, primary bool) {
 	m.log.Error("lost the lease of a partition to another sidecar (was this sidecar stalled or cut off from Redis?)", "partition", p)
+	m.opts.Metrics.LeaseLost()
 	m.mu.Lock()
 	o := m.owned[p]
 	delete(m.owned, p)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/adapter/store"
+	"github.com/kar-runtime/kar/sidecar/metrics"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -47,6 +48,8 @@ type Options struct {
 	Partitions int32
 	Handler    Handler
 	Logger     *slog.Logger
+	// Metrics records what the mesh does (nil: nothing).
+	Metrics *metrics.Metrics
 }
 
 // Mesh is one sidecar's membership in an application's mesh.
@@ -150,6 +153,10 @@ func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
 
 // ID is this sidecar's id in the mesh.
 func (m *Mesh) ID() string { return m.id }
+
+// Poisoned is how many requests this sidecar gave up after their
+// component failed them -delivery_attempts times.
+func (m *Mesh) Poisoned() int64 { return m.poisoned.Load() }
 
 // Join claims a partition, starts reading it and registers this sidecar
 // (with no services yet: see Announce).

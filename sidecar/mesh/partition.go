@@ -60,8 +60,12 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 			m.dispatch(o, epoch, off, value)
 		},
 		OutOfRange: func(offset, oldest int64) { m.outOfRange(o, offset, oldest) },
-		Error:      m.kafkaFailed,
-		Fetched:    m.health.kafkaOK,
+		Error: func(err error) {
+			// The reader connects again after any error.
+			m.opts.Metrics.Reconnect("kafka")
+			m.kafkaFailed(err)
+		},
+		Fetched: m.health.kafkaOK,
 	})
 	return nil
 }
@@ -73,6 +77,9 @@ func (m *Mesh) dispatch(o *owned, epoch int, off int64, value []byte) {
 		case m.commitC <- struct{}{}:
 		default:
 		}
+	}
+	if o.adopted {
+		m.opts.Metrics.RecordRead(true, false)
 	}
 	env, err := Decode(value)
 	if err != nil {
@@ -92,6 +99,9 @@ func (m *Mesh) dispatch(o *owned, epoch int, off int64, value []byte) {
 		return
 	}
 	if m.serves(env) {
+		if off < o.below {
+			m.opts.Metrics.RecordRead(false, true)
+		}
 		m.work.Add(1)
 		run := func() { m.serve(env, finish) }
 		if env.ActorType != "" {

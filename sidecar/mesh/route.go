@@ -82,6 +82,7 @@ func (m *Mesh) produceRetry(env *Envelope, p int32) bool {
 }
 
 func (m *Mesh) produce(ctx context.Context, p int32, val []byte) error {
+	start := time.Now()
 	err := m.kc.Produce(ctx, m.topic, p, val)
 	if errors.Is(err, sarama.ErrInvalidPartition) {
 		// The topic grew since the metadata was read.
@@ -89,6 +90,7 @@ func (m *Mesh) produce(ctx context.Context, p int32, val []byte) error {
 			err = m.kc.Produce(ctx, m.topic, p, val)
 		}
 	}
+	m.opts.Metrics.Produce(time.Since(start), err)
 	if err != nil {
 		if ctx.Err() == nil {
 			m.kafkaFailed(err)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kar-runtime/kar/sidecar/metrics"
 )
 
 // stepRecordTTL bounds how long the result of a tail-call step is kept
@@ -199,5 +201,7 @@ func (m *Mesh) sendContinuation(next *Envelope) {
 		next.To = t.ID
 		p = t.Partition
 	}
-	m.produceRetry(next, p)
+	if m.produceRetry(next, p) {
+		m.opts.Metrics.Sent(metrics.TailCall, next.ActorType != "", next.TargetName(), http.StatusAccepted, 0)
+	}
 }

@@ -38,6 +38,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Cancelled, if set, is told how many reminders each cancellation
+	// removed (KAR's kar_actors_cancelled_reminders_gauge).
+	Cancelled func(n int)
 }
 
 func (o Options) withDefaults() Options {
@@ -231,6 +234,9 @@ func (s *Store) remove(ctx context.Context, fields []string) (int, error) {
 			return total, err
 		}
 		total += int(hdel.Val())
+	}
+	if s.opts.Cancelled != nil && total > 0 {
+		s.opts.Cancelled(total)
 	}
 	return total, nil
 }
