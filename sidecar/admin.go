@@ -83,7 +83,7 @@ func Invoke(ctx context.Context, cfg *config.Client, args []string, stdout, stde
 // Admin is the configuration of kar get, purge and drain.
 type Admin struct {
 	config.Client
-	System       string `flag:"s" default:"actors" desc:"what to show: actors or sidecars (kar get)"`
+	System       string `flag:"s" default:"actors" desc:"what to show: actors, sidecars or load (kar get)"`
 	ActorType    string `flag:"t" desc:"only actors of this type (kar get)"`
 	ActorID      string `flag:"i" desc:"only the actor with this id, with its state (kar get)"`
 	ResidentOnly bool   `flag:"mr" desc:"only actors resident in a live sidecar now (kar get)"`
@@ -105,8 +105,8 @@ func adminRedis(ctx context.Context, cfg *Admin) (*redis.Client, store.Keys, err
 // text (or JSON with -o json; KAR put its text heading before the JSON too).
 func Get(ctx context.Context, cfg *Admin, stdout, stderr io.Writer) int {
 	system := strings.ToLower(cfg.System)
-	if system != "actors" && system != "actor" && system != "sidecars" && system != "sidecar" {
-		fmt.Fprintf(stderr, "kar get: -s %q: want actors or sidecars\n", cfg.System)
+	if system != "actors" && system != "actor" && system != "sidecars" && system != "sidecar" && system != "load" {
+		fmt.Fprintf(stderr, "kar get: -s %q: want actors, sidecars or load\n", cfg.System)
 		return ExitConfig
 	}
 	rdb, keys, err := adminRedis(ctx, cfg)
@@ -116,6 +116,9 @@ func Get(ctx context.Context, cfg *Admin, stdout, stderr io.Writer) int {
 	}
 	defer rdb.Close()
 	asJSON := strings.EqualFold(cfg.Output, "json")
+	if system == "load" {
+		return getLoad(ctx, cfg, rdb, keys, asJSON, stdout, stderr)
+	}
 	members, err := mesh.LoadMembers(ctx, rdb, keys)
 	if err != nil {
 		fmt.Fprintln(stderr, "kar get:", err)

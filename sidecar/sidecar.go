@@ -259,10 +259,16 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 				log.Error("event subscriptions stopped", "err", err)
 			}
 		}()
+		loadDone := make(chan struct{})
+		go func() {
+			defer close(loadDone)
+			met.PublishLoad(remCtx, be.Redis, keys.Load(m.ID()), log)
+		}()
 		if err := rems.Run(remCtx, fireReminder(m, met)); err != nil {
 			log.Error("reminders stopped", "err", err)
 		}
 		<-evDone
+		<-loadDone
 	}()
 
 	var services []string
@@ -439,8 +445,13 @@ func deliverEvent(m *mesh.Mesh, met *metrics.Metrics) events.DeliverFunc {
 // KAR's path label.
 func serviceHandler(app *appclient.Client, met *metrics.Metrics) mesh.Handler {
 	return func(ctx context.Context, req *mesh.Envelope) (*mesh.Envelope, error) {
+		var running *metrics.Target
+		if req.ActorType != "" || req.Service != "" {
+			running = met.Begin(req.ActorType != "", req.TargetName())
+		}
 		start := time.Now()
 		r, err := app.Do(ctx, req.Method, req.Path, req.Query, req.Header, req.Body)
+		running.End()
 		switch {
 		case req.ActorType != "":
 			// The method is the last segment of the implementation path.

@@ -26,6 +26,9 @@ func (k Keys) Sidecars() string { return k.prefix + "sidecars" }
 // Sidecar holds one sidecar's registration (JSON), expiring with its lease.
 func (k Keys) Sidecar(id string) string { return k.prefix + "sidecar:" + id }
 
+// Load holds one sidecar's load (JSON, metrics.Load), for `kar get -s load`.
+func (k Keys) Load(id string) string { return k.prefix + "load:" + id }
+
 // Members is the pub/sub channel announcing joins and leaves.
 func (k Keys) Members() string { return k.prefix + "members" }
 

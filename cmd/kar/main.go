@@ -26,7 +26,7 @@ func commands() map[string]command {
 		"run":        {runRun, "run a component with a sidecar: kar run -app A [-service S] [-actors T] CMD ARGS..."},
 		"rest":       {runRest, "call a service once: kar rest -app A METHOD SERVICE PATH [BODY]"},
 		"invoke":     {runInvoke, "call an actor method once: kar invoke -app A TYPE ID METHOD [ARGS...]"},
-		"get":        {runGet, "show actors or sidecars: kar get -app A [-s actors|sidecars] [-t TYPE] [-i ID] [-mr] [-o json]"},
+		"get":        {runGet, "show actors, sidecars or the mesh's load: kar get -app A [-s actors|sidecars|load] [-t TYPE] [-i ID] [-mr] [-o json]"},
 		"purge":      {runPurge, "remove all of an application's state and messages: kar purge -app A"},
 		"drain":      {runDrain, "remove an application's pending messages: kar drain -app A"},
 		"migrate":    {runMigrate, "copy an application's actor state, reminders and subscriptions from KAR 1.3.10's Redis layout: kar migrate -app A [-dry-run]"},

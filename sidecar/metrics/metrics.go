@@ -283,6 +283,8 @@ type targetSeries struct {
 	heldNow   prometheus.Gauge
 	held      prometheus.Counter
 	expired   prometheus.Counter
+	// For the load this sidecar publishes (load.go).
+	inFlight, heldN, servedN atomic.Int64
 }
 
 const otherKey = "\x00" + Other
@@ -335,6 +337,7 @@ func (m *Metrics) Served(k Kind, actor bool, target string, status int) {
 	t := m.target(actor, target)
 	c := classOf(status)
 	t.counter(&t.served[k][c], m.served, k, c).Inc()
+	t.servedN.Add(1)
 }
 
 // Held notes a request held for a missing component (+1), forwarded or
@@ -348,6 +351,7 @@ func (m *Metrics) Held(actor bool, target string, delta int) {
 		t.held.Add(float64(delta))
 	}
 	t.heldNow.Add(float64(delta))
+	t.heldN.Add(int64(delta))
 }
 
 // HeldExpired notes a held request answered 408 (it is no longer held).
@@ -358,6 +362,7 @@ func (m *Metrics) HeldExpired(actor bool, target string) {
 	t := m.target(actor, target)
 	t.expired.Inc()
 	t.heldNow.Dec()
+	t.heldN.Add(-1)
 }
 
 // UserCode observes a call from the sidecar to its component: KAR's

@@ -25,11 +25,18 @@ import (
 )
 
 // component is the in-test component of the serving sidecar: a service
-// with /ok, /fail (answers 500) and /crash (drops the connection without
-// answering: a poison request), and the actor type Counter.
-func component(t *testing.T) int {
+// with /ok, /fail (answers 500), /crash (drops the connection without
+// answering: a poison request) and /slow (answers once release is
+// closed), and the actor type Counter.
+func component(t *testing.T, release <-chan struct{}) int {
 	t.Helper()
 	mux := http.NewServeMux()
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "failed", 500) })
 	mux.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
@@ -54,9 +61,9 @@ func component(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// sidecar starts `kar run` without a command (its component is in the
+// startSidecar starts `kar run` without a command (its component is in the
 // test) and returns its runtime port once it is healthy.
-func sidecar(t *testing.T, b *devenv.Backend, name string, args ...string) int {
+func startSidecar(t *testing.T, b *devenv.Backend, name string, args ...string) int {
 	t.Helper()
 	port := testenv.FreePort(t)
 	argv := append([]string{testenv.KarBin(t), "run", "-runtime_port", strconv.Itoa(port), "-v", "info"}, args...)
@@ -204,10 +211,10 @@ func waitValues(t *testing.T, port int, what string, exps []expect) {
 func TestMetricsCountTheWorkload(t *testing.T) {
 	b := testenv.Backend(t)
 	const app = "obs"
-	appPort := component(t)
-	server := sidecar(t, b, "server", "-app", app, "-service", "svc", "-actors", "Counter",
+	appPort := component(t, nil)
+	server := startSidecar(t, b, "server", "-app", app, "-service", "svc", "-actors", "Counter",
 		"-app_port", strconv.Itoa(appPort), "-delivery_attempts", "2")
-	caller := sidecar(t, b, "caller", "-app", app, "-missing_component_timeout", "0")
+	caller := startSidecar(t, b, "caller", "-app", app, "-missing_component_timeout", "0")
 	waitMember(t, b, app, "svc", "Counter")
 
 	const okCalls, failCalls, actorCalls, tells = 5, 2, 3, 2

@@ -1,0 +1,253 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/IBM/sarama"
+	"github.com/kar-runtime/kar/adapter/kafka"
+	"github.com/kar-runtime/kar/adapter/store"
+	"github.com/kar-runtime/kar/sidecar/mesh"
+	"github.com/kar-runtime/kar/sidecar/metrics"
+	"github.com/redis/go-redis/v9"
+)
+
+// MeshLoad is `kar get -s load`: the load of an application's mesh, summed
+// over the loads its sidecars publish in Redis (metrics.Load), with the
+// backlog of its topic's partitions from Kafka's offsets.
+type MeshLoad struct {
+	App     string       `json:"app"`
+	Targets []TargetLoad `json:"targets"`
+	// Partitions with a lease or records not yet finished.
+	Partitions []PartitionLoad `json:"partitions"`
+	// Unread sums the partitions' unread records; KafkaError says why
+	// the partitions are unknown, if they are.
+	Unread     int64  `json:"unread"`
+	KafkaError string `json:"kafkaError,omitempty"`
+}
+
+// TargetLoad is one service's or actor type's load across the mesh.
+type TargetLoad struct {
+	Type    string `json:"type"`
+	Name    string `json:"name"`
+	Members int    `json:"members"`
+	// InFlight: requests its components run now; Held: requests waiting
+	// for a component of it to join; PerSecond: answers per second.
+	InFlight  int64   `json:"inFlight"`
+	Held      int64   `json:"held"`
+	PerSecond float64 `json:"perSecond"`
+}
+
+// PartitionLoad is one partition of the application's topic: its end (the
+// high-water mark), the position its owner committed (every record below
+// is finished) and the records in between: unread, or read and not yet
+// finished (running, held, waiting to be passed on).
+type PartitionLoad struct {
+	Partition int32  `json:"partition"`
+	Owner     string `json:"owner,omitempty"`
+	End       int64  `json:"end"`
+	Committed int64  `json:"committed"`
+	Unread    int64  `json:"unread"`
+}
+
+// ReadLoad reads the load of the application whose keys are given: from
+// Redis, and from Kafka when kc is not nil. It costs a few Redis calls
+// and two offset requests per broker: cheap enough to poll every second.
+func ReadLoad(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sarama.Client, app string) (*MeshLoad, error) {
+	members, err := mesh.LoadMembers(ctx, rdb, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := &MeshLoad{App: app, Targets: []TargetLoad{}, Partitions: []PartitionLoad{}}
+	byKey := map[string]*TargetLoad{}
+	target := func(typ, name string) *TargetLoad {
+		k := typ + "/" + name
+		if t := byKey[k]; t != nil {
+			return t
+		}
+		t := &TargetLoad{Type: typ, Name: name}
+		byKey[k] = t
+		return t
+	}
+	loadKeys := make([]string, len(members))
+	for i, m := range members {
+		loadKeys[i] = keys.Load(m.ID)
+		for _, s := range m.Services {
+			target("service", s).Members++
+		}
+		for _, a := range m.Actors {
+			target("actor", a).Members++
+		}
+	}
+	if len(loadKeys) > 0 {
+		vals, err := rdb.MGet(ctx, loadKeys...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("read the sidecars' loads: %w", err)
+		}
+		for _, v := range vals {
+			s, ok := v.(string)
+			if !ok {
+				continue // a sidecar that has not published yet
+			}
+			var l metrics.Load
+			if json.Unmarshal([]byte(s), &l) != nil {
+				continue
+			}
+			for _, tl := range l.Targets {
+				t := target(tl.Type, tl.Name)
+				t.InFlight += tl.InFlight
+				t.Held += tl.Held
+				t.PerSecond += tl.PerSecond
+			}
+		}
+	}
+	for _, t := range byKey {
+		out.Targets = append(out.Targets, *t)
+	}
+	slices.SortFunc(out.Targets, func(a, b TargetLoad) int {
+		return strings.Compare(a.Type+"/"+a.Name, b.Type+"/"+b.Name)
+	})
+	if kc != nil {
+		if err := readBacklog(ctx, rdb, keys, kc, kafka.Topic(app), out); err != nil {
+			out.KafkaError = err.Error()
+		}
+	}
+	return out, nil
+}
+
+// readBacklog fills in the partitions of topic: end offsets from Kafka,
+// committed positions and owners from Redis.
+func readBacklog(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sarama.Client, topic string, out *MeshLoad) error {
+	if err := kc.RefreshMetadata(topic); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	parts, err := kc.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	ends, err := offsets(kc, topic, parts, sarama.OffsetNewest)
+	if err != nil {
+		return err
+	}
+	starts, err := offsets(kc, topic, parts, sarama.OffsetOldest)
+	if err != nil {
+		return err
+	}
+	rkeys := make([]string, 0, 2*len(parts))
+	for _, p := range parts {
+		rkeys = append(rkeys, keys.Lease(p), keys.Offset(p))
+	}
+	vals, err := rdb.MGet(ctx, rkeys...).Result()
+	if err != nil {
+		return fmt.Errorf("read partition positions: %w", err)
+	}
+	for i, p := range parts {
+		pl := PartitionLoad{Partition: p, End: ends[p], Committed: starts[p]}
+		pl.Owner, _ = vals[2*i].(string)
+		if s, ok := vals[2*i+1].(string); ok {
+			if c, err := strconv.ParseInt(s, 10, 64); err == nil {
+				pl.Committed = max(c, starts[p])
+			}
+		}
+		pl.Unread = max(pl.End-pl.Committed, 0)
+		if pl.Owner == "" && pl.Unread == 0 {
+			continue
+		}
+		out.Unread += pl.Unread
+		out.Partitions = append(out.Partitions, pl)
+	}
+	slices.SortFunc(out.Partitions, func(a, b PartitionLoad) int { return int(a.Partition - b.Partition) })
+	return nil
+}
+
+// offsets asks each partition's leader for the newest or oldest offset of
+// its partitions, in one request per broker.
+func offsets(kc sarama.Client, topic string, parts []int32, which int64) (map[int32]int64, error) {
+	reqs := map[*sarama.Broker]*sarama.OffsetRequest{}
+	for _, p := range parts {
+		b, err := kc.Leader(topic, p)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: leader of partition %d: %w", p, err)
+		}
+		if reqs[b] == nil {
+			reqs[b] = &sarama.OffsetRequest{Version: 1}
+		}
+		reqs[b].AddBlock(topic, p, which, 1)
+	}
+	out := make(map[int32]int64, len(parts))
+	for b, req := range reqs {
+		resp, err := b.GetAvailableOffsets(req)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: offsets: %w", err)
+		}
+		for _, p := range parts {
+			if blk := resp.GetBlock(topic, p); blk != nil {
+				if blk.Err != sarama.ErrNoError {
+					return nil, fmt.Errorf("kafka: offsets of partition %d: %w", p, blk.Err)
+				}
+				out[p] = blk.Offset
+			}
+		}
+	}
+	return out, nil
+}
+
+// getLoad is `kar get -s load`.
+func getLoad(ctx context.Context, cfg *Admin, rdb *redis.Client, keys store.Keys, asJSON bool, stdout, stderr io.Writer) int {
+	var kc sarama.Client
+	sc, err := kafka.SaramaConfig(cfg.Backend, "kar-get-"+cfg.App)
+	if err == nil {
+		kc, err = sarama.NewClient(cfg.KafkaBrokers, sc)
+	}
+	if err != nil {
+		// Redis alone still tells members, in-flight and held requests.
+		fmt.Fprintln(stderr, "kar get: no backlog from Kafka:", err)
+		kc = nil
+	} else {
+		defer kc.Close()
+	}
+	l, err := ReadLoad(ctx, rdb, keys, kc, cfg.App)
+	if err != nil {
+		fmt.Fprintln(stderr, "kar get:", err)
+		return ExitFailure
+	}
+	if asJSON {
+		b, _ := json.Marshal(l)
+		stdout.Write(append(b, '\n'))
+		return 0
+	}
+	WriteLoad(stdout, l)
+	return 0
+}
+
+// WriteLoad writes l as two tables: the targets, then the partitions.
+func WriteLoad(w io.Writer, l *MeshLoad) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TYPE\tNAME\tMEMBERS\tIN FLIGHT\tHELD\tREQ/S")
+	for _, t := range l.Targets {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\n", t.Type, t.Name, t.Members, t.InFlight, t.Held, t.PerSecond)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	if l.KafkaError != "" {
+		fmt.Fprintln(w, "backlog unknown:", l.KafkaError)
+		return
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tOWNER\tEND\tCOMMITTED\tUNREAD")
+	for _, p := range l.Partitions {
+		owner := p.Owner
+		if owner == "" {
+			owner = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\n", p.Partition, owner, p.End, p.Committed, p.Unread)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "unread or unfinished records: %d\n", l.Unread)
+}
