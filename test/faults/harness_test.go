@@ -15,6 +15,8 @@ package faults_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -45,17 +47,31 @@ const leaseTTL = "1s"
 
 // compBuild is the one build of the load component per test binary run,
 // as testenv builds kar once: sync.OnceValues is Go's "once per process".
+// It goes to a fixed path named by this package's location, renamed into
+// place atomically, so that concurrent runs do not clash and nothing piles
+// up in the temporary directory.
 var compBuild = sync.OnceValues(func() (string, error) {
 	_, file, _, _ := runtime.Caller(0)
-	dir, err := os.MkdirTemp("", "kar-faults-loadcomp-")
+	src := filepath.Dir(file)
+	sum := sha256.Sum256([]byte(src))
+	dir := filepath.Join(os.TempDir(), "kar-faults-"+hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, "loadcomp-*.tmp")
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "loadcomp")
-	cmd := exec.Command("go", "build", "-o", out, "./loadcomp")
-	cmd.Dir = filepath.Dir(file)
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	cmd := exec.Command("go", "build", "-o", tmp.Name(), "./loadcomp")
+	cmd.Dir = src
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./loadcomp: %w\n%s", err, b)
+	}
+	out := filepath.Join(dir, "loadcomp")
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", err
 	}
 	return out, nil
 })
