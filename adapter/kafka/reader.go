@@ -30,6 +30,10 @@ type PartitionReader struct {
 
 	next atomic.Int64 // offset of the next record to fetch
 	hwm  atomic.Int64
+	// topicID is the broker's id of the topic as first read: a topic
+	// deleted and created again under its name has another. Only the
+	// reader's goroutine uses it.
+	topicID sarama.Uuid
 
 	mu     sync.Mutex
 	broker *sarama.Broker
@@ -61,8 +65,9 @@ type ReadOptions struct {
 	Record func(*sarama.ConsumerMessage)
 	// OutOfRange, when set, is told that offset is no longer in the
 	// partition (the topic was deleted and created again, or trimmed) and
-	// that reading goes on from oldest. An offset below 0 (such as
-	// sarama.OffsetOldest) is resolved this way too.
+	// that reading goes on from oldest. A topic found created again when
+	// the reader reconnects (its id changed) is reported so as well. An
+	// offset below 0 (such as sarama.OffsetOldest) is resolved this way too.
 	OutOfRange func(offset, oldest int64)
 	// Error, when set, is told of each failed connection or fetch before
 	// the reader retries (after a backoff of 50 ms up to 2 s). It must not
@@ -117,8 +122,10 @@ func (r *PartitionReader) run() {
 	for attempt := 0; !r.isStopped(); attempt++ {
 		b, err := r.connect()
 		if err == nil {
-			attempt = 0
-			err = r.fetchLoop(b)
+			if err = r.checkIncarnation(b); err == nil {
+				attempt = 0
+				err = r.fetchLoop(b)
+			}
 			b.Close()
 		}
 		if r.isStopped() {
@@ -162,6 +169,44 @@ func (r *PartitionReader) connect() (*sarama.Broker, error) {
 	}
 	r.broker = b
 	return b, nil
+}
+
+// checkIncarnation makes sure that the topic is the one this reader read
+// before it (re)connected. A topic lost and created again (a broker that
+// came back empty) starts its offsets over: fetching at the old position
+// would fail as out of range only while the new log is shorter, and once
+// it has grown past it would silently skip the new log's beginning. So a
+// new topic id sends the reader to the new log's start, as OutOfRange says.
+func (r *PartitionReader) checkIncarnation(b *sarama.Broker) error {
+	resp, err := b.GetMetadata(sarama.NewMetadataRequest(r.c.Config().Version, []string{r.topic}))
+	if err != nil {
+		return err
+	}
+	var none sarama.Uuid
+	for _, t := range resp.Topics {
+		if t.Name != r.topic {
+			continue
+		}
+		if t.Err != sarama.ErrNoError {
+			return t.Err
+		}
+		switch {
+		case t.Uuid == none: // a broker or protocol version without topic ids
+		case r.topicID == none:
+			r.topicID = t.Uuid
+		case t.Uuid != r.topicID:
+			r.topicID = t.Uuid
+			oldest, err := r.c.GetOffset(r.topic, r.p, sarama.OffsetOldest)
+			if err != nil {
+				return err
+			}
+			if r.opts.OutOfRange != nil {
+				r.opts.OutOfRange(r.next.Load(), oldest)
+			}
+			r.next.Store(oldest)
+		}
+	}
+	return nil
 }
 
 // fetchLoop fetches until the connection fails or the reader stops.
