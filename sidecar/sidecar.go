@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ import (
 	"github.com/kar-runtime/kar/sidecar/mesh"
 	"github.com/kar-runtime/kar/sidecar/metrics"
 	"github.com/kar-runtime/kar/sidecar/reminders"
+	"github.com/kar-runtime/kar/sidecar/tracing"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -156,17 +158,31 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	if host == "" {
 		host, _ = os.Hostname()
 	}
+	// The tracer is made before the mesh (its handler uses it) and named
+	// after it once it exists.
+	var tr *tracing.Tracer
 	m, err := mesh.New(mesh.Options{
 		App: cfg.App, Host: host, Port: runtimePort, Version: Version,
 		LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout,
 		ActorBusyTimeout: cfg.ActorBusyTimeout, ActorCollectorInterval: cfg.ActorCollectorInterval,
 		DeliveryAttempts: cfg.DeliveryAttempts,
-		Handler:          serviceHandler(app, met), Logger: log, Metrics: met,
+		Handler:          serviceHandler(app, met, &tr), Logger: log, Metrics: met,
 	}, be.Redis, be.Kafka)
 	if err != nil {
 		fmt.Fprintln(stderr, "kar run:", err)
 		return ExitConfig
 	}
+	if tr, err = tracing.New(ctx, cfg.App, m.ID(), Version); err != nil {
+		// Traces are an aid: a sidecar without them still serves.
+		log.Warn("tracing off", "err", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			log.Warn("cannot export the last spans", "err", err)
+		}
+	}()
 
 	ready := make(chan struct{})
 	shutdown := make(chan struct{}, 1)
@@ -177,13 +193,13 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		Cancelled: met.RemindersCancelled})
 	evs := events.New(events.Options{
 		App: cfg.App, Redis: be.Redis, Kafka: be.Kafka, Keys: keys, Logger: log,
-		SidecarID: m.ID(), Deliver: deliverEvent(m, met), MaxAttempts: cfg.EventAttempts,
+		SidecarID: m.ID(), Deliver: deliverEvent(m, met, tr), MaxAttempts: cfg.EventAttempts,
 		DeadLettered: met.EventDeadLettered,
 	})
 	registerGauges(met, m, be.Redis, keys)
 	srv := &api.Server{
 		Mesh: m, Log: log, RequestTimeout: cfg.CallTimeout(), BodyTimeout: cfg.BodyTimeout, Ready: ready, Redis: be.Redis, Keys: keys,
-		Metrics: met,
+		Metrics: met, Tracer: tr,
 		ActorCleanup: func(ctx context.Context, typ, id string) error {
 			if err := actorstate.DeleteAll(ctx, be.Redis, keys, typ, id); err != nil {
 				return err
@@ -264,7 +280,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 			defer close(loadDone)
 			met.PublishLoad(remCtx, be.Redis, keys.Load(m.ID()), log)
 		}()
-		if err := rems.Run(remCtx, fireReminder(m, met)); err != nil {
+		if err := rems.Run(remCtx, fireReminder(m, met, tr)); err != nil {
 			log.Error("reminders stopped", "err", err)
 		}
 		<-evDone
@@ -379,7 +395,7 @@ func registerGauges(met *metrics.Metrics, m *mesh.Mesh, rdb *redis.Client, keys 
 
 // fireReminder delivers a due reminder as an async actor call; it returns
 // once the call is durable in Kafka.
-func fireReminder(m *mesh.Mesh, met *metrics.Metrics) reminders.FireFunc {
+func fireReminder(m *mesh.Mesh, met *metrics.Metrics, tr *tracing.Tracer) reminders.FireFunc {
 	return func(ctx context.Context, r reminders.Reminder) error {
 		met.ReminderFired(time.Since(r.TargetTime))
 		body := []byte(r.EncodedData)
@@ -393,14 +409,17 @@ func fireReminder(m *mesh.Mesh, met *metrics.Metrics) reminders.FireFunc {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
+		h := http.Header{"Content-Type": {"application/kar+json"}}
+		span := tr.Start(nil, &h, tracing.Send, "actor", r.Actor.Type, http.MethodPost, path)
 		err := m.Tell(ctx, &mesh.Envelope{
 			ActorType: r.Actor.Type, ActorID: r.Actor.ID, Method: http.MethodPost, Path: path,
-			Header: http.Header{"Content-Type": {"application/kar+json"}}, Body: body,
+			Header: h, Body: body,
 		})
 		status := http.StatusAccepted
 		if err != nil {
 			status = metrics.NoResponse
 		}
+		span.End(status, err)
 		met.Sent(metrics.Reminder, true, r.Actor.Type, status, 0)
 		return err
 	}
@@ -408,21 +427,25 @@ func fireReminder(m *mesh.Mesh, met *metrics.Metrics) reminders.FireFunc {
 
 // deliverEvent delivers one event to an actor method as a synchronous
 // call: the subscription's next event waits for this one's method to return.
-func deliverEvent(m *mesh.Mesh, met *metrics.Metrics) events.DeliverFunc {
+func deliverEvent(m *mesh.Mesh, met *metrics.Metrics, tr *tracing.Tracer) events.DeliverFunc {
 	return func(ctx context.Context, actorType, actorID, path, contentType string, body []byte) error {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
 		start := time.Now()
+		h := http.Header{"Content-Type": {contentType}}
+		span := tr.Start(nil, &h, tracing.Call, "actor", actorType, http.MethodPost, path)
 		resp, err := m.Call(ctx, &mesh.Envelope{
 			ActorType: actorType, ActorID: actorID, Method: http.MethodPost, Path: path,
-			Header: http.Header{"Content-Type": {contentType}}, Body: body,
+			Header: h, Body: body,
 		})
 		if err != nil {
+			span.End(0, err)
 			met.Sent(metrics.Event, true, actorType, metrics.NoResponse, time.Since(start))
 			met.EventDelivery(metrics.EventFailed)
 			return err
 		}
+		span.End(resp.Status, nil)
 		met.Sent(metrics.Event, true, actorType, resp.Status, time.Since(start))
 		if resp.Status < 300 {
 			met.EventDelivery(metrics.EventDelivered)
@@ -443,15 +466,30 @@ func deliverEvent(m *mesh.Mesh, met *metrics.Metrics) events.DeliverFunc {
 // serviceHandler delivers a request from the mesh to the component, and
 // times the service calls and actor method calls (not activations) under
 // KAR's path label.
-func serviceHandler(app *appclient.Client, met *metrics.Metrics) mesh.Handler {
+func serviceHandler(app *appclient.Client, met *metrics.Metrics, trp **tracing.Tracer) mesh.Handler {
 	return func(ctx context.Context, req *mesh.Envelope) (*mesh.Envelope, error) {
 		var running *metrics.Target
+		header := req.Header
+		var span tracing.Span
 		if req.ActorType != "" || req.Service != "" {
 			running = met.Begin(req.ActorType != "", req.TargetName())
+			if tr := *trp; tr != nil {
+				// The component's request continues the caller's span in
+				// a span of this sidecar's; the envelope keeps the
+				// caller's context for a delivery again.
+				header = maps.Clone(req.Header)
+				span = tr.Start(req.Header, &header, serveKind(req), targetType(req), req.TargetName(), req.Method, req.Path)
+				span.Redelivery(req.MayRepeat)
+			}
 		}
 		start := time.Now()
-		r, err := app.Do(ctx, req.Method, req.Path, req.Query, req.Header, req.Body)
+		r, err := app.Do(ctx, req.Method, req.Path, req.Query, header, req.Body)
 		running.End()
+		if r != nil {
+			span.End(r.Status, err)
+		} else {
+			span.End(0, err)
+		}
 		switch {
 		case req.ActorType != "":
 			// The method is the last segment of the implementation path.
@@ -468,6 +506,20 @@ func serviceHandler(app *appclient.Client, met *metrics.Metrics) mesh.Handler {
 		}
 		return &mesh.Envelope{Status: r.Status, Header: r.Header, Body: r.Body}, nil
 	}
+}
+
+func serveKind(req *mesh.Envelope) int {
+	if req.Async {
+		return tracing.Deliver
+	}
+	return tracing.Serve
+}
+
+func targetType(req *mesh.Envelope) string {
+	if req.ActorType != "" {
+		return "actor"
+	}
+	return "service"
 }
 
 // requestTimeoutMs is KAR_REQUEST_TIMEOUT as KAR exports it and kar-sdk

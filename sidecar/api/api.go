@@ -20,6 +20,7 @@ import (
 	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 	"github.com/kar-runtime/kar/sidecar/metrics"
+	"github.com/kar-runtime/kar/sidecar/tracing"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -53,6 +54,8 @@ type Server struct {
 	// Metrics are served at GET /metrics, and record the calls made here
 	// (nil: neither).
 	Metrics *metrics.Metrics
+	// Tracer makes the callers' spans (nil: tracing is off).
+	Tracer *tracing.Tracer
 
 	srv *http.Server
 }
@@ -226,23 +229,31 @@ func (s *Server) Dispatch(w http.ResponseWriter, r *http.Request, req *mesh.Enve
 	if actor {
 		target = req.ActorType
 	}
+	var span tracing.Span
+	if s.Tracer != nil {
+		span = s.startSpan(r, req, mode, actor, target)
+	}
 	switch mode {
 	case "async":
 		if err := s.Mesh.Tell(ctx, req); err != nil {
 			s.Metrics.Sent(metrics.Async, actor, target, metrics.NoResponse, 0)
+			span.End(0, err)
 			s.sendError(w, req, err)
 			return
 		}
 		s.Metrics.Sent(metrics.Async, actor, target, http.StatusAccepted, 0)
+		span.End(http.StatusAccepted, nil)
 		text(w, http.StatusAccepted, "OK")
 	case "promise":
 		id, err := s.Mesh.Promise(ctx, req)
 		if err != nil {
 			s.Metrics.Sent(metrics.Promise, actor, target, metrics.NoResponse, 0)
+			span.End(0, err)
 			s.sendError(w, req, err)
 			return
 		}
 		s.Metrics.Sent(metrics.Promise, actor, target, http.StatusAccepted, 0)
+		span.End(http.StatusAccepted, nil)
 		text(w, http.StatusAccepted, id)
 	default:
 		if s.RequestTimeout > 0 {
@@ -254,12 +265,33 @@ func (s *Server) Dispatch(w http.ResponseWriter, r *http.Request, req *mesh.Enve
 		resp, err := s.Mesh.Call(ctx, req)
 		if err != nil {
 			s.Metrics.Sent(metrics.Sync, actor, target, metrics.NoResponse, time.Since(start))
+			span.End(0, err)
 			s.sendError(w, req, err)
 			return
 		}
 		s.Metrics.Sent(metrics.Sync, actor, target, resp.Status, time.Since(start))
+		span.End(resp.Status, nil)
 		WriteResponse(w, resp)
 	}
+}
+
+// startSpan begins the caller's span of a request, continuing the trace
+// of the component's request r, and puts its context in the request's
+// headers for the callee.
+func (s *Server) startSpan(r *http.Request, req *mesh.Envelope, mode string, actor bool, target string) tracing.Span {
+	kind, typ := tracing.Call, "service"
+	if mode != "" {
+		kind = tracing.Send
+	}
+	if actor {
+		typ = "actor"
+		if req.Header == nil {
+			// The host gives a method call without headers this
+			// Content-Type; one with headers must carry it.
+			req.Header = http.Header{"Content-Type": {"application/kar+json"}}
+		}
+	}
+	return s.Tracer.Start(r.Header, &req.Header, kind, typ, target, req.Method, req.Path)
 }
 
 // pragma reads how a call is made from its Pragma header: "async",

@@ -75,6 +75,8 @@ func continuation(env, resp *Envelope, step int) *Envelope {
 	if !strings.HasPrefix(next.Path, "/") {
 		next.Path = "/" + next.Path
 	}
+	// The chain stays in the caller's trace (W3C trace context).
+	carryTrace(env.Header, next.Header)
 	switch {
 	case v.ActorType != "":
 		next.ActorType, next.ActorID = v.ActorType, v.ActorID
@@ -90,6 +92,7 @@ func continuation(env, resp *Envelope, step int) *Envelope {
 			next.Method = strings.ToUpper(v.Method)
 		}
 		next.Header = http.Header{"Content-Type": {"application/json"}}
+		carryTrace(env.Header, next.Header)
 		// The chain's caller made an actor call when an actor method began
 		// it: the service's answer must reach it as an actor result.
 		next.ActorResult = env.ActorType != "" || env.ActorResult
@@ -97,6 +100,15 @@ func continuation(env, resp *Envelope, step int) *Envelope {
 		return nil
 	}
 	return next
+}
+
+// carryTrace copies the W3C trace context headers of from to to.
+func carryTrace(from, to http.Header) {
+	for _, k := range [...]string{"Traceparent", "Tracestate"} {
+		if v, ok := from[k]; ok {
+			to[k] = v
+		}
+	}
 }
 
 // payloadBody is the body a tail call's payload stands for: the content

@@ -63,3 +63,22 @@ func TestActorResult(t *testing.T) {
 		}
 	}
 }
+
+// TestTailCallKeepsTheTrace: each step of a chain carries the W3C trace
+// context of the request that began it, to an actor or to a service.
+func TestTailCallKeepsTheTrace(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for name, body := range map[string]string{
+		"to an actor":  `{"tailCall":true,"value":{"actorType":"A","actorId":"2","path":"m","payload":"[]"}}`,
+		"to a service": `{"tailCall":true,"value":{"serviceName":"s2","path":"/q","payload":"{}"}}`,
+	} {
+		env := &Envelope{ID: "x-1", ActorType: "A", ActorID: "1", Header: http.Header{"Traceparent": {tp}, "Tracestate": {"k=v"}}}
+		next := continuation(env, &Envelope{Status: 200, Body: []byte(body)}, 0)
+		if next == nil {
+			t.Fatalf("%s: no continuation", name)
+		}
+		if next.Header.Get("Traceparent") != tp || next.Header.Get("Tracestate") != "k=v" {
+			t.Errorf("%s: step headers %v, want the trace context", name, next.Header)
+		}
+	}
+}

@@ -68,14 +68,7 @@ func startSidecar(t *testing.T, b *devenv.Backend, name string, args ...string) 
 	port := testenv.FreePort(t)
 	argv := append([]string{testenv.KarBin(t), "run", "-runtime_port", strconv.Itoa(port), "-v", "info"}, args...)
 	testenv.Start(t, name, append(b.Env(), "KAR_LEASE_TTL=1s"), "", argv...)
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/kar/v1/system/health", port))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, "%s healthy", name)
+	waitHealthy(t, port, name)
 	return port
 }
 
