@@ -87,7 +87,7 @@ func killHost(victimHosts hosts) scenario {
 }
 
 // TestKillComponent: kill -9 of a component only; its sidecar stays, and
-// the component is back 3 s later.
+// the component is back 4 s later.
 func TestKillComponent(t *testing.T) { runScenarios(t, "kill-component") }
 
 // killComponent: kill -9 of a component only; its sidecar stays, and the

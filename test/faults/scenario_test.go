@@ -24,7 +24,7 @@ type shape struct {
 	Timeout, Deliver, Recover time.Duration
 }
 
-var short = shape{Rate: 100, InFlight: 24, MS: 20, Warm: 40, After: 1500 * time.Millisecond, Down: 3 * time.Second,
+var short = shape{Rate: 100, InFlight: 24, MS: 20, Warm: 40, After: 1500 * time.Millisecond, Down: 4 * time.Second,
 	Timeout: 15 * time.Second, Deliver: 15 * time.Second, Recover: 30 * time.Second}
 
 // expect says which checks of a scenario wait for a fix not yet landed
