@@ -12,7 +12,7 @@ import (
 // long is the shape of the long variants: about 2,500 requests per
 // scenario at 200 calls/s, 24 in flight, through a 4 s fault.
 var longShape = shape{Rate: 200, InFlight: 24, MS: 20, Warm: 400, After: 8 * time.Second, Down: 4 * time.Second,
-	Timeout: 30 * time.Second, Deliver: 60 * time.Second, Recover: 60 * time.Second}
+	RedisDown: 3500 * time.Millisecond, Timeout: 30 * time.Second, Deliver: 60 * time.Second, Recover: 60 * time.Second}
 
 // TestLong runs the whole fault matrix in its long shape and prints the
 // figures (lost, duplicated, hung, recovery time) for the closing note:
