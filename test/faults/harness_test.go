@@ -234,20 +234,34 @@ func serving(caller *sidecar) (services, actors int) {
 // recorded.
 func (c *cluster) executions() map[string]int {
 	out := map[string]int{}
+	for _, byID := range c.executionsByComponent() {
+		for id, n := range byID {
+			out[id] += n
+		}
+	}
+	return out
+}
+
+// executionsByComponent counts executions per component (log file name
+// without .log) and request id.
+func (c *cluster) executionsByComponent() map[string]map[string]int {
+	out := map[string]map[string]int{}
 	files, _ := filepath.Glob(filepath.Join(c.logs, "*.log"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
+		byID := map[string]int{}
 		// Every line ends with a newline; a last line without one was cut
 		// short by a kill -9 and is not an execution.
 		lines := strings.Split(string(b), "\n")
 		for _, id := range lines[:len(lines)-1] {
 			if id != "" {
-				out[id]++
+				byID[id]++
 			}
 		}
+		out[strings.TrimSuffix(filepath.Base(f), ".log")] = byID
 	}
 	return out
 }

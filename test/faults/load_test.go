@@ -347,19 +347,30 @@ func (l *load) refusals() string {
 	return strings.Join(out, "; ")
 }
 
-// duplicates says which requests ran more than once: by kind, and by when
-// their call ended against the fault's window, to tell where they come from.
-func (l *load) duplicates(exec map[string]int, begin, end time.Time) string {
+// duplicates says which requests ran more than once: by kind, by when
+// their call ended against the fault's window, and whether the same
+// component ran them again or another one did (a partition read again by
+// its reader, or by an adopter), to tell where they come from.
+func (l *load) duplicates(byComponent map[string]map[string]int, begin, end time.Time) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	byKind := map[kind]int{}
-	var before, during, after int
+	var before, during, after, same, other int
 	var ids []string
 	for _, r := range l.results {
-		n := exec[r.id] - 1
+		total, comps := 0, 0
+		for _, byID := range byComponent {
+			if n := byID[r.id]; n > 0 {
+				total += n
+				comps++
+				same += n - 1
+			}
+		}
+		n := total - 1
 		if n <= 0 {
 			continue
 		}
+		other += comps - 1
 		byKind[r.kind] += n
 		switch {
 		case r.at.Before(begin):
@@ -379,6 +390,6 @@ func (l *load) duplicates(exec map[string]int, begin, end time.Time) string {
 			kinds = append(kinds, fmt.Sprintf("%s %d", k, byKind[k]))
 		}
 	}
-	return fmt.Sprintf("%s; calls ended before the fault %d, during %d, after %d; e.g. %s",
-		strings.Join(kinds, ", "), before, during, after, strings.Join(ids, ", "))
+	return fmt.Sprintf("%s; calls ended before the fault %d, during %d, after %d; run again by the same component %d, by another %d; e.g. %s",
+		strings.Join(kinds, ", "), before, during, after, same, other, strings.Join(ids, ", "))
 }

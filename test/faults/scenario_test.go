@@ -122,7 +122,7 @@ func (c *cluster) run(sh shape, caller *sidecar, fault func(), e expect) figures
 		c.check("lost", e, fmt.Sprintf("%d accepted requests never executed within %s: %s", len(lost), sh.Deliver, first(lost, 10)))
 	}
 	if f.Duplicated > 0 {
-		c.t.Logf("duplicates: %s", l.duplicates(c.executions(), begin, end))
+		c.t.Logf("duplicates: %s", l.duplicates(c.executionsByComponent(), begin, end))
 	}
 	// Every call in flight at the fault may run twice (at least once), and
 	// dupFrac of the others.
