@@ -92,7 +92,11 @@ func (h *health) kafkaOK() { h.kafkaOKAt.Store(time.Now().UnixNano()) }
 func (h *health) recentRedisOutage(d time.Duration) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.redisErr != nil || (!h.redisBackAt.IsZero() && time.Since(h.redisBackAt) < d)
+	// A renewal overdue by more than a quarter lease is an outage still
+	// going on, even before any call failed: one renewal may sit for
+	// seconds in the client's dial retries.
+	return h.redisErr != nil || time.Since(h.redisOKAt) > h.leaseTTL/2 ||
+		(!h.redisBackAt.IsZero() && time.Since(h.redisBackAt) < d)
 }
 
 // err is nil when the sidecar can serve, else says why not.
