@@ -49,14 +49,13 @@ func TestLong(t *testing.T) {
 	w.Flush()
 }
 
-// pendingChecks names the checks that waited for a fix, briefly.
+// pendingChecks names the checks that waited for a fix ("check: fix
+// (details)").
 func pendingChecks(msgs []string) string {
 	var out []string
 	for _, m := range msgs {
-		if i := strings.Index(m, " ("); i > 0 {
-			m = m[:i]
-		}
-		out = append(out, m)
+		check, _, _ := strings.Cut(m, ":")
+		out = append(out, check)
 	}
 	if len(out) == 0 {
 		return "-"

@@ -140,7 +140,7 @@ func (c *cluster) run(sh shape, caller *sidecar, fault func(), e expect) figures
 func (c *cluster) check(what string, e expect, msg string) {
 	c.t.Helper()
 	if fix, ok := e.pending[what]; ok {
-		c.pendingFix("%s (%s)", fix, msg)
+		c.pendingFix("%s: %s (%s)", what, fix, msg)
 		return
 	}
 	c.t.Error(msg)
