@@ -90,8 +90,8 @@ type Admin struct {
 	Force        bool   `flag:"force" desc:"purge or drain even while sidecars of the application run"`
 }
 
-func adminRedis(ctx context.Context, cfg *Admin) (*redis.Client, store.Keys, error) {
-	if err := cfg.Client.Validate(); err != nil {
+func adminRedis(ctx context.Context, cfg *config.Client) (*redis.Client, store.Keys, error) {
+	if err := cfg.Validate(); err != nil {
 		return nil, store.Keys{}, err
 	}
 	if log, err := NewLogger(cfg.Verbose, io.Discard); err == nil {
@@ -109,7 +109,7 @@ func Get(ctx context.Context, cfg *Admin, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kar get: -s %q: want actors, sidecars or load\n", cfg.System)
 		return ExitConfig
 	}
-	rdb, keys, err := adminRedis(ctx, cfg)
+	rdb, keys, err := adminRedis(ctx, &cfg.Client)
 	if err != nil {
 		fmt.Fprintln(stderr, "kar get:", err)
 		return ExitConfig
@@ -232,7 +232,7 @@ func Purge(ctx context.Context, cfg *Admin, drain bool, stdout, stderr io.Writer
 	if drain {
 		name = "drain"
 	}
-	rdb, keys, err := adminRedis(ctx, cfg)
+	rdb, keys, err := adminRedis(ctx, &cfg.Client)
 	if err != nil {
 		fmt.Fprintf(stderr, "kar %s: %v\n", name, err)
 		return ExitConfig

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,10 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/adapter/store"
+	"github.com/kar-runtime/kar/sidecar/config"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 	"github.com/kar-runtime/kar/sidecar/metrics"
 	"github.com/redis/go-redis/v9"
@@ -38,10 +41,20 @@ type TargetLoad struct {
 	Name    string `json:"name"`
 	Members int    `json:"members"`
 	// InFlight: requests its components run now; Held: requests waiting
-	// for a component of it to join; PerSecond: answers per second.
-	InFlight  int64   `json:"inFlight"`
-	Held      int64   `json:"held"`
-	PerSecond float64 `json:"perSecond"`
+	// for a component of it to join; PerSecond: answers per second, and
+	// ErrorsPerSecond the 5xx among them, over the last second.
+	InFlight        int64   `json:"inFlight"`
+	Held            int64   `json:"held"`
+	PerSecond       float64 `json:"perSecond"`
+	ErrorsPerSecond float64 `json:"errorsPerSecond"`
+	// P50Ms and P99Ms: how long its components took, in milliseconds,
+	// over the last ten seconds (metrics.LatencyWindow); 0 without calls.
+	P50Ms float64 `json:"p50Ms"`
+	P99Ms float64 `json:"p99Ms"`
+	// Answered and Errors: answers (and 5xx among them) since the live
+	// members started.
+	Answered int64 `json:"answered"`
+	Errors   int64 `json:"errors"`
 }
 
 // PartitionLoad is one partition of the application's topic: its end (the
@@ -66,6 +79,7 @@ func ReadLoad(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sarama
 	}
 	out := &MeshLoad{App: app, Targets: []TargetLoad{}, Partitions: []PartitionLoad{}}
 	byKey := map[string]*TargetLoad{}
+	latency := map[*TargetLoad][][2]int64{}
 	target := func(typ, name string) *TargetLoad {
 		k := typ + "/" + name
 		if t := byKey[k]; t != nil {
@@ -104,10 +118,17 @@ func ReadLoad(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sarama
 				t.InFlight += tl.InFlight
 				t.Held += tl.Held
 				t.PerSecond += tl.PerSecond
+				t.ErrorsPerSecond += tl.ErrorsPerSecond
+				t.Answered += tl.Served
+				t.Errors += tl.Errors
+				// The sidecars' latency buckets merge into the mesh's.
+				latency[t] = append(latency[t], tl.Latency...)
 			}
 		}
 	}
 	for _, t := range byKey {
+		t.P50Ms = metrics.LatencyQuantile(latency[t], 0.5)
+		t.P99Ms = metrics.LatencyQuantile(latency[t], 0.99)
 		out.Targets = append(out.Targets, *t)
 	}
 	slices.SortFunc(out.Targets, func(a, b TargetLoad) int {
@@ -198,23 +219,38 @@ func offsets(kc sarama.Client, topic string, parts []int32, which int64) (map[in
 	return out, nil
 }
 
+// loadKafka connects to Kafka for the backlog of the application's
+// partitions; nil (with a note on stderr) when it cannot: Redis alone
+// still tells members, in-flight and held requests.
+func loadKafka(cfg *config.Client, name string, stderr io.Writer) sarama.Client {
+	sc, err := kafka.SaramaConfig(cfg.Backend, "kar-"+name+"-"+cfg.App)
+	if err != nil {
+		fmt.Fprintf(stderr, "kar %s: no backlog from Kafka: %v\n", name, err)
+		return nil
+	}
+	kc, err := sarama.NewClient(cfg.KafkaBrokers, sc)
+	if err != nil {
+		fmt.Fprintf(stderr, "kar %s: no backlog from Kafka: %v\n", name, err)
+		return nil
+	}
+	return kc
+}
+
 // getLoad is `kar get -s load`.
 func getLoad(ctx context.Context, cfg *Admin, rdb *redis.Client, keys store.Keys, asJSON bool, stdout, stderr io.Writer) int {
-	var kc sarama.Client
-	sc, err := kafka.SaramaConfig(cfg.Backend, "kar-get-"+cfg.App)
-	if err == nil {
-		kc, err = sarama.NewClient(cfg.KafkaBrokers, sc)
-	}
-	if err != nil {
-		// Redis alone still tells members, in-flight and held requests.
-		fmt.Fprintln(stderr, "kar get: no backlog from Kafka:", err)
-		kc = nil
-	} else {
+	if kc := loadKafka(&cfg.Client, "get", stderr); kc != nil {
 		defer kc.Close()
+		return printLoad(ctx, rdb, keys, kc, cfg.App, asJSON, "get", stdout, stderr)
 	}
-	l, err := ReadLoad(ctx, rdb, keys, kc, cfg.App)
+	return printLoad(ctx, rdb, keys, nil, cfg.App, asJSON, "get", stdout, stderr)
+}
+
+// printLoad reads the load once and prints it: one line of JSON, or the
+// tables of WriteLoad.
+func printLoad(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sarama.Client, app string, asJSON bool, name string, stdout, stderr io.Writer) int {
+	l, err := ReadLoad(ctx, rdb, keys, kc, app)
 	if err != nil {
-		fmt.Fprintln(stderr, "kar get:", err)
+		fmt.Fprintf(stderr, "kar %s: %v\n", name, err)
 		return ExitFailure
 	}
 	if asJSON {
@@ -226,12 +262,70 @@ func getLoad(ctx context.Context, cfg *Admin, rdb *redis.Client, keys store.Keys
 	return 0
 }
 
+// TopConfig is the configuration of kar top.
+type TopConfig struct {
+	config.Client
+	Iterations int `flag:"n" desc:"show this many views, a second apart, then exit (0: until interrupted)"`
+}
+
+// clearScreen moves the cursor home and clears the terminal (ANSI).
+const clearScreen = "\x1b[H\x1b[2J"
+
+// Top is `kar top`: the load of `kar get -s load`, read again every
+// second until interrupted (or -n views): in the terminal, cleared before
+// each view; with -o json, one JSON object a line. A view that cannot be
+// read is reported on stderr and the next one tried; the exit code is
+// that of the last view.
+func Top(ctx context.Context, cfg *TopConfig, stdout, stderr io.Writer) int {
+	if cfg.Iterations < 0 {
+		fmt.Fprintf(stderr, "kar top: -n %d: want 0 (until interrupted) or more\n", cfg.Iterations)
+		return ExitConfig
+	}
+	rdb, keys, err := adminRedis(ctx, &cfg.Client)
+	if err != nil {
+		fmt.Fprintln(stderr, "kar top:", err)
+		return ExitConfig
+	}
+	defer rdb.Close()
+	kc := loadKafka(&cfg.Client, "top", stderr)
+	if kc != nil {
+		defer kc.Close()
+	}
+	asJSON := strings.EqualFold(cfg.Output, "json")
+	tick := time.NewTicker(metrics.LoadPeriod)
+	defer tick.Stop()
+	code := 0
+	var view bytes.Buffer
+	for i := 0; cfg.Iterations == 0 || i < cfg.Iterations; i++ {
+		if i > 0 {
+			select {
+			case <-ctx.Done(): // Ctrl-C
+				return code
+			case <-tick.C:
+			}
+		}
+		view.Reset()
+		if !asJSON {
+			fmt.Fprintf(&view, "%skar top: application %s at %s (every %v; Ctrl-C to stop)\n\n", clearScreen, cfg.App,
+				time.Now().Format(time.TimeOnly), metrics.LoadPeriod)
+		}
+		// One write per view, so that the terminal never shows half of one.
+		code = printLoad(ctx, rdb, keys, kc, cfg.App, asJSON, "top", &view, stderr)
+		if ctx.Err() != nil {
+			return 0
+		}
+		stdout.Write(view.Bytes())
+	}
+	return code
+}
+
 // WriteLoad writes l as two tables: the targets, then the partitions.
 func WriteLoad(w io.Writer, l *MeshLoad) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TYPE\tNAME\tMEMBERS\tIN FLIGHT\tHELD\tREQ/S")
+	fmt.Fprintln(tw, "TYPE\tNAME\tMEMBERS\tIN FLIGHT\tHELD\tREQ/S\tERR/S\tP50 MS\tP99 MS\tANSWERED\tERRORS")
 	for _, t := range l.Targets {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\n", t.Type, t.Name, t.Members, t.InFlight, t.Held, t.PerSecond)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.2f\t%.2f\t%d\t%d\n", t.Type, t.Name, t.Members, t.InFlight, t.Held,
+			t.PerSecond, t.ErrorsPerSecond, t.P50Ms, t.P99Ms, t.Answered, t.Errors)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -484,7 +484,7 @@ func serviceHandler(app *appclient.Client, met *metrics.Metrics, trp **tracing.T
 		}
 		start := time.Now()
 		r, err := app.Do(ctx, req.Method, req.Path, req.Query, header, req.Body)
-		running.End()
+		running.End(time.Since(start))
 		if r != nil {
 			span.End(r.Status, err)
 		} else {

@@ -68,6 +68,14 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return sidecar.Get(ctx, &cfg, stdout, stderr)
 }
 
+func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var cfg sidecar.TopConfig
+	if _, code, ok := loadConfig(&cfg, "top", args, stderr); !ok {
+		return code
+	}
+	return sidecar.Top(ctx, &cfg, stdout, stderr)
+}
+
 func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg sidecar.Admin
 	if _, code, ok := loadConfig(&cfg, "purge", args, stderr); !ok {

@@ -27,6 +27,7 @@ func commands() map[string]command {
 		"rest":       {runRest, "call a service once: kar rest -app A METHOD SERVICE PATH [BODY]"},
 		"invoke":     {runInvoke, "call an actor method once: kar invoke -app A TYPE ID METHOD [ARGS...]"},
 		"get":        {runGet, "show actors, sidecars or the mesh's load: kar get -app A [-s actors|sidecars|load] [-t TYPE] [-i ID] [-mr] [-o json]"},
+		"top":        {runTop, "the mesh's load, refreshed every second: kar top -app A [-n N] [-o json]"},
 		"purge":      {runPurge, "remove all of an application's state and messages: kar purge -app A"},
 		"drain":      {runDrain, "remove an application's pending messages: kar drain -app A"},
 		"migrate":    {runMigrate, "copy an application's actor state, reminders and subscriptions from KAR 1.3.10's Redis layout: kar migrate -app A [-dry-run]"},

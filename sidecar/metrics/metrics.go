@@ -284,7 +284,8 @@ type targetSeries struct {
 	held      prometheus.Counter
 	expired   prometheus.Counter
 	// For the load this sidecar publishes (load.go).
-	inFlight, heldN, servedN atomic.Int64
+	inFlight, heldN, servedN, errN atomic.Int64
+	took                           [nLatency]atomic.Int64
 }
 
 const otherKey = "\x00" + Other
@@ -338,6 +339,9 @@ func (m *Metrics) Served(k Kind, actor bool, target string, status int) {
 	c := classOf(status)
 	t.counter(&t.served[k][c], m.served, k, c).Inc()
 	t.servedN.Add(1)
+	if c >= class5xx {
+		t.errN.Add(1)
+	}
 }
 
 // Held notes a request held for a missing component (+1), forwarded or

@@ -3,6 +3,9 @@ package observability_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -14,19 +17,25 @@ import (
 	"github.com/kar-runtime/kar/sidecar"
 )
 
-// karGet runs `kar get -app app -s load ARGS...` and returns its stdout.
-func karGet(t *testing.T, b *devenv.Backend, app string, args ...string) string {
+// karCmd runs `kar ARGS...` against b and returns its stdout.
+func karCmd(t *testing.T, b *devenv.Backend, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, testenv.KarBin(t), append([]string{"get", "-app", app, "-s", "load"}, args...)...)
+	cmd := exec.CommandContext(ctx, testenv.KarBin(t), args...)
 	cmd.Env = append(cmd.Environ(), b.Env()...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("kar get -s load: %v\n%s", err, errb.String())
+		t.Fatalf("kar %s: %v\n%s", strings.Join(args, " "), err, errb.String())
 	}
 	return out.String()
+}
+
+// karGet runs `kar get -app app -s load ARGS...` and returns its stdout.
+func karGet(t *testing.T, b *devenv.Backend, app string, args ...string) string {
+	t.Helper()
+	return karCmd(t, b, append([]string{"get", "-app", app, "-s", "load"}, args...)...)
 }
 
 // TestGetLoad: `kar get -s load` shows, from Redis and Kafka's offsets,
@@ -94,4 +103,99 @@ func TestGetLoad(t *testing.T) {
 		json.Unmarshal([]byte(karGet(t, b, app, "-o", "json")), &l)
 		return find(&l, "service", "svc").InFlight == 0 && find(&l, "service", "ghost").Held == held
 	}, "svc: nothing in flight once answered (last: %+v)", &l)
+}
+
+// karTop runs `kar top -app app ARGS...` and returns its stdout.
+func karTop(t *testing.T, b *devenv.Backend, app string, args ...string) string {
+	t.Helper()
+	return karCmd(t, b, append([]string{"top", "-app", app}, args...)...)
+}
+
+// TestLoadRatesLatencyAndErrors: a known workload (20 calls the component
+// takes 20 ms to answer, 6 it answers 500) shows in `kar get -s load -o
+// json` as 26 answered, 6 errors and a p50 of about 20 ms; with calls
+// going on, one `kar top -n 1 -o json` snapshot shows them per second;
+// `kar top -n 2` shows two cleared views of the table.
+func TestLoadRatesLatencyAndErrors(t *testing.T) {
+	b := testenv.Backend(t)
+	const app = "obstop"
+	appPort := component(t, nil)
+	startSidecar(t, b, "server", "-app", app, "-service", "svc", "-actors", "Counter", "-app_port", strconv.Itoa(appPort))
+	caller := startSidecar(t, b, "caller", "-app", app)
+	waitMember(t, b, app, "svc", "Counter")
+
+	const waits, fails = 20, 6
+	for range waits {
+		if s := call(t, caller, "POST", "/kar/v1/service/svc/call/wait", "", "{}"); s != 200 {
+			t.Fatalf("call wait: %d", s)
+		}
+	}
+	for range fails {
+		if s := call(t, caller, "POST", "/kar/v1/service/svc/call/fail", "", "{}"); s != 500 {
+			t.Fatalf("call fail: %d", s)
+		}
+	}
+	svcLoad := func(out string) sidecar.TargetLoad {
+		var l sidecar.MeshLoad
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			t.Fatalf("load JSON: %v\n%s", err, out)
+		}
+		for _, tl := range l.Targets {
+			if tl.Type == "service" && tl.Name == "svc" {
+				return tl
+			}
+		}
+		return sidecar.TargetLoad{}
+	}
+	var svc sidecar.TargetLoad
+	// The latencies stay ten seconds in the window: the check is early.
+	testenv.Eventually(t, 8*time.Second, func() bool {
+		svc = svcLoad(karGet(t, b, app, "-o", "json"))
+		return svc.Answered == waits+fails && svc.Errors == fails && svc.P50Ms > 0
+	}, "svc: %d answered, %d errors (last: %+v)", waits+fails, fails, &svc)
+	// 20 of the 26 took 20 ms (buckets are within 25%); the 6 failures
+	// were fast.
+	if svc.P50Ms < 15 || svc.P50Ms > 200 || svc.P99Ms < svc.P50Ms || svc.P99Ms > 1000 {
+		t.Errorf("svc latency: p50 %v ms, p99 %v ms; want p50 about 20 ms and p99 >= p50", svc.P50Ms, svc.P99Ms)
+	}
+
+	// Calls going on: requests per second show, the errors stay 6.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/kar/v1/service/svc/call/wait", caller), strings.NewReader("{}"))
+			req.Header.Set("Content-Type", "application/json")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	testenv.Eventually(t, 15*time.Second, func() bool {
+		out := karTop(t, b, app, "-n", "1", "-o", "json")
+		if n := strings.Count(out, "\n"); n != 1 {
+			t.Fatalf("kar top -n 1 -o json: %d lines, want 1:\n%s", n, out)
+		}
+		svc = svcLoad(out)
+		return svc.PerSecond > 0 && svc.Answered > waits+fails && svc.Errors == fails && svc.ErrorsPerSecond == 0 && svc.P50Ms >= 15
+	}, "kar top: svc answering calls of about 20 ms each second, no new errors (last: %+v)", &svc)
+
+	text := karTop(t, b, app, "-n", "2")
+	t.Logf("kar top -n 2:\n%s", text)
+	if n := strings.Count(text, "\x1b[H\x1b[2J"); n != 2 {
+		t.Errorf("kar top -n 2: %d screens cleared, want 2:\n%q", n, text)
+	}
+	for _, want := range []string{"kar top: application " + app, "REQ/S", "P99 MS", "ERRORS", "svc", "PARTITION"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("kar top -n 2: no %q in\n%s", want, text)
+		}
+	}
 }

@@ -26,8 +26,8 @@ import (
 
 // component is the in-test component of the serving sidecar: a service
 // with /ok, /fail (answers 500), /crash (drops the connection without
-// answering: a poison request) and /slow (answers once release is
-// closed), and the actor type Counter.
+// answering: a poison request), /slow (answers once release is closed)
+// and /wait (answers after 20 ms), and the actor type Counter.
 func component(t *testing.T, release <-chan struct{}) int {
 	t.Helper()
 	mux := http.NewServeMux()
@@ -37,6 +37,7 @@ func component(t *testing.T, release <-chan struct{}) int {
 		case <-r.Context().Done():
 		}
 	})
+	mux.HandleFunc("/wait", func(w http.ResponseWriter, r *http.Request) { time.Sleep(20 * time.Millisecond) })
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "failed", 500) })
 	mux.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
