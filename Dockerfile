@@ -5,6 +5,7 @@
 #   kar            the sidecar image: /kar/bin/kar (injected next to Pods,
 #                  or run as `kar run ...`)
 #   kar-injector   the admission webhook: /kar/bin/kar-injector
+#   kar-scaler     KEDA's external scaler over the mesh's load: /kar/bin/kar-scaler
 #   kar-js         base image for Node.js components: node + /kar/bin/kar
 #   kar-go         base image for Go components (static binaries): /kar/bin/kar
 #   example-js     an example on kar-js     (--build-arg EXAMPLE=service-hello-js)
@@ -46,7 +47,7 @@ COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
-      -o /out/ ./cmd/kar ./cmd/kar-injector
+      -o /out/ ./cmd/kar ./cmd/kar-injector ./cmd/kar-scaler
 
 # ---- kar: the sidecar image ----
 FROM ${STATIC_IMAGE} AS kar
@@ -62,6 +63,13 @@ USER 65532:65532
 EXPOSE 8443
 # The Deployment gives -tls_cert_file F -tls_private_key_file F -port 8443.
 ENTRYPOINT ["/kar/bin/kar-injector"]
+
+# ---- kar-scaler: KEDA's external scaler (gRPC on 6000) ----
+FROM ${STATIC_IMAGE} AS kar-scaler
+COPY --from=build /out/kar-scaler /kar/bin/kar-scaler
+USER 65532:65532
+EXPOSE 6000
+ENTRYPOINT ["/kar/bin/kar-scaler"]
 
 # ---- kar-js: base image for Node.js components ----
 FROM ${NODE_IMAGE} AS kar-js

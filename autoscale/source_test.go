@@ -1,6 +1,8 @@
 package autoscale
 
 import (
+	"flag"
+	"strings"
 	"testing"
 
 	"github.com/kar-runtime/kar/sidecar"
@@ -50,5 +52,42 @@ func TestTargetValidate(t *testing.T) {
 		if err := c.t.Validate(); (err == nil) != c.ok {
 			t.Errorf("%v: %v, want ok=%v", c.t, err, c.ok)
 		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		want Target
+		err  string
+	}{
+		{[]string{"-app", "a", "-service", "s"}, Target{"a", "service", "s"}, ""},
+		{[]string{"-app", "a", "-actors", "T", "-min", "1", "-max", "3", "-target", "2"}, Target{"a", "actor", "T"}, ""},
+		{[]string{"-app", "a"}, Target{}, "-service S or -actors T"},
+		{[]string{"-service", "s"}, Target{}, "-app is required"},
+		{[]string{"-app", "a", "-service", "s", "-actors", "T"}, Target{}, "name one"},
+		{[]string{"-app", "a", "-service", "s", "-max", "0"}, Target{}, "max 0"},
+		{[]string{"-app", "a", "-service", "s", "-target", "0"}, Target{}, "target in flight"},
+		{[]string{"-app", "a", "-service", "s", "-poll", "1ms"}, Target{}, "-poll"},
+	}
+	for _, c := range cases {
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		var f Flags
+		f.Register(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.Validate()
+		if c.err == "" && (err != nil || got != c.want) {
+			t.Errorf("%v: %v, %v; want %v", c.args, got, err, c.want)
+		}
+		if c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%v: %v; want an error saying %q", c.args, err, c.err)
+		}
+	}
+	var f Flags
+	f.Register(flag.NewFlagSet("x", flag.ContinueOnError))
+	if f.Policy != DefaultPolicy(0, 10, DefaultTargetInFlight) || f.Poll != DefaultPoll {
+		t.Errorf("defaults: %+v", f)
 	}
 }

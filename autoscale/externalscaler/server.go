@@ -41,12 +41,12 @@ func NewServer(src Reader, poll time.Duration, log *slog.Logger) *Server {
 	return &Server{src: src, poll: poll, log: log}
 }
 
-// Metadata keys of a ScaledObject's trigger.
+// The metadata keys of a ScaledObject's trigger.
 const (
-	MetaApp            = "app"
-	MetaService        = "service"
-	MetaActorType      = "actorType"
-	MetaTargetInFlight = "targetInFlight"
+	MetaApp            = autoscale.MetaApp
+	MetaService        = autoscale.MetaService
+	MetaActorType      = autoscale.MetaActorType
+	MetaTargetInFlight = autoscale.MetaTargetInFlight
 )
 
 // parseRef reads the target and its per-replica target from ref.

@@ -25,7 +25,7 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"k8s":     {runK8s, "install kar in Kubernetes: kar k8s deploy|manifests|undeploy|namespace"},
+		"k8s":     {runK8s, "install kar in Kubernetes: kar k8s deploy|manifests|undeploy|namespace|scaledobject"},
 		"ce":      {runCE, "IBM Code Engine: kar ce project|app ..."},
 		"knative": {runKnative, "print a Knative Service: kar knative service ..."},
 		"env":     {runEnv, "print backend variables: kar env ibmcloud CREDENTIAL"},

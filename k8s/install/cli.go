@@ -17,6 +17,7 @@ const usageText = `Usage: kar k8s COMMAND [flags]
 Commands:
   deploy                  install kar into the cluster of the current kubeconfig context
   manifests               print the install as multi-document YAML instead of applying it
+  scaledobject            print a KEDA ScaledObject scaling a Deployment on the mesh's load (kar-scaler)
   undeploy                remove everything deploy and namespace enable made
   namespace enable NS     create NS if needed, copy kar's secrets into it, label it kar.ibm.com/enabled=true
   namespace disable NS    remove the label and the copied secrets from NS (NS itself stays)
@@ -37,6 +38,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "deploy", "manifests":
 		return deployCmd(ctx, args[0], args[1:], stdout, stderr)
+	case "scaledobject":
+		return scaledObjectCmd(args[1:], stdout, stderr)
 	case "undeploy":
 		return clusterCmd(ctx, "undeploy", args[1:], 0, stdout, stderr, func(ctx context.Context, c *Client, _ []string) error {
 			return Undeploy(ctx, c, stdout)
@@ -97,6 +100,23 @@ func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string,
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// parseFlagsOnly parses a command that takes flags and no arguments; when
+// it returns false, the command exits with the code (0 after -h).
+func parseFlagsOnly(fs *flag.FlagSet, name string, args []string, stdout, stderr io.Writer) (int, bool) {
+	pos, err := parse(fs, args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0, false
+	}
+	if err != nil {
+		return 2, false
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "kar k8s %s: unexpected argument %q (flags start with -)\n", name, pos[0])
+		return 2, false
+	}
+	return 0, true
 }
 
 func newFlagSet(name, positional string) *flag.FlagSet {
@@ -166,16 +186,8 @@ func deployCmd(ctx context.Context, name string, args []string, stdout, stderr i
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "`URL` where the API server calls the injector, instead of the in-cluster Service (an injector run outside the cluster)")
 	fs.BoolVar(&o.NodePorts, "node-ports", false, fmt.Sprintf("expose Redis on NodePort %d and Kafka on %d (kind/k3d: a laptop kar run joins the cluster's mesh)", RedisNodePort, KafkaNodePort))
 	fs.StringVar(&o.StorageClass, "storage-class", "", "storage class of the Redis and Kafka volumes (default: the cluster's default)")
-	pos, err := parse(fs, args, stdout, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "kar k8s %s: unexpected argument %q (flags start with -)\n", name, pos[0])
-		return 2
+	if code, ok := parseFlagsOnly(fs, name, args, stdout, stderr); !ok {
+		return code
 	}
 	o.PullPolicy = corev1.PullPolicy(pullPolicy)
 	o.RegistryPassword = os.Getenv("KAR_REGISTRY_PASSWORD")

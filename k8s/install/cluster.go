@@ -67,6 +67,8 @@ var known = []struct {
 	{gvrDeployment, Namespace, InjectorName},
 	{gvrService, Namespace, InjectorName},
 	{gvrSecret, Namespace, InjectorTLSSecret},
+	{gvrDeployment, Namespace, ScalerName},
+	{gvrService, Namespace, ScalerName},
 	{gvrStatefulSet, Namespace, KafkaName},
 	{gvrService, Namespace, KafkaName},
 	{gvrService, Namespace, KafkaName + "-external"},

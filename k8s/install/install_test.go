@@ -273,7 +273,7 @@ func TestManifests(t *testing.T) {
 	}
 	want := []string{"Namespace/kar-system", "Secret/kar.ibm.com.runtime-config", "Secret/kar-redis-config", "Service/kar-redis",
 		"StatefulSet/kar-redis", "Service/kar-kafka", "StatefulSet/kar-kafka", "Secret/kar-injector-tls", "Service/kar-injector",
-		"Deployment/kar-injector", "MutatingWebhookConfiguration/kar-injector", "Namespace/default", "Secret/kar.ibm.com.runtime-config"}
+		"Deployment/kar-injector", "MutatingWebhookConfiguration/kar-injector", "Service/kar-scaler", "Deployment/kar-scaler", "Namespace/default", "Secret/kar.ibm.com.runtime-config"}
 	if strings.Join(kinds, " ") != strings.Join(want, " ") {
 		t.Errorf("manifests:\n%v\nwant\n%v", kinds, want)
 	}

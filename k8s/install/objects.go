@@ -82,7 +82,7 @@ func Objects(o *Options, g *Generated) ([]Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(objs, inj...), nil
+	return append(append(objs, inj...), scalerObjects(o)...), nil
 }
 
 // runtimeConfig is the content of kar.ibm.com.runtime-config: one key per
@@ -150,6 +150,23 @@ func containerSecurity() *corev1.SecurityContext {
 		AllowPrivilegeEscalation: &no,
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 	}
+}
+
+// smallRequests: what the injector and kar-scaler ask for (both idle
+// mostly, a few MiB each).
+func smallRequests() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{Requests: corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("10m"),
+		corev1.ResourceMemory: resource.MustParse("32Mi"),
+	}}
+}
+
+// readOnlySecurity is containerSecurity with a read-only root file system.
+func readOnlySecurity() *corev1.SecurityContext {
+	ro := true
+	sc := containerSecurity()
+	sc.ReadOnlyRootFilesystem = &ro
+	return sc
 }
 
 func volumeClaim(o *Options, component, size string) corev1.PersistentVolumeClaim {
@@ -330,7 +347,6 @@ func injectorObjects(o *Options, g *Generated) ([]Object, error) {
 		args = append(args, "-image_pull_policy", string(o.PullPolicy))
 	}
 	one := int32(1)
-	ro := true
 	pod := corev1.PodSpec{
 		SecurityContext: podSecurity(o, 65532),
 		Containers: []corev1.Container{{
@@ -343,16 +359,9 @@ func injectorObjects(o *Options, g *Generated) ([]Object, error) {
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 				Path: "/healthz", Port: intstr.FromInt32(8443), Scheme: corev1.URISchemeHTTPS,
 			}}},
-			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceCPU:    resource.MustParse("10m"),
-				corev1.ResourceMemory: resource.MustParse("32Mi"),
-			}},
-			SecurityContext: func() *corev1.SecurityContext {
-				sc := containerSecurity()
-				sc.ReadOnlyRootFilesystem = &ro
-				return sc
-			}(),
-			VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: "/var/run/secrets/kar-injector", ReadOnly: true}},
+			Resources:       smallRequests(),
+			SecurityContext: readOnlySecurity(),
+			VolumeMounts:    []corev1.VolumeMount{{Name: "tls", MountPath: "/var/run/secrets/kar-injector", ReadOnly: true}},
 		}},
 		Volumes: []corev1.Volume{{Name: "tls", VolumeSource: corev1.VolumeSource{
 			Secret: &corev1.SecretVolumeSource{SecretName: InjectorTLSSecret},
