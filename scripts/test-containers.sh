@@ -11,17 +11,24 @@ if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
   sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0
 fi
 
-need=()
-for tool in podman:podman runc:runc catatonit:catatonit mmdebstrap:mmdebstrap \
-            docker-compose:docker-compose redis-server:redis-server; do
-  command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]}..."
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# What the tests use, as Debian packages: the CNI plugins and iptables give
+# Compose's bridge network and its published ports, catatonit podman kube
+# play's pause image.
+pkgs=(podman runc catatonit mmdebstrap docker-compose containernetworking-plugins
+      golang-github-containernetworking-plugin-dnsname iptables redis-server)
+if command -v dpkg >/dev/null; then
+  need=()
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]}..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
 fi
+for tool in podman runc catatonit mmdebstrap docker-compose redis-server; do
+  command -v "$tool" >/dev/null || { echo "$(basename "$0"): $tool is not installed" >&2; exit 1; }
+done
 
 mkdir -p bin
 go build -o bin/ ./cmd/...
