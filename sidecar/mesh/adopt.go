@@ -112,7 +112,7 @@ func (m *Mesh) releaseDrained(ctx context.Context) {
 
 // release stops reading o and hands its lease back with its position.
 func (m *Mesh) release(ctx context.Context, o *owned) {
-	o.r.Close()
+	o.close()
 	if err := releaseScript.Run(ctx, m.rdb, []string{m.keys.Lease(o.p), m.keys.Offset(o.p)}, m.id, o.tr.position()).Err(); err != nil {
 		m.log.Warn("cannot release partition", "partition", o.p, "err", err)
 	}

@@ -23,8 +23,10 @@ type health struct {
 	problems map[string]string
 	leaseTTL time.Duration
 
-	redisOKAt time.Time // last successful lease renewal
-	redisErr  error     // last failure since then
+	// redisOKAt is the Unix ns of the last successful lease renewal:
+	// read for every record (fence), so an atomic.
+	redisOKAt atomic.Int64
+	redisErr  error // last failure since then
 	// redisBackAt is when Redis answered again after failing.
 	redisBackAt time.Time
 
@@ -38,7 +40,8 @@ type health struct {
 const problemNoPartition = "partition"
 
 func newHealth(leaseTTL time.Duration) *health {
-	h := &health{problems: map[string]string{}, leaseTTL: leaseTTL, redisOKAt: time.Now()}
+	h := &health{problems: map[string]string{}, leaseTTL: leaseTTL}
+	h.redisOKAt.Store(time.Now().UnixNano())
 	h.kafkaOKAt.Store(time.Now().UnixNano())
 	return h
 }
@@ -69,12 +72,18 @@ func (h *health) redisOK() {
 	now := time.Now()
 	// Renewals come every quarter lease: a longer gap is an outage too,
 	// also when one slow call waited it out without failing.
-	if h.redisErr != nil || now.Sub(h.redisOKAt) > h.leaseTTL/2 {
+	if h.redisErr != nil || now.Sub(h.lastRenewal()) > h.leaseTTL/2 {
 		h.redisBackAt = now
 	}
-	h.redisOKAt = now
+	h.redisOKAt.Store(now.UnixNano())
 	h.redisErr = nil
 }
+
+func (h *health) lastRenewal() time.Time { return time.Unix(0, h.redisOKAt.Load()) }
+
+// leaseLapsed tells whether the leases may have expired: no renewal has
+// worked for a lease's lifetime.
+func (h *health) leaseLapsed() bool { return time.Since(h.lastRenewal()) > h.leaseTTL }
 
 // kafkaFailed notes a failed fetch or produce.
 func (h *health) kafkaFailed(err error) {
@@ -95,7 +104,7 @@ func (h *health) recentRedisOutage(d time.Duration) bool {
 	// A renewal overdue by more than a quarter lease is an outage still
 	// going on, even before any call failed: one renewal may sit for
 	// seconds in the client's dial retries.
-	return h.redisErr != nil || time.Since(h.redisOKAt) > h.leaseTTL/2 ||
+	return h.redisErr != nil || time.Since(h.lastRenewal()) > h.leaseTTL/2 ||
 		(!h.redisBackAt.IsZero() && time.Since(h.redisBackAt) < d)
 }
 
@@ -108,7 +117,7 @@ func (h *health) err() error {
 		msgs = append(msgs, m)
 	}
 	now := time.Now()
-	if since := now.Sub(h.redisOKAt); since > h.leaseTTL {
+	if since := now.Sub(h.lastRenewal()); since > h.leaseTTL {
 		msg := "no lease renewal in Redis for " + since.Round(time.Millisecond).String()
 		if h.redisErr != nil {
 			msg += ": " + h.redisErr.Error()

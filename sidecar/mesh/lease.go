@@ -78,9 +78,7 @@ func (m *Mesh) renew(ctx context.Context) {
 		}
 		return
 	}
-	m.health.redisOK()
-	m.opts.Metrics.LeaseRenewals(len(parts))
-	retaken := false
+	retaken, lostPrimary := false, false
 	for i, c := range cmds {
 		switch n, _ := c.Int(); n {
 		case renewRetaken:
@@ -92,8 +90,17 @@ func (m *Mesh) renew(ctx context.Context) {
 			m.log.Warn("the lease of a partition had expired; took it again", "partition", parts[i])
 			retaken = true
 		case renewLost:
-			m.lost(ctx, parts[i], parts[i] == primary)
+			m.lost(parts[i])
+			lostPrimary = lostPrimary || parts[i] == primary
 		}
+	}
+	// Only now, with every lost partition's reader closed: a read held by
+	// the fence (partition.go) goes on when the renewal is known to work.
+	m.health.redisOK()
+	m.opts.Metrics.LeaseRenewals(len(parts))
+	if lostPrimary {
+		m.health.set(problemNoPartition, "lost the lease of its partition and has not claimed another yet")
+		m.claimPrimary(ctx)
 	}
 	if retaken {
 		// The registration may have expired with the lease.
@@ -104,10 +111,10 @@ func (m *Mesh) renew(ctx context.Context) {
 }
 
 // lost gives up partition p, which another sidecar took while this one
-// could not renew its lease (stalled, or cut off from Redis); for the
-// primary partition it claims another, and until it has one the sidecar
-// reports itself unhealthy.
-func (m *Mesh) lost(ctx context.Context, p int32, primary bool) {
+// could not renew its lease (stalled, or cut off from Redis). For the
+// primary partition renew then claims another, and until it has one the
+// sidecar reports itself unhealthy.
+func (m *Mesh) lost(p int32) {
 	m.log.Error("lost the lease of a partition to another sidecar (was this sidecar stalled or cut off from Redis?)", "partition", p)
 	m.opts.Metrics.LeaseLost()
 	m.mu.Lock()
@@ -115,13 +122,8 @@ func (m *Mesh) lost(ctx context.Context, p int32, primary bool) {
 	delete(m.owned, p)
 	m.mu.Unlock()
 	if o != nil {
-		o.r.Close()
+		o.close()
 	}
-	if !primary {
-		return
-	}
-	m.health.set(problemNoPartition, "lost the lease of its partition and has not claimed another yet")
-	m.claimPrimary(ctx)
 }
 
 // claimPrimary claims a new primary partition after the old one was lost.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +26,16 @@ type owned struct {
 	// previous owner (redeliveries): chain steps among them are replayed.
 	below    int64
 	lastWork atomic.Int64 // Unix ms of the last record read
-	done     chan struct{}
+	// closing is closed when the partition is given up, before its
+	// reader is closed: a read held by the fence ends.
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+// close gives up reading o.
+func (o *owned) close() {
+	o.closeOnce.Do(func() { close(o.closing) })
+	o.r.Close()
 }
 
 // startPartition reads partition p from its committed position.
@@ -45,7 +55,7 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 		}
 		start = oldest
 	}
-	o := &owned{p: p, tr: newTracker(start), adopted: adopted, committed: start}
+	o := &owned{p: p, tr: newTracker(start), adopted: adopted, committed: start, closing: make(chan struct{})}
 	if hwm, err := m.kc.GetOffset(m.topic, p, sarama.OffsetNewest); err == nil && hwm > start {
 		o.below = hwm
 	}
@@ -55,6 +65,9 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 	m.mu.Unlock()
 	o.r = m.kc.ReadPartitionWith(m.topic, p, start, kafka.ReadOptions{
 		Handle: func(off int64, value []byte) {
+			if !m.fence(o) {
+				return
+			}
 			epoch := o.tr.add(off)
 			o.lastWork.Store(time.Now().UnixMilli())
 			m.dispatch(o, epoch, off, value)
@@ -68,6 +81,32 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 		Fetched: m.health.kafkaOK,
 	})
 	return nil
+}
+
+// fence holds the reading of partition o while this sidecar's lease
+// renewals have not worked for a lease's lifetime (Redis unreachable, or
+// this sidecar stalled): another sidecar may be adopting the partition
+// meanwhile, and records read now would run on both. It returns true once
+// a renewal works again, false when the partition is given up or the
+// sidecar leaves (the record stays unfinished, for the partition's next
+// reader).
+func (m *Mesh) fence(o *owned) bool {
+	if !m.health.leaseLapsed() {
+		return true
+	}
+	m.log.Warn("holding the partition's records until a lease renewal works again", "partition", o.p)
+	t := time.NewTicker(max(m.opts.LeaseTTL/8, 10*time.Millisecond))
+	defer t.Stop()
+	for m.health.leaseLapsed() {
+		select {
+		case <-o.closing:
+			return false
+		case <-m.stopping:
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 func (m *Mesh) dispatch(o *owned, epoch int, off int64, value []byte) {
