@@ -139,6 +139,18 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		return ExitConfig
 	}
 	runtimePort := ln.Addr().(*net.TCPAddr).Port
+	var metricsLn net.Listener
+	if cfg.MetricsPort > 0 {
+		// The REST API has no authentication, so it stays on the
+		// loopback; a Prometheus in the cluster reaches the Pod's IP, so
+		// /metrics (read-only: names and counts) may be served there too.
+		if metricsLn, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.MetricsPort)); err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "kar run: cannot listen on metrics port %d: %v\n", cfg.MetricsPort, err)
+			return ExitConfig
+		}
+		defer metricsLn.Close()
+	}
 
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	be, err := Connect(cctx, cfg.Backend, cfg.App)
@@ -152,6 +164,13 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	// One registry per sidecar: several sidecars may share a process (tests).
 	met := metrics.New(cfg.App)
 	be.Redis.AddHook(met.RedisHook())
+	if metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", met.Handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(metricsLn)
+		defer msrv.Close()
+	}
 
 	app := appclient.New(cfg.AppPort, cfg.H2C)
 	host := cfg.Hostname

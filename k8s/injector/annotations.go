@@ -46,6 +46,27 @@ type Annotations struct {
 	// hold kar. "false" asks for kar inside the app container (the kar
 	// base images), as KAR's own example manifests do.
 	SidecarContainer bool `annotation:"sidecarContainer" default:"true"`
+	// MetricsPort (kar's own, not KAR's): the sidecar also serves GET
+	// /metrics on this port of the Pod's IP (-metrics_port), where
+	// Prometheus can scrape it; the REST API stays on 127.0.0.1. Unset
+	// (0): DefaultMetricsPort in sidecar mode, none in in-container mode,
+	// whose image may hold a kar without the flag; "0" (-1 here): none.
+	MetricsPort int `annotation:"metricsPort"`
+}
+
+// DefaultMetricsPort is the sidecar's metrics port when the Pod does not
+// say: the OpenTelemetry Prometheus exporter's port, rarely an app's.
+const DefaultMetricsPort = 9464
+
+// Metrics is the port the sidecar serves its metrics on, 0 for none.
+func (a *Annotations) Metrics() int {
+	switch {
+	case a.MetricsPort < 0:
+		return 0
+	case a.MetricsPort == 0 && a.SidecarContainer:
+		return DefaultMetricsPort
+	}
+	return a.MetricsPort
 }
 
 var (
@@ -113,6 +134,9 @@ func ParseAnnotations(ann map[string]string) (*Annotations, error) {
 	if a.AppPort == a.RuntimePort {
 		return nil, fmt.Errorf("annotations %sappPort and %sruntimePort are both %d: the component and its sidecar share the Pod's network, give them different ports", Prefix, Prefix, a.AppPort)
 	}
+	if p := a.Metrics(); p != 0 && (p == a.AppPort || p == a.RuntimePort) {
+		return nil, fmt.Errorf("annotation %smetricsPort is %d, which the app or runtime port is too: give it a port of its own (or 0 for no metrics port)", Prefix, p)
+	}
 	return a, nil
 }
 
@@ -133,6 +157,18 @@ func setField(f reflect.Value, name, raw string) error {
 			return fmt.Errorf("unknown log level: use error, warn, info or debug")
 		}
 		f.SetString(raw)
+	case "MetricsPort":
+		if raw == "" {
+			return nil
+		}
+		p, err := strconv.Atoi(raw)
+		if err != nil || p < 0 || p > 65535 {
+			return fmt.Errorf("not a port number: use an integer from 1 to 65535, or 0 for no metrics port")
+		}
+		if p == 0 {
+			p = -1
+		}
+		f.SetInt(int64(p))
 	case "AppPort", "RuntimePort":
 		p, err := strconv.Atoi(raw)
 		if err != nil || p < 1 || p > 65535 {
@@ -269,6 +305,9 @@ func (a *Annotations) RunFlags() []string {
 	}
 	if a.Verbose != "" && a.Verbose != "error" {
 		out = append(out, "-v", a.Verbose)
+	}
+	if p := a.Metrics(); p != 0 {
+		out = append(out, "-metrics_port", strconv.Itoa(p))
 	}
 	return append(out, a.ExtraArgs...)
 }

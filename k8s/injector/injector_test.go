@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -96,8 +97,8 @@ func TestEveryAnnotationParses(t *testing.T) {
 	if _, err := ParseAnnotations(ann); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(KnownAnnotations()); n != 8 {
-		t.Fatalf("%d annotations, want the 8 of the KAR contract", n)
+	if n := len(KnownAnnotations()); n != 9 {
+		t.Fatalf("%d annotations, want the 8 of the KAR contract and metricsPort", n)
 	}
 }
 
@@ -221,13 +222,13 @@ func TestPatchSidecarMode(t *testing.T) {
 	if len(app.VolumeMounts) != 1 {
 		t.Errorf("app container got mounts %v; in sidecar mode only the sidecar reads the config", app.VolumeMounts)
 	}
-	wantArgs := []string{"run", "-app", "hello", "-app_port", "8080", "-runtime_port", "3600", "-service", "greeter", "-h2c"}
+	wantArgs := []string{"run", "-app", "hello", "-app_port", "8080", "-runtime_port", "3600", "-service", "greeter", "-metrics_port", "9464", "-h2c"}
 	if kar.Name != "kar" || kar.Image != opt.SidecarImage || kar.ImagePullPolicy != corev1.PullAlways ||
 		!reflect.DeepEqual(kar.Command, []string{"/kar/bin/kar"}) || !reflect.DeepEqual(kar.Args, wantArgs) {
 		t.Errorf("sidecar = %s %s %v %v %s", kar.Name, kar.Image, kar.Command, kar.Args, kar.ImagePullPolicy)
 	}
-	if len(kar.Ports) != 1 || kar.Ports[0].ContainerPort != 3600 {
-		t.Errorf("sidecar ports = %v, want 3600", kar.Ports)
+	if len(kar.Ports) != 2 || kar.Ports[0].ContainerPort != 3600 || kar.Ports[1].ContainerPort != DefaultMetricsPort {
+		t.Errorf("sidecar ports = %v, want 3600 and the metrics port", kar.Ports)
 	}
 	if len(kar.Env) == 0 || kar.Env[0].ValueFrom == nil || kar.Env[0].ValueFrom.FieldRef.FieldPath != "status.podIP" {
 		t.Errorf("sidecar env = %v, want the pod IP", kar.Env)
@@ -243,6 +244,69 @@ func TestPatchSidecarMode(t *testing.T) {
 	}
 	if again := Patch(got, a, opt); len(again) != 0 {
 		t.Fatalf("second mutation is not a no-op: %+v", again)
+	}
+}
+
+// TestScrapeAnnotations: an injected sidecar serves its metrics on the
+// Pod's IP and the Pod asks Prometheus to scrape them, by default in
+// sidecar mode, when asked in in-container mode, never over the Pod's own
+// scrape annotations.
+func TestScrapeAnnotations(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ann  map[string]string
+		port string // "": no scrape annotations, no -metrics_port
+	}{
+		{"sidecar mode by default", map[string]string{}, "9464"},
+		{"sidecar mode on another port", map[string]string{Prefix + "metricsPort": "9100"}, "9100"},
+		{"sidecar mode turned off", map[string]string{Prefix + "metricsPort": "0"}, ""},
+		{"in-container mode: off unless asked", map[string]string{AnnotationSidecar: "false"}, ""},
+		{"in-container mode asked", map[string]string{AnnotationSidecar: "false", Prefix + "metricsPort": "9100"}, "9100"},
+		{"the Pod's own scrape annotations stay", map[string]string{ScrapeAnnotation: "true", ScrapePortAnnotation: "8000"}, "keep"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := basePod()
+			pod.Annotations = map[string]string{AnnotationApp: "a"}
+			maps.Copy(pod.Annotations, tc.ann)
+			a, err := ParseAnnotations(pod.Annotations)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt := Options{SidecarImage: "img"}
+			got := apply(t, pod, Patch(pod, a, opt))
+			args := strings.Join(got.Spec.Containers[len(got.Spec.Containers)-1].Args, " ")
+			if !a.SidecarContainer {
+				args = envMap(got.Spec.Containers[0])["KAR_EXTRA_ARGS"]
+			}
+			switch tc.port {
+			case "":
+				if _, ok := got.Annotations[ScrapeAnnotation]; ok || strings.Contains(args, "-metrics_port") {
+					t.Errorf("annotations %v, args %q: want no metrics port", got.Annotations, args)
+				}
+			case "keep":
+				if got.Annotations[ScrapePortAnnotation] != "8000" || got.Annotations[ScrapePathAnnotation] != "" || !strings.Contains(args, "-metrics_port 9464") {
+					t.Errorf("annotations %v, args %q: want the Pod's own kept and the sidecar's port still served", got.Annotations, args)
+				}
+			default:
+				want := map[string]string{ScrapeAnnotation: "true", ScrapePortAnnotation: tc.port, ScrapePathAnnotation: "/metrics"}
+				for k, v := range want {
+					if got.Annotations[k] != v {
+						t.Errorf("annotation %s = %q, want %q", k, got.Annotations[k], v)
+					}
+				}
+				if !strings.Contains(args, "-metrics_port "+tc.port) {
+					t.Errorf("kar run args %q: want -metrics_port %s", args, tc.port)
+				}
+			}
+			if again := Patch(got, a, opt); len(again) != 0 {
+				t.Errorf("second mutation is not a no-op: %+v", again)
+			}
+		})
+	}
+	for _, p := range []string{"8080", "3500", "-1", "x", "70000"} {
+		if _, err := ParseAnnotations(map[string]string{AnnotationApp: "a", Prefix + "metricsPort": p}); err == nil || !strings.Contains(err.Error(), "metricsPort") {
+			t.Errorf("metricsPort %s: err %v, want one naming the annotation", p, err)
+		}
 	}
 }
 

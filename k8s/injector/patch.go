@@ -49,6 +49,7 @@ func Patch(pod *corev1.Pod, a *Annotations, opt Options) []Op {
 		env = append(env, corev1.EnvVar{Name: "KAR_EXTRA_ARGS", Value: strings.Join(a.RunFlags(), " ")})
 	}
 	ops := labelOps(pod.Labels, a.Labels())
+	ops = append(ops, scrapeOps(pod.Annotations, a.Metrics())...)
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		if c.Name == SidecarContainerName && a.SidecarContainer {
@@ -177,7 +178,7 @@ func SidecarContainer(a *Annotations, opt Options) corev1.Container {
 			{Name: "KAR_POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
 			{Name: "KAR_POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 		},
-		Ports:        []corev1.ContainerPort{{Name: "kar", ContainerPort: int32(a.RuntimePort), Protocol: corev1.ProtocolTCP}},
+		Ports:        sidecarPorts(a),
 		VolumeMounts: []corev1.VolumeMount{configMount()},
 		LivenessProbe: &corev1.Probe{
 			ProbeHandler:   corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: probe("health")}},
@@ -225,4 +226,49 @@ func hasContainer(pod *corev1.Pod, name string) bool {
 		}
 	}
 	return false
+}
+
+// Prometheus' scrape annotations, read by the common kubernetes_sd
+// relabelling of Prometheus' example configuration.
+const (
+	ScrapeAnnotation     = "prometheus.io/scrape"
+	ScrapePortAnnotation = "prometheus.io/port"
+	ScrapePathAnnotation = "prometheus.io/path"
+	// MetricsPortName names the sidecar's metrics port, which the
+	// PodMonitor of `kar k8s manifests -pod-monitor` selects.
+	MetricsPortName = "kar-metrics"
+)
+
+// scrapeOps asks Prometheus to scrape the sidecar's metrics port, unless
+// the Pod has scrape annotations of its own (its component's metrics,
+// which kar must not hide; a PodMonitor finds the sidecar by port name).
+func scrapeOps(have map[string]string, port int) []Op {
+	if port == 0 {
+		return nil
+	}
+	for _, k := range []string{ScrapeAnnotation, ScrapePortAnnotation, ScrapePathAnnotation} {
+		if _, ok := have[k]; ok {
+			return nil
+		}
+	}
+	ops := []Op{}
+	for _, kv := range [][2]string{{ScrapeAnnotation, "true"}, {ScrapePortAnnotation, strconv.Itoa(port)}, {ScrapePathAnnotation, "/metrics"}} {
+		if len(have) == 0 && len(ops) == 0 {
+			// Never so when injected (kar's annotations are there), but
+			// a patch must not add to a map that is absent.
+			ops = append(ops, Op{Op: "add", Path: "/metadata/annotations", Value: map[string]string{}})
+		}
+		ops = append(ops, Op{Op: "add", Path: "/metadata/annotations/" + pointerEscape(kv[0]), Value: kv[1]})
+	}
+	return ops
+}
+
+// sidecarPorts are the kar container's ports: the REST API's (on the
+// loopback, named for documentation) and the metrics port.
+func sidecarPorts(a *Annotations) []corev1.ContainerPort {
+	ports := []corev1.ContainerPort{{Name: "kar", ContainerPort: int32(a.RuntimePort), Protocol: corev1.ProtocolTCP}}
+	if p := a.Metrics(); p != 0 {
+		ports = append(ports, corev1.ContainerPort{Name: MetricsPortName, ContainerPort: int32(p), Protocol: corev1.ProtocolTCP})
+	}
+	return ports
 }

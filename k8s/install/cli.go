@@ -186,6 +186,9 @@ func deployCmd(ctx context.Context, name string, args []string, stdout, stderr i
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "`URL` where the API server calls the injector, instead of the in-cluster Service (an injector run outside the cluster)")
 	fs.BoolVar(&o.NodePorts, "node-ports", false, fmt.Sprintf("expose Redis on NodePort %d and Kafka on %d (kind/k3d: a laptop kar run joins the cluster's mesh)", RedisNodePort, KafkaNodePort))
 	fs.StringVar(&o.StorageClass, "storage-class", "", "storage class of the Redis and Kafka volumes (default: the cluster's default)")
+	if name == "manifests" {
+		fs.BoolVar(&o.Monitoring, "monitoring", false, "also print a PodMonitor (Prometheus Operator) scraping every injected sidecar's metrics port, and kar's Grafana dashboard in a ConfigMap labelled grafana_dashboard=1")
+	}
 	if code, ok := parseFlagsOnly(fs, name, args, stdout, stderr); !ok {
 		return code
 	}

@@ -282,6 +282,56 @@ func TestManifests(t *testing.T) {
 	}
 }
 
+// TestManifestsMonitoring: -monitoring adds a PodMonitor selecting the
+// injected Pods' metrics port in every namespace and the dashboard in a
+// ConfigMap for Grafana's sidecar; deploy has no such flag.
+func TestManifestsMonitoring(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), []string{"manifests", "-monitoring"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	docs := map[string]map[string]any{}
+	for _, doc := range strings.Split(out.String(), "---\n")[1:] {
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			t.Fatalf("document does not parse: %v\n%s", err, doc)
+		}
+		docs[m["kind"].(string)] = m
+	}
+	pm := docs["PodMonitor"]
+	if pm == nil {
+		t.Fatalf("no PodMonitor in\n%s", out.String())
+	}
+	spec, _ := json.Marshal(pm["spec"])
+	for _, want := range []string{`"any":true`, `"key":"kar.ibm.com/app","operator":"Exists"`, `"port":"kar-metrics"`, `"path":"/metrics"`} {
+		if !strings.Contains(string(spec), want) {
+			t.Errorf("PodMonitor spec %s: no %s", spec, want)
+		}
+	}
+	if pm["apiVersion"] != "monitoring.coreos.com/v1" {
+		t.Errorf("PodMonitor apiVersion %v", pm["apiVersion"])
+	}
+	cm := docs["ConfigMap"]
+	if cm == nil {
+		t.Fatal("no dashboard ConfigMap")
+	}
+	if l := cm["metadata"].(map[string]any)["labels"].(map[string]any); l["grafana_dashboard"] != "1" {
+		t.Errorf("ConfigMap labels %v: want grafana_dashboard=1", l)
+	}
+	var dash map[string]any
+	if err := json.Unmarshal([]byte(cm["data"].(map[string]any)[GrafanaDashboardFile].(string)), &dash); err != nil || dash["uid"] != "kar-mesh" {
+		t.Errorf("dashboard in the ConfigMap: %v (uid %v)", err, dash["uid"])
+	}
+
+	out.Reset()
+	if code := Main(context.Background(), []string{"manifests"}, &out, &errb); code != 0 || strings.Contains(out.String(), "PodMonitor") {
+		t.Errorf("manifests without -monitoring: exit %d, PodMonitor %v", code, strings.Contains(out.String(), "PodMonitor"))
+	}
+	if code := Main(context.Background(), []string{"deploy", "-monitoring"}, &out, &errb); code != 2 {
+		t.Errorf("deploy -monitoring: exit %d, want 2 (manifests only)", code)
+	}
+}
+
 func TestCLIUsage(t *testing.T) {
 	t.Setenv("IBMCLOUD_API_KEY", "")
 	tests := []struct {

@@ -27,6 +27,9 @@ func Manifests(ctx context.Context, o *Options, out io.Writer) error {
 		return err
 	}
 	objs = append(objs, enabledNamespaceObjects("default", objs)...)
+	if o.Monitoring {
+		objs = append(objs, monitoringObjects()...)
+	}
 	for _, obj := range objs {
 		u, err := toUnstructured(obj)
 		if err != nil {

@@ -73,6 +73,10 @@ type Options struct {
 	NodePorts bool
 	// StorageClass of the Redis and Kafka volumes ("" = the cluster default).
 	StorageClass string
+	// Monitoring adds a PodMonitor of the sidecars and the Grafana
+	// dashboard (manifests only: both need the Prometheus Operator's and
+	// Grafana's resources, which not every cluster has).
+	Monitoring bool
 }
 
 // Image returns the reference of one of kar's images ("kar", "kar-injector").

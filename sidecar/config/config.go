@@ -67,6 +67,7 @@ type Run struct {
 	Actors                  []string      `envconfig:"KAR_ACTORS" flag:"actors" desc:"comma-separated actor types this component hosts"`
 	AppPort                 int           `envconfig:"KAR_APP_PORT" flag:"app_port" default:"8080" desc:"port the component listens on"`
 	RuntimePort             int           `envconfig:"KAR_RUNTIME_PORT" flag:"runtime_port" desc:"port of the sidecar's REST API (0: any free port)"`
+	MetricsPort             int           `envconfig:"KAR_METRICS_PORT" flag:"metrics_port" desc:"also serve GET /metrics, and nothing else, on this port of every interface, for a Prometheus outside the host or Pod (the REST API listens on 127.0.0.1 only; 0: off)"`
 	Verbose                 string        `envconfig:"KAR_VERBOSE" flag:"v" default:"error" desc:"log level: fatal, error, warn(ing), info, debug, KAR's numbers 0-4, or true (info) / false (error)"`
 	H2C                     bool          `envconfig:"KAR_H2C" flag:"h2c" desc:"speak HTTP/2 cleartext to the component"`
 	MissingComponentTimeout time.Duration `envconfig:"KAR_MISSING_COMPONENT_TIMEOUT" flag:"missing_component_timeout" default:"120s" desc:"how long a request waits for a component of its service to join"`
@@ -533,6 +534,12 @@ func (r *Run) Validate() error {
 	}
 	if r.RuntimePort < 0 || r.RuntimePort > 65535 {
 		return fmt.Errorf("-runtime_port %d is not a port number", r.RuntimePort)
+	}
+	if r.MetricsPort < 0 || r.MetricsPort > 65535 {
+		return fmt.Errorf("-metrics_port %d is not a port number (0: off)", r.MetricsPort)
+	}
+	if r.MetricsPort != 0 && (r.MetricsPort == r.RuntimePort || r.MetricsPort == r.AppPort) {
+		return fmt.Errorf("-metrics_port %d is also the runtime or the app port: give it a port of its own", r.MetricsPort)
 	}
 	for _, name := range append([]string{r.Service}, r.Actors...) {
 		if strings.ContainsAny(name, "/ \t?#:") {

@@ -201,6 +201,12 @@ func New(app string) *Metrics {
 	for i := range m.eventResults {
 		m.eventResults[i] = m.eventDeliveries.WithLabelValues(eventResultNames[i])
 	}
+	// Series that exist from the start, at 0, so that a dashboard's
+	// rate() over them has a start and an absent series means a sidecar
+	// that is not scraped.
+	for _, b := range []string{"redis", "kafka"} {
+		m.reconnects.WithLabelValues(b)
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.userCode, m.redis, m.cancelledReminders,
 		m.sent, m.served, m.callDuration, m.produceDuration, m.produceErrors, m.partitionsAdopt, m.recordsAdopted,
@@ -296,6 +302,13 @@ func (m *Metrics) target(actor bool, name string) *targetSeries {
 		typ, l = "actor", &m.actors
 	}
 	return l.get(name, func(name string) *targetSeries {
+		if actor {
+			// An actor type's instance counters exist, at 0, from its
+			// first call.
+			for _, vec := range []*prometheus.CounterVec{m.activations, m.deactivations, m.busyWaits} {
+				vec.WithLabelValues(name)
+			}
+		}
 		return &targetSeries{
 			typ: typ, name: name, m: m,
 			latency: m.callDuration.WithLabelValues(typ, name),
