@@ -25,6 +25,7 @@ func images() []image {
 	return []image{
 		{name: "kar", target: "kar"},
 		{name: "kar-injector", target: "kar-injector"},
+		{name: "kar-scaler", target: "kar-scaler"},
 		{name: "kar-js", target: "kar-js", shell: true},
 		{name: "kar-go", target: "kar-go"},
 		{name: "service-hello-js", target: "example-js", example: "service-hello-js", shell: true},
@@ -116,7 +117,7 @@ func ensureImage(t testing.TB, p *Podman, name string) string {
 
 // TestImages builds every image, then checks each: it runs as a numeric
 // non-root user, has no shell unless it needs one, and `kar version` (the
-// injector: its usage) runs inside.
+// injector and the scaler: their usage) runs inside.
 func TestImages(t *testing.T) {
 	p := requirePodman(t)
 	bargs := buildArgs(t, p)
@@ -141,7 +142,7 @@ func TestImages(t *testing.T) {
 			switch i.name {
 			case "kar":
 				run = []string{"version"}
-			case "kar-injector":
+			case "kar-injector", "kar-scaler":
 				run = []string{"-h"}
 			default:
 				run = []string{"kar", "version"}
@@ -151,7 +152,7 @@ func TestImages(t *testing.T) {
 			if err != nil {
 				t.Fatalf("running %s: %v", i.ref(), err)
 			}
-			if i.name != "kar-injector" && !strings.HasPrefix(out, "kar version ") {
+			if run[len(run)-1] == "version" && !strings.HasPrefix(out, "kar version ") {
 				t.Errorf("%s: kar version printed %q", i.ref(), out)
 			}
 
