@@ -15,9 +15,7 @@ import (
 )
 
 // Reader reads a target's load now (autoscale.Source in kar-scaler).
-type Reader interface {
-	Read(ctx context.Context, t autoscale.Target) (autoscale.Input, error)
-}
+type Reader = autoscale.Reader
 
 // Server is kar-scaler: KEDA's external scaler over the mesh's load. A
 // ScaledObject's metadata names the target (app, and service or

@@ -2,15 +2,14 @@ package externalscaler_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kar-runtime/kar/autoscale/autoscaletest"
 	"github.com/kar-runtime/kar/autoscale/externalscaler"
 	"github.com/kar-runtime/kar/devenv"
 	"github.com/kar-runtime/kar/internal/testenv"
@@ -53,38 +52,6 @@ func startScaler(t *testing.T, b *devenv.Backend) *externalscaler.Client {
 	return externalscaler.NewClient(cc)
 }
 
-// startSidecar runs `kar run ARGS` and waits for it to be healthy.
-func startSidecar(t *testing.T, b *devenv.Backend, name string, args ...string) int {
-	t.Helper()
-	port := testenv.FreePort(t)
-	argv := append([]string{testenv.KarBin(t), "run", "-runtime_port", strconv.Itoa(port)}, args...)
-	testenv.Start(t, name, append(b.Env(), "KAR_LEASE_TTL=1s"), "", argv...)
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/kar/v1/system/health", port))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, "%s healthy", name)
-	return port
-}
-
-func tell(t *testing.T, port int, service string) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/kar/v1/service/%s/call/x", port, service), strings.NewReader("{}"))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Pragma", "async")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 202 {
-		t.Fatalf("tell %s: %d", service, resp.StatusCode)
-	}
-}
-
 // TestScalerFollowsTheMesh: KEDA's calls, over gRPC, against real
 // sidecars: no load → inactive, metric 0; requests held for a service
 // with no member → active (also on the stream), metric = the requests
@@ -93,7 +60,7 @@ func TestScalerFollowsTheMesh(t *testing.T) {
 	b := testenv.Backend(t)
 	const app = "scaler"
 	client := startScaler(t, b)
-	caller := startSidecar(t, b, "caller", "-app", app, "-missing_component_timeout", "0")
+	caller := autoscaletest.Sidecar(t, b, "caller", "-app", app, "-missing_component_timeout", "0")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ref := &externalscaler.ScaledObjectRef{Name: "worker", Namespace: "default",
@@ -137,7 +104,7 @@ func TestScalerFollowsTheMesh(t *testing.T) {
 
 	const held = 3
 	for range held {
-		tell(t, caller, "worker")
+		autoscaletest.Tell(t, caller, "worker")
 	}
 	if r, err := stream.Recv(); err != nil || !r.Result {
 		t.Fatalf("stream after %d held requests: %v, %v; want true", held, r, err)
@@ -146,16 +113,7 @@ func TestScalerFollowsTheMesh(t *testing.T) {
 		"active with metric %d (last %d)", held, metric())
 
 	// A replica joins and answers: nothing held, nothing in flight.
-	mux := http.NewServeMux()
-	mux.HandleFunc("/x", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	startSidecar(t, b, "worker", "-app", app, "-service", "worker", "-app_port", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	autoscaletest.Sidecar(t, b, "worker", "-app", app, "-service", "worker", "-app_port", strconv.Itoa(autoscaletest.Component(t)))
 	if r, err := stream.Recv(); err != nil || r.Result {
 		t.Fatalf("stream once answered: %v, %v; want false", r, err)
 	}

@@ -6,11 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
+	"github.com/kar-runtime/kar/autoscale"
 	"github.com/kar-runtime/kar/codeengine"
 	"github.com/kar-runtime/kar/entrypoint"
+	"github.com/kar-runtime/kar/sidecar/config"
 )
 
 const ceUsage = `Usage:
@@ -22,14 +25,21 @@ const ceUsage = `Usage:
                     [-scale N] [-env K=V]... [-externalize] [-registry-secret S] [-h2c] [-nowait]
                     [-timeout D] [-v LEVEL]
   kar ce app delete [-project P] -name N
+  kar ce autoscale  [-project P] -app A -name N (-service S | -actors T) [-min 0] [-max M]
+                    [-target K] [-poll 1s] [-scale_down_window 30s] [-cooldown 60s]
 
-Provisions IBM Code Engine for kar (sidecar-in-container apps of fixed scale).
+Provisions IBM Code Engine for kar (sidecar-in-container apps). kar ce autoscale
+keeps an app's scale to the load of its service or actor type in the mesh (read
+from the KAFKA_* and REDIS_* backend of the environment), until interrupted.
 Environment: IBMCLOUD_API_KEY (required), IBMCLOUD_REGION (default us-south),
 KAR_CE_PROJECT (default for -project); CODE_ENGINE_URL, CODE_ENGINE_AUTH_URL,
 RESOURCE_CONTROLLER_URL, RESOURCE_CONTROLLER_AUTH_URL override the endpoints.
 `
 
 func runCE(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "autoscale" {
+		return ceAutoscale(ctx, "kar ce autoscale", args[1:], stdout, stderr)
+	}
 	if len(args) < 2 {
 		fmt.Fprint(stderr, ceUsage)
 		if len(args) == 1 && isHelp(args[0]) {
@@ -283,5 +293,55 @@ func ceAppDelete(ctx context.Context, name string, args []string, stdout, stderr
 		return 0
 	}
 	fmt.Fprintf(stdout, "app %s deleted from project %s\n", *appName, p.Name)
+	return 0
+}
+
+func ceAutoscale(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	f := newCEFlags(name, stderr)
+	var af autoscale.Flags
+	af.Register(f.fs)
+	appName := f.fs.String("name", "", "the Code Engine app to scale (required)")
+	if _, code, ok := f.parse(args, 0, stderr); !ok {
+		return code
+	}
+	t, err := af.Validate()
+	if err == nil && *appName == "" {
+		err = errors.New("no -name: give the Code Engine app to scale")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitUsage
+	}
+	var b struct{ config.Backend }
+	if _, err := config.Load(&b, "ce autoscale", nil, stderr); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitUsage
+	}
+	s, err := autoscale.NewScaler(af.Policy)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitUsage
+	}
+	c, code := ceClient(stderr, name)
+	if c == nil {
+		return code
+	}
+	pctx, cancel := context.WithTimeout(ctx, *f.timeout)
+	p, err := c.FindProject(pctx, *f.project)
+	cancel()
+	if err != nil {
+		return fail(stderr, name, err)
+	}
+	src, err := autoscale.Dial(ctx, b.Backend)
+	if err != nil {
+		return fail(stderr, name, err)
+	}
+	defer src.Close()
+	fmt.Fprintf(stdout, "scaling app %s in project %s on the load of %s %s (%d to %d, %d in flight per instance)\n",
+		*appName, p.Name, t.Type, t.Name, af.Min, af.Max, af.TargetInFlight)
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if err := c.Autoscale(ctx, p, *appName, src, t, s, af.Poll, log); err != nil && !errors.Is(err, context.Canceled) {
+		return fail(stderr, name, err)
+	}
 	return 0
 }
