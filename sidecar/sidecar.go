@@ -453,7 +453,9 @@ func deliverEvent(m *mesh.Mesh, met *metrics.Metrics, tr *tracing.Tracer) events
 		}
 		start := time.Now()
 		h := http.Header{"Content-Type": {contentType}}
-		span := tr.Start(nil, &h, tracing.Call, "actor", actorType, http.MethodPost, path)
+		// The delivery continues the publisher's trace, when the event
+		// carries one (CloudEvents' distributed tracing extension).
+		span := tr.Start(events.TraceContext(ctx), &h, tracing.Call, "actor", actorType, http.MethodPost, path)
 		resp, err := m.Call(ctx, &mesh.Envelope{
 			ActorType: actorType, ActorID: actorID, Method: http.MethodPost, Path: path,
 			Header: h, Body: body,

@@ -380,7 +380,19 @@ func (s *Server) await(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, s.RequestTimeout)
 		defer cancel()
 	}
+	var span tracing.Span
+	if s.Tracer != nil {
+		// A span of the wait for the answer, in the component's trace.
+		var to http.Header
+		span = s.Tracer.Start(r.Header, &to, tracing.Await, "promise", "", r.Method, r.URL.Path)
+		span.SetAttribute("kar.request_id", id)
+	}
 	resp, err := s.Mesh.Await(ctx, id)
+	if resp != nil {
+		span.End(resp.Status, err)
+	} else {
+		span.End(0, err)
+	}
 	switch {
 	case errors.Is(err, mesh.ErrUnknownRequest):
 		text(w, http.StatusNotFound, fmt.Sprintf("no pending request with id %q (ids are valid once, on the sidecar that issued them)", id))

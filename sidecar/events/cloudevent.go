@@ -58,8 +58,14 @@ type published struct {
 // event: a CloudEvent sent in binary mode (ce-* headers) or structured mode
 // (application/cloudevents+json, or a JSON object with "specversion" and no
 // content type, as kar-sdk sends a CloudEvent object) is kept as it is; any
-// other body becomes the data of a new CloudEvent 1.0.
-func fromPublish(app string, h http.Header, body []byte) (published, error) {
+// other body becomes the data of a new CloudEvent 1.0. The event gets the
+// publisher's trace context (trace.go).
+func fromPublish(app string, h http.Header, body []byte) (p published, err error) {
+	defer func() {
+		if err == nil {
+			addTraceContext(p.ev, h)
+		}
+	}()
 	if h.Get("Ce-Specversion") != "" || mediaType(h.Get("Content-Type")) == ContentTypeCloudEvents {
 		ev, err := decodeHTTP(h, body)
 		return published{ev: ev}, err

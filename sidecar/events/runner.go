@@ -768,7 +768,7 @@ func (w *worker) deliverActor(ctx context.Context, sub Subscription, p published
 	if err != nil {
 		return fmt.Errorf("encode event %s: %w", p.ev.ID(), err)
 	}
-	return w.r.s.opts.Deliver(ctx, sub.Actor.Type, sub.Actor.ID, sub.Path, "application/json", actorArgs(arg))
+	return w.r.s.opts.Deliver(withTraceContext(ctx, p.ev), sub.Actor.Type, sub.Actor.ID, sub.Path, "application/json", actorArgs(arg))
 }
 
 // closed records the readers of an ended session: Run waits for them to

@@ -82,15 +82,17 @@ const (
 	// Call: a caller's sidecar sends a request and waits for its answer;
 	// Send: it sends a request nobody waits for (async, promise,
 	// reminder); Serve: a sidecar delivers a request to its component,
-	// whose answer is awaited; Deliver: one nobody awaits.
+	// whose answer is awaited; Deliver: one nobody awaits; Await: a
+	// component waits for the answer of a promise it made.
 	Call = iota
 	Send
 	Serve
 	Deliver
+	Await
 )
 
-var spanKinds = [...]trace.SpanKind{trace.SpanKindClient, trace.SpanKindProducer, trace.SpanKindServer, trace.SpanKindConsumer}
-var spanVerbs = [...]string{"call", "send", "serve", "deliver"}
+var spanKinds = [...]trace.SpanKind{trace.SpanKindClient, trace.SpanKindProducer, trace.SpanKindServer, trace.SpanKindConsumer, trace.SpanKindInternal}
+var spanVerbs = [...]string{"call", "send", "serve", "deliver", "await"}
 
 // Start begins a span of kind for a request to target ("service" or
 // "actor" targetType) continuing the trace context in from (the
@@ -109,7 +111,11 @@ func (t *Tracer) Start(from http.Header, to *http.Header, kind int, targetType, 
 	if *to == nil {
 		*to = http.Header{}
 	}
-	_, s := t.t.Start(ctx, spanVerbs[kind]+" "+targetType+" "+target, trace.WithSpanKind(spanKinds[kind]),
+	name := spanVerbs[kind] + " " + targetType
+	if target != "" {
+		name += " " + target
+	}
+	_, s := t.t.Start(ctx, name, trace.WithSpanKind(spanKinds[kind]),
 		trace.WithAttributes(
 			attribute.String("kar.app", t.app),
 			attribute.String("kar.target_type", targetType),
@@ -119,6 +125,15 @@ func (t *Tracer) Start(from http.Header, to *http.Header, kind int, targetType, 
 		))
 	t.prop.Inject(trace.ContextWithSpan(context.Background(), s), propagation.HeaderCarrier(*to))
 	return Span{s}
+}
+
+// SetAttribute adds a string attribute to the span (a promise's request
+// id on its await span: attributes of spans may be ids, labels of metrics
+// may not).
+func (s Span) SetAttribute(key, value string) {
+	if s.s != nil {
+		s.s.SetAttributes(attribute.String(key, value))
+	}
 }
 
 // Redelivery marks a request that may have run before (redelivered after
