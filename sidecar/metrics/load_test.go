@@ -106,3 +106,14 @@ func TestSnapshotWindows(t *testing.T) {
 		t.Errorf("p99 of nothing = %v", p)
 	}
 }
+
+// BenchmarkServedCall is what a sidecar records per request its component
+// serves: Begin, End (in-flight count and latency bucket) and Served.
+func BenchmarkServedCall(b *testing.B) {
+	m := New("a")
+	b.ReportAllocs()
+	for range b.N {
+		m.Begin(false, "svc").End(time.Millisecond)
+		m.Served(Sync, false, "svc", 200)
+	}
+}
