@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,4 +200,51 @@ func TestLoadRatesLatencyAndErrors(t *testing.T) {
 			t.Errorf("kar top -n 2: no %q in\n%s", want, text)
 		}
 	}
+
+	// Without -n it runs until Ctrl-C (SIGINT), then exits 0.
+	cmd := exec.Command(testenv.KarBin(t), "top", "-app", app)
+	cmd.Env = append(cmd.Environ(), b.Env()...)
+	out := &syncBuffer{}
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waited := false
+	defer func() {
+		if !waited {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	testenv.Eventually(t, 15*time.Second, func() bool { return strings.Count(out.String(), "\x1b[H\x1b[2J") >= 2 }, "kar top: two views")
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited:
+		waited = true
+		if err != nil {
+			t.Errorf("kar top after Ctrl-C: %v, want exit 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("kar top still running 10 s after Ctrl-C")
+	}
+}
+
+// syncBuffer is a strings.Builder a process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
