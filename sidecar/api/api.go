@@ -399,6 +399,8 @@ func (s *Server) await(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, context.DeadlineExceeded):
 		text(w, http.StatusGatewayTimeout, "no response within -request_timeout")
 	case err != nil:
+		// The caller went away (its context ended): nobody reads this.
+		text(w, http.StatusInternalServerError, "cannot await the response: "+err.Error())
 	default:
 		WriteResponse(w, resp)
 	}
