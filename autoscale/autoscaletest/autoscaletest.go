@@ -19,7 +19,7 @@ import (
 
 // Sidecar runs `kar run -runtime_port P ARGS` against b, waits until it
 // is healthy and returns P. The process is stopped by its PID at the end.
-func Sidecar(t *testing.T, b *devenv.Backend, name string, args ...string) int {
+func Sidecar(t testing.TB, b *devenv.Backend, name string, args ...string) int {
 	t.Helper()
 	port := testenv.FreePort(t)
 	argv := append([]string{testenv.KarBin(t), "run", "-runtime_port", strconv.Itoa(port)}, args...)
@@ -37,7 +37,7 @@ func Sidecar(t *testing.T, b *devenv.Backend, name string, args ...string) int {
 
 // Component serves every path with "ok" until the test ends; it returns
 // its port.
-func Component(t *testing.T) int {
+func Component(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -51,7 +51,7 @@ func Component(t *testing.T) int {
 
 // Tell sends service's path /x an asynchronous call through the sidecar
 // on port: it is accepted (202) and held while no replica serves it.
-func Tell(t *testing.T, port int, service string) {
+func Tell(t testing.TB, port int, service string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/kar/v1/service/%s/call/x", port, service), strings.NewReader("{}"))
 	req.Header.Set("Content-Type", "application/json")
