@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -27,8 +29,8 @@ const component = `require('http').createServer((q, s) => {
 // TestLocalScaleFromZeroAndBack: `kar autoscale` (a process) starts no
 // replica while idle; a synchronous call to the service is held, starts a
 // replica and is answered; calls in flight beyond the target take it to
-// the maximum; idle again, it returns to zero after the cooldown; SIGTERM
-// stops it and its replicas.
+// the maximum; idle again, it returns to zero after the cooldown, and a
+// `kar rest` call from zero is answered; SIGTERM stops it and its replicas.
 func TestLocalScaleFromZeroAndBack(t *testing.T) {
 	b := testenv.Backend(t)
 	const app = "localauto"
@@ -94,6 +96,16 @@ func TestLocalScaleFromZeroAndBack(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, func() bool { return members() == 3 }, "3 replicas under load (last %d)", members())
 	wg.Wait()
 	testenv.Eventually(t, 30*time.Second, func() bool { return members() == 0 }, "back to 0 after the cooldown (last %d)", members())
+
+	// From zero again, a one-shot `kar rest` call (its sidecar lives for
+	// the call only) is answered.
+	rest := exec.CommandContext(ctx, testenv.KarBin(t), "rest", "-app", app, "POST", "worker", "x")
+	rest.Env = append(os.Environ(), b.Env()...)
+	begin := time.Now()
+	if out, err := rest.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("kar rest from zero: %v\n%s", err, out)
+	}
+	t.Logf("kar rest from zero replicas: answered in %v", time.Since(begin))
 
 	if err := scaler.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/sidecar/config"
 	"github.com/kar-runtime/kar/sidecar/mesh"
+	"github.com/kar-runtime/kar/sidecar/metrics"
 )
 
 // OneShot joins the mesh as a client-only member for one command (kar
@@ -19,6 +20,10 @@ import (
 type OneShot struct {
 	Mesh     *mesh.Mesh
 	backends *Backends
+	// stopLoad ends the publication of this member's load; loadDone
+	// closes once its record is deleted.
+	stopLoad context.CancelFunc
+	loadDone chan struct{}
 }
 
 // JoinOneShot validates cfg, connects and joins. Errors are one clear line.
@@ -37,7 +42,11 @@ func JoinOneShot(ctx context.Context, cfg *config.Client) (*OneShot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s", oneLine(err))
 	}
-	m, err := mesh.New(mesh.Options{App: cfg.App, Client: true, LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout, Logger: log, Version: Version}, be.Redis, be.Kafka)
+	// The call's metrics are published as every sidecar's are: a call held
+	// for a service with no replica is then part of the mesh's load, which
+	// is what wakes an autoscaled service from zero (issue 14).
+	met := metrics.New(cfg.App)
+	m, err := mesh.New(mesh.Options{App: cfg.App, Client: true, LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout, Logger: log, Version: Version, Metrics: met}, be.Redis, be.Kafka)
 	if err == nil {
 		err = m.Join(cctx)
 	}
@@ -45,11 +54,19 @@ func JoinOneShot(ctx context.Context, cfg *config.Client) (*OneShot, error) {
 		be.Close()
 		return nil, fmt.Errorf("cannot join the mesh: %s", oneLine(err))
 	}
-	return &OneShot{Mesh: m, backends: be}, nil
+	lctx, stop := context.WithCancel(context.Background())
+	o := &OneShot{Mesh: m, backends: be, stopLoad: stop, loadDone: make(chan struct{})}
+	go func() {
+		defer close(o.loadDone)
+		met.PublishLoad(lctx, be.Redis, store.NewKeys(cfg.App).Load(m.ID()), log)
+	}()
+	return o, nil
 }
 
 // Close leaves the mesh and closes the connections.
 func (o *OneShot) Close() {
+	o.stopLoad()
+	<-o.loadDone
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	o.Mesh.Leave(ctx)
 	cancel()
