@@ -410,7 +410,7 @@ func checkSidecarPod(t *testing.T, got *corev1.Pod) {
 		t.Errorf("app container env %v", env)
 	}
 	if side.Image != "localhost:5000/kar/kar:latest" ||
-		strings.Join(side.Args, " ") != "run -app hello -app_port 8080 -runtime_port 3500 -service greeter -actors Cart,Order -v info -h2c" {
+		strings.Join(side.Args, " ") != "run -app hello -app_port 8080 -runtime_port 3500 -service greeter -actors Cart,Order -metrics_port 9464 -v info -h2c" {
 		t.Errorf("kar container %s %v", side.Image, side.Args)
 	}
 	probe := "/kar/bin/kar probe -runtime_port 3500 "
