@@ -163,7 +163,8 @@ func loadPod(t *testing.T, path string) *corev1.Pod {
 // server Pod run and each app reaches its sidecar on localhost.
 //
 // On the host's network (the backends listen on its loopback) the Pods'
-// ports are free ones given by the appPort and runtimePort annotations; in
+// ports are free ones given by the appPort, runtimePort and metricsPort
+// annotations; in
 // a cluster each Pod has its own network and keeps the defaults.
 func TestKubePlay(t *testing.T) {
 	p := requirePodman(t)
@@ -189,6 +190,9 @@ func TestKubePlay(t *testing.T) {
 				pod.Annotations[injector.AnnotationSidecar] = strconv.FormatBool(sidecar)
 				pod.Annotations[injector.Prefix+"appPort"] = strconv.Itoa(testenv.FreePort(t))
 				pod.Annotations[injector.Prefix+"runtimePort"] = strconv.Itoa(testenv.FreePort(t))
+				// The sidecar's metrics port (on in sidecar mode) too: two
+				// Pods on one host network would both take the default.
+				pod.Annotations[injector.Prefix+"metricsPort"] = strconv.Itoa(testenv.FreePort(t))
 				pod.Spec.HostNetwork = true
 				for i := range pod.Spec.Containers {
 					pod.Spec.Containers[i].Image = appRef
