@@ -12,6 +12,11 @@
 # Usage: [KEEP_LOGS=1] scripts/render-dashboard.sh [seconds of load, default 60] [output png]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+usage="Usage: scripts/render-dashboard.sh [seconds of load, default 60] [output png, default docs/observability-dashboard.png]"
+case "${1:-60}" in
+  -h|--help) echo "$usage"; exit 0 ;;
+  *[!0-9]*|0) echo "$usage" >&2; exit 2 ;;
+esac
 secs=${1:-60}
 out=${2:-docs/observability-dashboard.png}
 for tool in go node npm prometheus python3; do
