@@ -31,10 +31,17 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.Actors, "actors", "", "scale on the load of this actor type")
 	fs.IntVar(&f.Min, "min", 0, "fewest replicas (0: scale to zero)")
 	fs.IntVar(&f.Max, "max", 10, "most replicas")
-	fs.Int64Var(&f.TargetInFlight, "target", DefaultTargetInFlight, "requests in flight (or held) per replica")
-	fs.DurationVar(&f.Poll, "poll", DefaultPoll, "how often the load is read")
-	fs.DurationVar(&f.ScaleDownWindow, "scale_down_window", DefaultScaleDownWindow, "a scale-down keeps the most replicas wanted over this window")
-	fs.DurationVar(&f.Cooldown, "cooldown", DefaultCooldown, "the last replica stays this long after the last work, before zero")
+	RegisterKnobs(fs, &f.TargetInFlight, &f.Poll, &f.ScaleDownWindow, &f.Cooldown)
+}
+
+// RegisterKnobs adds the policy's knobs to fs: -target, -poll,
+// -scale_down_window, -cooldown, with the defaults; for commands whose
+// bounds and target come from flags of their own (kar knative service).
+func RegisterKnobs(fs *flag.FlagSet, target *int64, poll, window, cooldown *time.Duration) {
+	fs.Int64Var(target, "target", DefaultTargetInFlight, "requests in flight (or held) per replica")
+	fs.DurationVar(poll, "poll", DefaultPoll, "how often the load is read")
+	fs.DurationVar(window, "scale_down_window", DefaultScaleDownWindow, "a scale-down keeps the most replicas wanted over this window")
+	fs.DurationVar(cooldown, "cooldown", DefaultCooldown, "the last replica stays this long after the last work, before zero")
 }
 
 // Target is the target the flags name: exactly one of -service, -actors.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -17,9 +18,14 @@ import (
 
 // Local runs the replicas of one component on this machine (`kar
 // autoscale`): each a `kar run` process with ports of its own, started
-// and stopped to the count Set is given. A replica is stopped as kar run
-// stops on SIGTERM: it leaves the mesh and hands back what it holds; one
-// that has not exited after StopTimeout is killed with its process group.
+// and stopped to the count Set is given. A replica is stopped as a Pod's
+// preStop hook stops an injected sidecar: POST /kar/v1/system/shutdown
+// makes its sidecar stop routing to it and gives the component a grace
+// period to finish the requests it runs before SIGTERM, then it leaves
+// the mesh and hands back what it holds. (SIGTERM to kar run reaches the
+// component at once: a request it was running would be handed back and
+// run again.) One that has not exited after StopTimeout is killed with its
+// process group.
 type Local struct {
 	Kar         string   // the kar binary
 	Run         []string // kar run's flags: -app A -service S ...
@@ -28,13 +34,15 @@ type Local struct {
 	Out         io.Writer
 	StopTimeout time.Duration
 
-	mu    sync.Mutex
-	procs []*replica
+	mu       sync.Mutex
+	procs    []*replica
+	stopping sync.WaitGroup // replicas being stopped (Close waits)
 }
 
 type replica struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd   *exec.Cmd
+	done  chan struct{}
+	ports [2]int // app, runtime
 }
 
 // Replicas is the number of replicas running (or starting).
@@ -58,7 +66,10 @@ func (l *Local) reapLocked() {
 	l.procs = live
 }
 
-// Set starts or stops replicas until n run; the newest stop first.
+// Set starts or stops replicas until n run; the newest stop first. It
+// does not wait for the replicas it stops, which drain for a while: the
+// loop must be free to scale up again at once (a request may come for a
+// target just scaled to zero).
 func (l *Local) Set(ctx context.Context, n int, _ Input) error {
 	l.mu.Lock()
 	l.reapLocked()
@@ -76,30 +87,31 @@ func (l *Local) Set(ctx context.Context, n int, _ Input) error {
 		}
 		l.procs = append(l.procs, r)
 	}
+	l.stopping.Add(1)
 	l.mu.Unlock()
-	l.stop(stop)
+	go func() {
+		defer l.stopping.Done()
+		l.stop(stop)
+	}()
 	return errors.Join(errs...)
 }
 
-// Close stops every replica.
+// Close stops every replica, and waits for those being stopped.
 func (l *Local) Close() {
 	l.mu.Lock()
 	stop := l.procs
 	l.procs = nil
 	l.mu.Unlock()
 	l.stop(stop)
+	l.stopping.Wait()
 }
 
 func (l *Local) start() (*replica, error) {
-	appPort, err := freePort()
+	ports, err := l.freePortsLocked()
 	if err != nil {
 		return nil, err
 	}
-	runtimePort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	args := append([]string{"run", "-app_port", strconv.Itoa(appPort), "-runtime_port", strconv.Itoa(runtimePort)}, l.Run...)
+	args := append([]string{"run", "-app_port", strconv.Itoa(ports[0]), "-runtime_port", strconv.Itoa(ports[1])}, l.Run...)
 	args = append(append(args, "--"), l.Cmd...)
 	cmd := exec.Command(l.Kar, args...)
 	cmd.Env = append(os.Environ(), l.Env...)
@@ -110,7 +122,7 @@ func (l *Local) start() (*replica, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start a replica: %w", err)
 	}
-	r := &replica{cmd: cmd, done: make(chan struct{})}
+	r := &replica{cmd: cmd, done: make(chan struct{}), ports: ports}
 	go func() {
 		cmd.Wait()
 		close(r.done)
@@ -118,8 +130,9 @@ func (l *Local) start() (*replica, error) {
 	return r, nil
 }
 
-// stop stops the replicas, in parallel: SIGTERM, then the group is killed
-// after StopTimeout.
+// stop stops the replicas, in parallel: a shutdown request (SIGTERM if
+// the sidecar does not take it), then the group is killed after
+// StopTimeout.
 func (l *Local) stop(rs []*replica) {
 	timeout := l.StopTimeout
 	if timeout <= 0 {
@@ -130,7 +143,9 @@ func (l *Local) stop(rs []*replica) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.cmd.Process.Signal(syscall.SIGTERM)
+			if !shutdown(r.ports[1]) {
+				r.cmd.Process.Signal(syscall.SIGTERM)
+			}
 			select {
 			case <-r.done:
 			case <-time.After(timeout):
@@ -142,13 +157,50 @@ func (l *Local) stop(rs []*replica) {
 	wg.Wait()
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// shutdown asks the sidecar on port to shut down (drain), and says
+// whether it took the request.
+func shutdown(port int) bool {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Post(fmt.Sprintf("http://127.0.0.1:%d/kar/v1/system/shutdown", port), "text/plain", nil)
 	if err != nil {
-		return 0, fmt.Errorf("no free port: %w", err)
+		return false
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	resp.Body.Close()
+	return resp.StatusCode < 300
+}
+
+// freePortsLocked picks a replica's app and runtime ports: free now, not
+// each other (both are held open while the second is chosen: a port just
+// closed may be handed out again at once, and a sidecar whose app port is
+// its own runtime port answers its calls itself), and not those of a
+// running replica that may not have bound them yet.
+func (l *Local) freePortsLocked() ([2]int, error) {
+	used := map[int]bool{}
+	for _, r := range l.procs {
+		used[r.ports[0]], used[r.ports[1]] = true, true
+	}
+	var out [2]int
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	for i := 0; i < 2; {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return out, fmt.Errorf("no free port: %w", err)
+		}
+		held = append(held, ln)
+		if p := ln.Addr().(*net.TCPAddr).Port; !used[p] {
+			out[i] = p
+			i++
+		}
+		if len(held) > 64 {
+			return out, fmt.Errorf("no free port apart from the replicas' %d", len(used))
+		}
+	}
+	return out, nil
 }
 
 // RunLocal is `kar autoscale`: the policy of f over the load src reads,

@@ -17,7 +17,6 @@ import (
 	"github.com/kar-runtime/kar/autoscale"
 	"github.com/kar-runtime/kar/autoscale/autoscaletest"
 	"github.com/kar-runtime/kar/internal/testenv"
-	"github.com/kar-runtime/kar/sidecar/config"
 )
 
 // component answers /x at once and /slow after a second, on KAR_APP_PORT.
@@ -40,12 +39,7 @@ func TestLocalScaleFromZeroAndBack(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	src, err := autoscale.Dial(ctx, config.Backend{KafkaBrokers: []string{b.KafkaBrokers()}, KafkaVersion: "2.8.0",
-		RedisHost: b.RedisHost(), RedisPort: b.RedisPort()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src := autoscaletest.Source(t, b)
 	members := func() int {
 		in, err := src.Read(ctx, autoscale.Target{App: app, Type: "service", Name: "worker"})
 		if err != nil {

@@ -78,3 +78,51 @@ func TestLoop(t *testing.T) {
 		})
 	}
 }
+
+// waking is a Reader whose load the test sets, and a Waker.
+type waking struct {
+	mu    sync.Mutex
+	in    Input
+	wake  chan struct{}
+	reads chan Input
+}
+
+func (w *waking) Read(ctx context.Context, t Target) (Input, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.reads <- w.in
+	return w.in, nil
+}
+
+func (w *waking) Wake(ctx context.Context, app string) (<-chan struct{}, error) { return w.wake, nil }
+
+// TestLoopWakes: a Waker's wake makes the loop read and scale at once,
+// not at its next poll (an hour here).
+func TestLoopWakes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w := &waking{wake: make(chan struct{}, 1), reads: make(chan Input, 10)}
+	s, err := NewScaler(Policy{TargetInFlight: 10, Max: 5, ScaleDownWindow: time.Minute, Cooldown: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := make(chan int, 10)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go Loop(ctx, w, Target{"a", "service", "s"}, s, time.Hour, 0, func(ctx context.Context, n int, in Input) error {
+		set <- n
+		return nil
+	}, log)
+	<-w.reads // the first poll: nothing to do
+	w.mu.Lock()
+	w.in = Input{Held: 1}
+	w.mu.Unlock()
+	w.wake <- struct{}{}
+	select {
+	case n := <-set:
+		if n != 1 {
+			t.Errorf("woken with a held request: set %d, want 1", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a wake did not make the loop read and scale")
+	}
+}

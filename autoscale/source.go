@@ -55,7 +55,7 @@ func InputFor(l *sidecar.MeshLoad, typ, name string) Input {
 // Source reads the load of any application of one backend: one Redis
 // client and one Kafka client, shared by every target polled.
 type Source struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	kc  sarama.Client
 }
 
@@ -81,6 +81,38 @@ func Dial(ctx context.Context, b config.Backend) (*Source, error) {
 func (s *Source) Close() error {
 	s.kc.Close()
 	return s.rdb.Close()
+}
+
+// Wake subscribes to app's wake channel (store.Keys.LoadWake): a value
+// comes on the channel returned when some sidecar of app has just begun
+// to hold requests for a target with no replica, and has published its
+// load. The subscription is in place when Wake returns and ends with ctx.
+func (s *Source) Wake(ctx context.Context, app string) (<-chan struct{}, error) {
+	ps := s.rdb.Subscribe(ctx, store.NewKeys(app).LoadWake())
+	if _, err := ps.Receive(ctx); err != nil {
+		ps.Close()
+		return nil, fmt.Errorf("subscribe to %s's wake channel: %w", app, err)
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer ps.Close()
+		ch := ps.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-ch:
+				if !ok {
+					return
+				}
+				select {
+				case out <- struct{}{}:
+				default: // a read is already due
+				}
+			}
+		}
+	}()
+	return out, nil
 }
 
 // Read is the load of t now.

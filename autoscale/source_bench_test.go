@@ -12,7 +12,6 @@ import (
 	"github.com/kar-runtime/kar/autoscale"
 	"github.com/kar-runtime/kar/autoscale/autoscaletest"
 	"github.com/kar-runtime/kar/internal/testenv"
-	"github.com/kar-runtime/kar/sidecar/config"
 )
 
 // BenchmarkSourceRead is the cost of one poll of a scaler: the load of a
@@ -31,7 +30,7 @@ func BenchmarkSourceRead(b *testing.B) {
 			"-app_port", strconv.Itoa(autoscaletest.Component(b)))
 	}
 	ctx := context.Background()
-	cfg := config.Backend{KafkaBrokers: []string{be.KafkaBrokers()}, KafkaVersion: "2.8.0", RedisHost: be.RedisHost(), RedisPort: be.RedisPort()}
+	cfg := autoscaletest.Config(be)
 	src, err := autoscale.Dial(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)

@@ -3,7 +3,13 @@
 // `kar rest`, a new replica's first request, the stall of other members
 // during joins and leaves, CPU per call and the server sidecar's RSS.
 //
-//	go build -o bin/ ./cmd/... && go run ./bench [-n 2000] [-duration 5s] [-scrape 1s]
+//	go build -o bin/ ./cmd/... && go run ./bench [-n 2000] [-duration 5s] [-scrape 1s] [-startup=false] [-floor=false]
+//
+// KAR_BIN=path/kar measures another build; BENCH_PPROF_CALLER=127.0.0.1:6060
+// and BENCH_PPROF_SERVER=127.0.0.1:6061 serve pprof on the caller and the
+// server sidecar (KAR_PPROF_ADDR); with BENCH_PPROF_DIR as well, the bench
+// saves CPU profiles of both over each load (service-caller.pprof, ...)
+// and their allocation profiles after it (service-caller-allocs.pprof).
 //
 // Figures are medians over repeated runs; the machine is noisy, so compare
 // ratios taken in the same run.
@@ -46,6 +52,22 @@ func main() {
 			return
 		case "client":
 			os.Exit(oneCall())
+		case "kresponder":
+			kafkaResponder(os.Args[2], os.Args[3], os.Args[4])
+			return
+		case "krequester":
+			n, _ := strconv.Atoi(os.Args[5])
+			inflight, _ := strconv.Atoi(os.Args[6])
+			kafkaRequester(os.Args[2], os.Args[3], os.Args[4], n, inflight)
+			return
+		case "hopclient":
+			n, _ := strconv.Atoi(os.Args[4])
+			inflight, _ := strconv.Atoi(os.Args[5])
+			hopClient(os.Args[2], os.Args[3], n, inflight)
+			return
+		case "bareserver":
+			bareServer()
+			return
 		}
 	}
 	n := flag.Int("n", 2000, "sequential calls per latency figure")
@@ -54,15 +76,28 @@ func main() {
 	reps := flag.Int("reps", 5, "repetitions of the start-up figures")
 	actors := flag.Bool("actors", true, "also measure actor calls")
 	scrape := flag.Duration("scrape", 0, "scrape both sidecars' /metrics this often while measuring, as Prometheus would (0: never)")
+	startup := flag.Bool("startup", true, "also measure the start-up figures (one-shot kar rest, kar run, new replica, joins and leaves)")
+	withFloor := flag.Bool("floor", true, "measure the floor (without it, ratios to the floor print as +Inf: for A/B runs of two builds)")
+	soakFor := flag.Duration("soak", 0, "instead of the figures, load a server sidecar this long and sample its memory (soak.go)")
+	soakEvery := flag.Duration("soak.every", 5*time.Second, "how often -soak samples the server sidecar's memory")
+	soakPerID := flag.Int("soak.per_id", 100, "calls of an actor worker to one id before -soak moves it to a new one (0: never)")
 	flag.Parse()
-	if err := run(*n, *dur, *inflight, *reps, *actors, *scrape); err != nil {
+	if *soakFor > 0 {
+		if err := runSoak(*soakFor, *soakEvery, *inflight, *soakPerID); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(*n, *dur, *inflight, *reps, *actors, *startup, *withFloor, *scrape); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-// serveComponent is the benchmark's component: it answers every request
-// with its body, and hosts the actor type Counter for actor figures.
+// serveComponent is a component on net/http: it answers every request
+// with its body, and hosts the actor type Counter. The floor times its
+// hop against the bare server's (bareServer), which the mesh's loads use.
 func serveComponent() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/kar/impl/v1/actor/{type}/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -122,35 +157,42 @@ type env struct {
 	backend *exec.Cmd
 	procs   []*exec.Cmd
 	client  *http.Client
+	bare    bareClient
 }
 
-func run(n int, dur time.Duration, inflight, reps int, actors bool, scrape time.Duration) error {
-	e := &env{client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}}}
-	var err error
+// startEnv starts the backend (redis-server and the broker) for a run of
+// the kar binary under test; stop stops it and every process started.
+func startEnv() (e *env, stop func(), err error) {
+	e = &env{client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}}}
 	if e.kar, err = karBin(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if e.self, err = os.Executable(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	stopBackend, err := e.startBackend()
 	if err != nil {
+		return nil, nil, err
+	}
+	return e, func() { e.stopAll(); stopBackend() }, nil
+}
+
+func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloor bool, scrape time.Duration) error {
+	e, stop, err := startEnv()
+	if err != nil {
 		return err
 	}
-	defer stopBackend()
-	defer e.stopAll()
+	defer stop()
 	fmt.Printf("kar benchmark: %s; redis-server and the Kafka-protocol broker (kfake) in their own process at %s; %d CPUs\n\n", e.kar, e.brokers, numCPU())
 
-	floor, err := e.measureFloor(n)
-	if err != nil {
-		return fmt.Errorf("floor: %w", err)
+	var floor floorResult
+	if withFloor {
+		if floor, err = e.measureFloorAll(n, inflight); err != nil {
+			return fmt.Errorf("floor: %w", err)
+		}
+		floor.print(inflight)
 	}
-	hop, err := e.measureHTTPHop(n)
-	if err != nil {
-		return fmt.Errorf("floor: %w", err)
-	}
-	floorTotal := floor + 2*hop
-	fmt.Printf("floor (bare parts, separate processes): Kafka round trip (request+response) p50 %s + 2 loopback HTTP hops (%s each) = %s\n", ms(floor), ms(hop), ms(floorTotal))
+	floorTotal := floor.total()
 
 	// The mesh: one server component, one caller sidecar.
 	serverPort, _ := freePort()
@@ -158,12 +200,14 @@ func run(n int, dur time.Duration, inflight, reps int, actors bool, scrape time.
 	if err != nil {
 		return err
 	}
-	_, callerURL, err := e.startSidecar("bench")
+	caller, callerURL, err := e.startSidecar("bench")
 	if err != nil {
 		return err
 	}
+	serverURL := "http://127.0.0.1:" + strconv.Itoa(serverPort)
+	sides := sidecars{caller: caller.Process.Pid, server: server.Process.Pid, callerURL: callerURL, serverURL: serverURL}
 	if scrape > 0 {
-		stopScrape := e.scrape(scrape, callerURL, "http://127.0.0.1:"+strconv.Itoa(serverPort))
+		stopScrape := e.scrape(scrape, callerURL, serverURL)
 		defer stopScrape()
 		fmt.Printf("scraping both sidecars' /metrics every %s\n", scrape)
 	}
@@ -173,15 +217,16 @@ func run(n int, dur time.Duration, inflight, reps int, actors bool, scrape time.
 	}
 	lat := e.sequential(url, n)
 	p50 := percentile(lat, 50)
-	fmt.Printf("sequential service call: p50 %s, p99 %s = %.2f× floor (DESIGN: ≤ 2×, aim 1.3×; original 2.4×)\n", ms(p50), ms(percentile(lat, 99)), float64(p50)/float64(floorTotal))
+	fmt.Printf("sequential service call: p50 %s, p99 %s = %.2f× floor (issue 16: ≤ 1.2×; original 2.4×)\n", ms(p50), ms(percentile(lat, 99)), float64(p50)/float64(floorTotal))
 
-	cpu0, be0 := e.cpu(), e.backendCPU()
+	s0 := e.snapshot(sides)
+	stopProf := profileLoad("service", dur)
 	calls, elapsed := e.throughput(url, inflight, dur)
-	cpu1, be1 := e.cpu(), e.backendCPU()
+	stopProf()
+	s1 := e.snapshot(sides)
 	rate := float64(calls) / elapsed.Seconds()
 	fmt.Printf("service calls/s, %d in flight: %.0f (original here ~3,800)\n", inflight, rate)
-	fmt.Printf("CPU per call, kar sidecars + component: %.3f ms; with the broker and Redis: %.3f ms (DESIGN: ≤ 0.2 ms; original ~0.45 ms incl. broker)\n",
-		(cpu1-cpu0)/float64(calls)*1000, (cpu1-cpu0+be1-be0)/float64(calls)*1000)
+	s1.sub(s0).print(calls, floor.cpu())
 	_, rssService := memory(server.Process.Pid)
 
 	if actors {
@@ -191,13 +236,21 @@ func run(n int, dur time.Duration, inflight, reps int, actors bool, scrape time.
 		} else {
 			alat := e.sequential(aurl(0), n)
 			fmt.Printf("sequential actor call: p50 %s, p99 %s = %.2f× floor\n", ms(percentile(alat, 50)), ms(percentile(alat, 99)), float64(percentile(alat, 50))/float64(floorTotal))
+			a0 := e.snapshot(sides)
+			stopProf := profileLoad("actor", dur)
 			acalls, aelapsed := e.throughputActors(aurl, inflight, dur)
+			stopProf()
+			a1 := e.snapshot(sides)
 			fmt.Printf("actor calls/s, %d instances: %.0f (original here ~3,700)\n", inflight, float64(acalls)/aelapsed.Seconds())
+			a1.sub(a0).print(acalls, floor.cpu())
 		}
 	}
 
 	hwm, rss := memory(server.Process.Pid)
 	fmt.Printf("server sidecar memory: RSS %.1f MiB after service load, %.1f MiB after actor load, peak %.1f MiB (DESIGN: ≤ 30 MiB, flat)\n", rssService, rss, hwm)
+	if !startup {
+		return nil
+	}
 
 	// One-shot kar rest, median of reps.
 	var rests []time.Duration
@@ -275,9 +328,9 @@ func (e *env) startKar(app string, flags []string, component bool) (*exec.Cmd, e
 	port, _ := freePort()
 	args := append([]string{"run", "-app", app, "-app_port", strconv.Itoa(port)}, flags...)
 	if component {
-		args = append(args, e.self, "component")
+		args = append(args, e.self, "bareserver")
 	} else {
-		args = append(args, e.self, "component")
+		args = append(args, e.self, "bareserver")
 	}
 	cmd := exec.Command(e.kar, args...)
 	cmd.Env = append(os.Environ(), e.beEnv...)
@@ -353,15 +406,14 @@ func (e *env) stopAll() {
 	}
 }
 
+// call makes one call with the bare HTTP/1.1 client, as the floor's hops do.
 func (e *env) call(url string) error {
-	resp, err := e.client.Post(url, "application/json", strings.NewReader(`[1]`))
+	status, _, err := e.bare.post(url, "application/json", `[1]`)
 	if err != nil {
 		return err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("status %d", resp.StatusCode)
+	if status >= 300 {
+		return fmt.Errorf("status %d", status)
 	}
 	return nil
 }
@@ -395,6 +447,39 @@ func (e *env) throughput(url string, inflight int, dur time.Duration) (int64, ti
 
 func (e *env) throughputActors(url func(int) string, inflight int, dur time.Duration) (int64, time.Duration) {
 	return e.load(url, inflight, dur)
+}
+
+// profileLoad saves CPU profiles of the sidecars that serve pprof over a
+// load of length dur, when BENCH_PPROF_DIR says where.
+func profileLoad(name string, dur time.Duration) (wait func()) {
+	dir := os.Getenv("BENCH_PPROF_DIR")
+	var wg sync.WaitGroup
+	for side, env := range map[string]string{"caller": "BENCH_PPROF_CALLER", "server": "BENCH_PPROF_SERVER"} {
+		addr := os.Getenv(env)
+		if dir == "" || addr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			secs := max(int((dur - 500*time.Millisecond).Seconds()), 1)
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench: profile:", err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			os.WriteFile(filepath.Join(dir, name+"-"+side+".pprof"), b, 0o644)
+			// And the allocations since the sidecar started.
+			if resp, err = http.Get(fmt.Sprintf("http://%s/debug/pprof/allocs", addr)); err == nil {
+				b, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				os.WriteFile(filepath.Join(dir, name+"-"+side+"-allocs.pprof"), b, 0o644)
+			}
+		}()
+	}
+	return wg.Wait
 }
 
 func (e *env) load(url func(int) string, inflight int, dur time.Duration) (int64, time.Duration) {
@@ -481,23 +566,6 @@ func (e *env) backendCPU() float64 {
 	for _, f := range strings.Fields(string(out)) {
 		pid, _ := strconv.Atoi(f)
 		total += procCPU(pid)
-	}
-	return total
-}
-
-// cpu sums the CPU seconds of every kar process started and their children.
-func (e *env) cpu() float64 {
-	var total float64
-	for _, p := range e.procs {
-		if p.ProcessState != nil {
-			continue
-		}
-		total += procCPU(p.Process.Pid)
-		out, _ := exec.Command("pgrep", "-P", strconv.Itoa(p.Process.Pid)).Output()
-		for _, f := range strings.Fields(string(out)) {
-			pid, _ := strconv.Atoi(f)
-			total += procCPU(pid)
-		}
 	}
 	return total
 }
@@ -662,24 +730,6 @@ func (e *env) measureFloor(n int) (time.Duration, error) {
 			lat = append(lat, time.Since(start))
 		}
 	}
-	return percentile(lat, 50), nil
-}
-
-// measureHTTPHop times one loopback HTTP/1.1 request to a trivial server
-// in another process (the benchmark's component).
-func (e *env) measureHTTPHop(n int) (time.Duration, error) {
-	port, _ := freePort()
-	cmd := exec.Command(e.self, "component")
-	cmd.Env = append(os.Environ(), "KAR_APP_PORT="+strconv.Itoa(port))
-	if err := cmd.Start(); err != nil {
-		return 0, err
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
-	if err := e.waitCall(url, 10*time.Second); err != nil {
-		return 0, err
-	}
-	lat := e.sequential(url, n)
 	return percentile(lat, 50), nil
 }
 

@@ -82,14 +82,16 @@ func AppBody(a entrypoint.App, withName bool) map[string]any {
 	if a.Externalize {
 		mapping = "local_public"
 	}
+	// Code Engine's autoscaler cannot see Kafka load: a fixed scale, or
+	// bounds within which kar ce autoscale sets the minimum (the scale).
+	minS, maxS, initial := a.Bounds()
 	b := map[string]any{
 		"image_reference":         a.Image,
 		"image_port":              a.PortOrDefault(),
 		"managed_domain_mappings": mapping,
-		// Code Engine's autoscaler cannot see Kafka load: fixed scale.
-		"scale_min_instances":     a.Scale,
-		"scale_max_instances":     a.Scale,
-		"scale_initial_instances": a.Scale,
+		"scale_min_instances":     minS,
+		"scale_max_instances":     maxS,
+		"scale_initial_instances": initial,
 		"run_env_variables":       vars,
 	}
 	if withName {

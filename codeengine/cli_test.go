@@ -290,6 +290,46 @@ func TestCLI(t *testing.T) {
 		expect(t, run(t, d, nil, "knative", "service", "-app", "shop", "-name", "cart", "-image", "i", "extra"), 2, "", "unexpected argument")
 	})
 
+	t.Run("app run autoscaled", func(t *testing.T) {
+		d := cetest.New(t, apiKey)
+		d.AddKarCredential("kar-creds")
+		d.AddProject("p")
+		proj := []string{"KAR_CE_PROJECT=p"}
+		expect(t, run(t, d, proj, "kar-ce-project-enable.sh", "kar-creds"), 0, "enabled", "")
+		base := []string{"app", "run", "-app", "shop", "-image", "us.icr.io/kar/cart:1", "-name", "cart", "-service", "cart"}
+		// Bad bounds: exit 2 with the flag to fix, and nothing deployed.
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"-min", "3", "-max", "2"}, "-min 3 is above -max 2"},
+			{[]string{"-min", "-1", "-max", "2"}, "-min -1: give the fewest instances"},
+			{[]string{"-max", "-1"}, "-max -1"},
+			{[]string{"-min", "2"}, "-min 2 without -max"},
+			{[]string{"-scale", "2", "-max", "3"}, "not both"},
+			{[]string{"-max", "1001"}, "at most 1000"},
+		} {
+			expect(t, run(t, d, proj, "ce", append(base, c.args...)...), 2, "", c.want)
+		}
+		if d.App("p", "cart") != nil {
+			t.Fatal("an app was deployed with bad bounds")
+		}
+		r := run(t, d, proj, "ce", append(base, "-min", "0", "-max", "5")...)
+		expect(t, r, 0, "app cart in project p: ready, 0 to 5 instances, autoscaled: run kar ce autoscale -project p -app shop -name cart -service cart -min 0 -max 5", "app cart created")
+		app := d.App("p", "cart")
+		for k, v := range map[string]any{"scale_min_instances": 0.0, "scale_max_instances": 5.0, "scale_initial_instances": 0.0} {
+			if app[k] != v {
+				t.Errorf("app %s = %v, want %v", k, app[k], v)
+			}
+		}
+		// From autoscaled back to a fixed scale.
+		expect(t, run(t, d, proj, "ce", append(base, "-scale", "2")...), 0, "2 instance(s)", "app cart updated")
+		if app := d.App("p", "cart"); app["scale_min_instances"] != 2.0 || app["scale_max_instances"] != 2.0 {
+			t.Errorf("fixed again: %v", app)
+		}
+		noUnexpectedErrors(t, d)
+	})
+
 	t.Run("entrypoint", func(t *testing.T) {
 		d := cetest.New(t, apiKey)
 		dir := t.TempDir()

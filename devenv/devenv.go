@@ -14,8 +14,11 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // RedisMode chooses which Redis serves.
@@ -53,6 +56,13 @@ type Options struct {
 	RedisAddr string
 	// AdvertiseHost is the host name Env reports (default: the listen host).
 	AdvertiseHost string
+
+	// KafkaBrokers is how many brokers the Kafka-protocol cluster has (0
+	// means 1): the first listens on KafkaAddr, the others on free ports
+	// of its host, all in one process. Topics and leaders spread over them
+	// as over a real cluster's, so kar's replication settings and a
+	// partition leader's move (KafkaCluster) can be tested.
+	KafkaBrokers int
 
 	Redis RedisMode
 
@@ -191,13 +201,23 @@ func Start(ctx context.Context, opts Options) (*Backend, error) {
 	return b, nil
 }
 
-// KafkaBrokers is the bootstrap address, as Env reports it.
+// KafkaBrokers is the bootstrap address, as Env reports it: every broker's,
+// comma separated.
 func (b *Backend) KafkaBrokers() string {
-	return net.JoinHostPort(b.advertise(b.kafka.addr()), portOf(b.kafka.addr()))
+	var out []string
+	for _, a := range b.kafka.addrs() {
+		out = append(out, net.JoinHostPort(b.advertise(a), portOf(a)))
+	}
+	return strings.Join(out, ",")
 }
 
-// KafkaAddr is the address the broker listens on.
+// KafkaAddr is the address the (first) broker listens on.
 func (b *Backend) KafkaAddr() string { return b.kafka.addr() }
+
+// KafkaCluster is the running Kafka-protocol cluster (nil while stopped),
+// for tests that act on it as an operator would: move a partition's
+// leader, look at a topic's replicas, observe requests.
+func (b *Backend) KafkaCluster() *kfake.Cluster { return b.kafka.kfake() }
 
 // RedisAddr is the address Redis listens on.
 func (b *Backend) RedisAddr() string { return b.redis.addr() }

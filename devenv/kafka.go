@@ -6,28 +6,49 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// kafkaServer is a one-broker kfake cluster on a fixed address, so it can
-// be stopped and served again on the same port.
+// kafkaServer is a kfake cluster of one broker (or Options.KafkaBrokers)
+// on fixed addresses, so it can be stopped and served again on the same
+// ports.
 type kafkaServer struct {
 	opts *Options
 
 	mu      sync.Mutex
 	cluster *kfake.Cluster
-	bound   string        // the address after the first start (port 0 resolved)
+	bound   []string      // the brokers' addresses after the first start (ports 0 resolved)
 	sweeper chan struct{} // closed to stop the retention sweeper
 }
 
+// addr is the first broker's address.
 func (k *kafkaServer) addr() string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.bound
+	if len(k.bound) == 0 {
+		return ""
+	}
+	return k.bound[0]
+}
+
+// addrs are every broker's address.
+func (k *kafkaServer) addrs() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.bound)
+}
+
+// kfake is the running cluster, nil while stopped.
+func (k *kafkaServer) kfake() *kfake.Cluster {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.cluster
 }
 
 func (k *kafkaServer) start() error {
@@ -36,24 +57,41 @@ func (k *kafkaServer) start() error {
 	if k.cluster != nil {
 		return nil
 	}
-	addr := k.opts.KafkaAddr
-	if k.bound != "" {
-		addr = k.bound
+	n := max(k.opts.KafkaBrokers, 1)
+	addrs := k.bound
+	if len(addrs) == 0 {
+		// The first broker on KafkaAddr, the others on free ports of its host.
+		host, _, _ := net.SplitHostPort(k.opts.KafkaAddr)
+		addrs = []string{k.opts.KafkaAddr}
+		for len(addrs) < n {
+			addrs = append(addrs, net.JoinHostPort(host, "0"))
+		}
 	}
-	// We open the listener ourselves: kfake would bind 127.0.0.1 only and
-	// give no typed error for a port in use.
-	ln, err := listen("Kafka", addr)
-	if err != nil {
-		return err
+	// We open the listeners ourselves: kfake would bind 127.0.0.1 only and
+	// give no typed error for a port in use. kfake asks for them in broker
+	// order, once each.
+	var lns []net.Listener
+	closeAll := func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}
+	for _, a := range addrs {
+		ln, err := listen("Kafka", a)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		lns = append(lns, ln)
 	}
 	opts := []kfake.Opt{
-		kfake.NumBrokers(1),
+		kfake.NumBrokers(n),
 		kfake.ListenFn(func(string, string) (net.Listener, error) {
-			if ln == nil {
-				return nil, errors.New("devenv: kfake asked for a second listener")
+			if len(lns) == 0 {
+				return nil, errors.New("devenv: kfake asked for more listeners than brokers")
 			}
-			l := ln
-			ln = nil
+			l := lns[0]
+			lns = lns[1:]
 			return l, nil
 		}),
 		kfake.ClusterID("kar-dev"),
@@ -84,13 +122,11 @@ func (k *kafkaServer) start() error {
 	}
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
-		if ln != nil {
-			ln.Close()
-		}
+		closeAll()
 		return fmt.Errorf("cannot start the Kafka-protocol broker: %w", err)
 	}
 	k.cluster = cluster
-	k.bound = cluster.ListenAddrs()[0]
+	k.bound = cluster.ListenAddrs()
 	if len(retain) > 0 {
 		period := time.Minute
 		if k.opts.Retention > 0 {
@@ -99,7 +135,7 @@ func (k *kafkaServer) start() error {
 		k.sweeper = make(chan struct{})
 		go sweep(cluster, period, k.sweeper)
 	}
-	k.opts.Logger.Info("Kafka-protocol broker serving", "addr", k.bound)
+	k.opts.Logger.Info("Kafka-protocol broker serving", "addr", strings.Join(k.bound, ","))
 	return nil
 }
 

@@ -419,3 +419,38 @@ func TestRetentionDeletesOldRecords(t *testing.T) {
 		t.Fatalf("newest offset %d, %v; want 4", newest, err)
 	}
 }
+
+// KafkaBrokers: 3 serves a three-broker cluster: Env lists every broker,
+// metadata names three, a topic takes three replicas, and a restart comes
+// back on the same three ports.
+func TestThreeBrokers(t *testing.T) {
+	b := startBackend(t, Options{Redis: RedisEmbedded, KafkaBrokers: 3})
+	addrs := strings.Split(b.KafkaBrokers(), ",")
+	if len(addrs) != 3 || addrs[0] != b.KafkaAddr() {
+		t.Fatalf("KafkaBrokers() = %q; want three addresses, the first %s", b.KafkaBrokers(), b.KafkaAddr())
+	}
+	client := newClient(t, addrs[2], saramaConfig())
+	if n := len(client.Brokers()); n != 3 {
+		t.Errorf("metadata names %d brokers, want 3", n)
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.CreateTopic("rf3", &sarama.TopicDetail{NumPartitions: 3, ReplicationFactor: 3}, false); err != nil {
+		t.Fatalf("CreateTopic with 3 replicas on 3 brokers: %v", err)
+	}
+	if got := b.KafkaCluster().TopicInfo("rf3").NumReplicas; got != 3 {
+		t.Errorf("topic has %d replicas, want 3", got)
+	}
+	b.StopKafka()
+	if b.KafkaCluster() != nil {
+		t.Errorf("KafkaCluster() of a stopped broker is not nil")
+	}
+	if err := b.StartKafka(); err != nil {
+		t.Fatalf("StartKafka: %v", err)
+	}
+	if got := b.KafkaBrokers(); got != strings.Join(addrs, ",") {
+		t.Errorf("restarted on %s, want %s", got, strings.Join(addrs, ","))
+	}
+}

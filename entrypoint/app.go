@@ -14,9 +14,14 @@ import (
 // and Knative Services are built from it, with the same flags.
 type App struct {
 	Component
-	Name           string // the Code Engine app / Knative Service name
-	Image          string
-	Scale          int // fixed number of instances: min = max = initial
+	Name  string // the Code Engine app / Knative Service name
+	Image string
+	Scale int // fixed number of instances: min = max = initial
+	// Min and Max, when Max > 0: the instances' bounds for kar's
+	// autoscaling on the mesh's load (kar ce autoscale, KEDA with
+	// kar-scaler) instead of a fixed Scale.
+	Min, Max       int
+	scaleSet       bool // -scale was given
 	Env            []Var
 	Externalize    bool   // reachable from outside the cluster/project
 	RegistrySecret string // pull secret for a private image
@@ -36,7 +41,14 @@ func (a *App) Flags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.IntVar(&a.Port, "port", DefaultPort, "port the component listens on")
-	fs.IntVar(&a.Scale, "scale", 1, "number of instances, fixed (the autoscaler cannot see Kafka load)")
+	a.Scale = 1
+	fs.Func("scale", "number of instances, fixed (Knative's and Code Engine's autoscalers cannot see Kafka load) (default 1)", func(s string) error {
+		n, err := strconv.Atoi(s)
+		a.Scale, a.scaleSet = n, true
+		return err
+	})
+	fs.IntVar(&a.Min, "min", 0, "with -max: fewest instances when autoscaled on the mesh's load (0: scale to zero)")
+	fs.IntVar(&a.Max, "max", 0, "most instances when autoscaled on the mesh's load by kar's scaler, instead of a fixed -scale (0: fixed scale)")
 	fs.Func("env", "extra environment variable NAME=VALUE (repeatable)", func(s string) error {
 		v, err := ParseEnvFlag(s)
 		if err != nil {
@@ -77,9 +89,7 @@ func (a App) Validate() error {
 	if a.Port == 0 {
 		errs = append(errs, errors.New("-port 0 is not a port number (1-65535)"))
 	}
-	if a.Scale < 1 || a.Scale > 1000 {
-		errs = append(errs, fmt.Errorf("-scale %d: give the fixed number of instances, 1 to 1000", a.Scale))
-	}
+	errs = append(errs, a.validateScale())
 	if a.RegistrySecret != "" && (!secretRE.MatchString(a.RegistrySecret) || len(a.RegistrySecret) > 253) {
 		errs = append(errs, fmt.Errorf("-registry-secret %q is not a secret name (lower-case DNS name)", a.RegistrySecret))
 	}
@@ -96,6 +106,42 @@ func (a App) Validate() error {
 // AllEnv is the container environment: the kar contract, then the user's -env.
 func (a App) AllEnv() []Var {
 	return append(a.Component.Env(), a.Env...)
+}
+
+// validateScale checks -scale, or -min and -max.
+func (a App) validateScale() error {
+	switch {
+	case a.Max < 0:
+		return fmt.Errorf("-max %d: give the most instances, 1 to 1000 (or none for a fixed -scale)", a.Max)
+	case a.Max == 0 && a.Min != 0:
+		return fmt.Errorf("-min %d without -max: give -max too to autoscale, or a fixed -scale", a.Min)
+	case a.Max == 0:
+		if a.Scale < 1 || a.Scale > 1000 {
+			return fmt.Errorf("-scale %d: give the fixed number of instances, 1 to 1000", a.Scale)
+		}
+	case a.scaleSet:
+		return fmt.Errorf("-scale %d and -max %d: give a fixed -scale, or -min and -max to autoscale, not both", a.Scale, a.Max)
+	case a.Min < 0:
+		return fmt.Errorf("-min %d: give the fewest instances, 0 (scale to zero) or more", a.Min)
+	case a.Max > 1000:
+		return fmt.Errorf("-max %d: give at most 1000 instances", a.Max)
+	case a.Min > a.Max:
+		return fmt.Errorf("-min %d is above -max %d", a.Min, a.Max)
+	}
+	return nil
+}
+
+// Autoscaled says the instances follow the mesh's load between Min and
+// Max (kar's scaler sets them), rather than a fixed Scale.
+func (a App) Autoscaled() bool { return a.Max > 0 }
+
+// Bounds are the fewest and most instances and those to start with: Scale
+// for all three at a fixed scale; Min, Max and Min when autoscaled.
+func (a App) Bounds() (min, max, initial int) {
+	if a.Autoscaled() {
+		return a.Min, a.Max, a.Min
+	}
+	return a.Scale, a.Scale, a.Scale
 }
 
 // ScaleString is the fixed scale as an annotation value.

@@ -2,11 +2,14 @@ package knative
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -232,5 +235,72 @@ func TestExampleManifestsAreGenerated(t *testing.T) {
 		if got := strings.Join(body, "\n"); got != string(want) {
 			t.Errorf("%s is stale; regenerate it with kar knative service %s\n--- file ---\n%s\n--- generated ---\n%s", f, cmdline, got, want)
 		}
+	}
+}
+
+// TestServiceKEDA: an autoscaled app (-min/-max) gets the HPA class of
+// Knative's KEDA extension and a ScaledObject override whose external-push
+// trigger names kar-scaler and the target, KEDA's windows from the
+// Scaling; a Service of that class without kar-scaler's trigger, or with
+// bad bounds, is refused.
+func TestServiceKEDA(t *testing.T) {
+	ctx := context.Background()
+	a := app()
+	a.Scale, a.Min, a.Max = 1, 0, 6
+	svc, err := ScaledService(ctx, a, "", Scaling{TargetInFlight: 4, Cooldown: 5 * time.Minute, Scaler: "scaler:6000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann := svc.Spec.Template.Annotations
+	if ann["autoscaling.knative.dev/class"] != "hpa.autoscaling.knative.dev" || ann["autoscaling.knative.dev/min-scale"] != "0" ||
+		ann["autoscaling.knative.dev/max-scale"] != "6" || ann["autoscaling.knative.dev/initial-scale"] != "" {
+		t.Errorf("annotations %v", ann)
+	}
+	var so struct {
+		Spec struct {
+			Min      int64 `json:"minReplicaCount"`
+			Max      int64 `json:"maxReplicaCount"`
+			Cooldown int64 `json:"cooldownPeriod"`
+			Triggers []struct {
+				Type     string            `json:"type"`
+				Metadata map[string]string `json:"metadata"`
+			} `json:"triggers"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(ann["autoscaling.knative.dev/scaled-object-override"]), &so); err != nil {
+		t.Fatal(err)
+	}
+	if so.Spec.Min != 0 || so.Spec.Max != 6 || so.Spec.Cooldown != 300 || len(so.Spec.Triggers) != 1 {
+		t.Fatalf("override %+v", so)
+	}
+	tr := so.Spec.Triggers[0]
+	want := map[string]string{"scalerAddress": "scaler:6000", "app": "dp", "service": "philosophers", "targetInFlight": "4"}
+	if tr.Type != "external-push" || !maps.Equal(tr.Metadata, want) {
+		t.Errorf("trigger %+v, want external-push %v", tr, want)
+	}
+
+	bad := []struct {
+		name string
+		edit func(map[string]string)
+		want string
+	}{
+		{"no kar-scaler trigger", func(m map[string]string) {
+			m["autoscaling.knative.dev/scaled-object-override"] = `{"spec":{"triggers":[{"type":"cpu"}]}}`
+		}, "without kar-scaler's trigger"},
+		{"override not JSON", func(m map[string]string) { m["autoscaling.knative.dev/scaled-object-override"] = "x" }, "not a ScaledObject"},
+		{"min above max", func(m map[string]string) { m["autoscaling.knative.dev/min-scale"] = "7" }, "min-scale"},
+	}
+	for _, c := range bad {
+		s := svc.DeepCopy()
+		c.edit(s.Spec.Template.Annotations)
+		if err := Validate(ctx, s); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	// An actor host with no service scales on its first actor type.
+	a.Service = ""
+	svc, err = Service(ctx, a, "")
+	if err != nil || !strings.Contains(svc.Spec.Template.Annotations["autoscaling.knative.dev/scaled-object-override"], `"actorType":"Cafe"`) {
+		t.Errorf("actors: %v, %v", err, svc.Spec.Template.Annotations)
 	}
 }

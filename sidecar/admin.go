@@ -90,7 +90,7 @@ type Admin struct {
 	Force        bool   `flag:"force" desc:"purge or drain even while sidecars of the application run"`
 }
 
-func adminRedis(ctx context.Context, cfg *config.Client) (*redis.Client, store.Keys, error) {
+func adminRedis(ctx context.Context, cfg *config.Client) (redis.UniversalClient, store.Keys, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, store.Keys{}, err
 	}
@@ -165,13 +165,13 @@ func Get(ctx context.Context, cfg *Admin, stdout, stderr io.Writer) int {
 				}
 			}
 		}
-		states, err := scanAll(ctx, rdb, keys.StatePrefix()+"*")
+		states, err := store.ScanKeys(ctx, rdb, keys.StatePattern())
 		if err != nil {
 			fmt.Fprintln(stderr, "kar get:", err)
 			return ExitFailure
 		}
 		for _, k := range states {
-			typ, id, ok := store.SplitActor(strings.TrimPrefix(k, keys.StatePrefix()))
+			typ, id, ok := keys.ParseActor(k)
 			if ok && (cfg.ActorType == "" || typ == cfg.ActorType) && !seen[typ+"\x00"+id] {
 				seen[typ+"\x00"+id] = true
 				placed[""][typ] = append(placed[""][typ], id)
@@ -192,7 +192,7 @@ func Get(ctx context.Context, cfg *Admin, stdout, stderr io.Writer) int {
 }
 
 // getState is `kar get -i ID`: the persisted state of one actor instance.
-func getState(ctx context.Context, cfg *Admin, rdb *redis.Client, keys store.Keys, asJSON bool, stdout, stderr io.Writer) int {
+func getState(ctx context.Context, cfg *Admin, rdb redis.UniversalClient, keys store.Keys, asJSON bool, stdout, stderr io.Writer) int {
 	if cfg.ActorType == "" {
 		fmt.Fprintln(stderr, "kar get: -i needs the actor type too: -t TYPE -i ID")
 		return ExitConfig
@@ -212,15 +212,6 @@ func getState(ctx context.Context, cfg *Admin, rdb *redis.Client, keys store.Key
 		fmt.Fprintf(stdout, "Persisted state of actor %v[%v] is:\n%s\n", cfg.ActorType, cfg.ActorID, b)
 	}
 	return 0
-}
-
-func scanAll(ctx context.Context, rdb *redis.Client, pattern string) ([]string, error) {
-	var keys []string
-	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	return keys, iter.Err()
 }
 
 // Purge is `kar purge`: every key and topic of the application goes
@@ -247,6 +238,12 @@ func Purge(ctx context.Context, cfg *Admin, drain bool, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "kar %s: %d sidecar(s) of application %s are running; stop them first (see `kar get -app %s`), or give -force\n", name, len(members), cfg.App, cfg.App)
 		return ExitConfig
 	}
+	// Keys of kar's previous layout are moved first, so that drain finds
+	// the partitions' positions under their present names.
+	if _, err := store.EnsureLayout(ctx, rdb, keys); err != nil {
+		fmt.Fprintf(stderr, "kar %s: %v\n", name, err)
+		return ExitFailure
+	}
 	kc, err := kafka.Connect(ctx, cfg.Backend, cfg.App)
 	if err != nil {
 		fmt.Fprintf(stderr, "kar %s: %v\n", name, err)
@@ -262,22 +259,19 @@ func Purge(ctx context.Context, cfg *Admin, drain bool, stdout, stderr io.Writer
 	} else {
 		topics = append(topics, kafka.DeadLetterTopic(cfg.App))
 	}
+	// Every primary of a Redis Cluster holds some of the keys: ScanKeys
+	// scans them all, and UnlinkMany removes keys of any slots.
 	n := 0
 	for _, p := range patterns {
-		ks, err := scanAll(ctx, rdb, p)
+		ks, err := store.ScanKeys(ctx, rdb, p)
+		if err == nil {
+			_, err = store.UnlinkMany(ctx, rdb, ks)
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "kar %s: %v\n", name, err)
 			return ExitFailure
 		}
-		for len(ks) > 0 {
-			batch := ks[:min(len(ks), 500)]
-			ks = ks[len(batch):]
-			if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
-				fmt.Fprintf(stderr, "kar %s: %v\n", name, err)
-				return ExitFailure
-			}
-			n += len(batch)
-		}
+		n += len(ks)
 	}
 	if err := kc.DeleteTopics(topics...); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "kar %s: %v\n", name, err)

@@ -72,7 +72,7 @@ type PartitionLoad struct {
 // ReadLoad reads the load of the application whose keys are given: from
 // Redis, and from Kafka when kc is not nil. It costs a few Redis calls
 // and two offset requests per broker: cheap enough to poll every second.
-func ReadLoad(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sarama.Client, app string) (*MeshLoad, error) {
+func ReadLoad(ctx context.Context, rdb redis.UniversalClient, keys store.Keys, kc sarama.Client, app string) (*MeshLoad, error) {
 	members, err := mesh.LoadMembers(ctx, rdb, keys)
 	if err != nil {
 		return nil, err
@@ -144,7 +144,7 @@ func ReadLoad(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sarama
 
 // readBacklog fills in the partitions of topic: end offsets from Kafka,
 // committed positions and owners from Redis.
-func readBacklog(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sarama.Client, topic string, out *MeshLoad) error {
+func readBacklog(ctx context.Context, rdb redis.UniversalClient, keys store.Keys, kc sarama.Client, topic string, out *MeshLoad) error {
 	if err := kc.RefreshMetadata(topic); err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
@@ -164,7 +164,7 @@ func readBacklog(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sar
 	for _, p := range parts {
 		rkeys = append(rkeys, keys.Lease(p), keys.Offset(p))
 	}
-	vals, err := rdb.MGet(ctx, rkeys...).Result()
+	vals, err := store.GetMany(ctx, rdb, rkeys)
 	if err != nil {
 		return fmt.Errorf("read partition positions: %w", err)
 	}
@@ -187,36 +187,10 @@ func readBacklog(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sar
 	return nil
 }
 
-// offsets asks each partition's leader for the newest or oldest offset of
-// its partitions, in one request per broker.
+// offsets asks for the newest or oldest offsets of partitions, one
+// request per broker.
 func offsets(kc sarama.Client, topic string, parts []int32, which int64) (map[int32]int64, error) {
-	reqs := map[*sarama.Broker]*sarama.OffsetRequest{}
-	for _, p := range parts {
-		b, err := kc.Leader(topic, p)
-		if err != nil {
-			return nil, fmt.Errorf("kafka: leader of partition %d: %w", p, err)
-		}
-		if reqs[b] == nil {
-			reqs[b] = &sarama.OffsetRequest{Version: 1}
-		}
-		reqs[b].AddBlock(topic, p, which, 1)
-	}
-	out := make(map[int32]int64, len(parts))
-	for b, req := range reqs {
-		resp, err := b.GetAvailableOffsets(req)
-		if err != nil {
-			return nil, fmt.Errorf("kafka: offsets: %w", err)
-		}
-		for _, p := range parts {
-			if blk := resp.GetBlock(topic, p); blk != nil {
-				if blk.Err != sarama.ErrNoError {
-					return nil, fmt.Errorf("kafka: offsets of partition %d: %w", p, blk.Err)
-				}
-				out[p] = blk.Offset
-			}
-		}
-	}
-	return out, nil
+	return kafka.Offsets(kc, topic, parts, which)
 }
 
 // loadKafka connects to Kafka for the backlog of the application's
@@ -237,7 +211,7 @@ func loadKafka(cfg *config.Client, name string, stderr io.Writer) sarama.Client 
 }
 
 // getLoad is `kar get -s load`.
-func getLoad(ctx context.Context, cfg *Admin, rdb *redis.Client, keys store.Keys, asJSON bool, stdout, stderr io.Writer) int {
+func getLoad(ctx context.Context, cfg *Admin, rdb redis.UniversalClient, keys store.Keys, asJSON bool, stdout, stderr io.Writer) int {
 	if kc := loadKafka(&cfg.Client, "get", stderr); kc != nil {
 		defer kc.Close()
 		return printLoad(ctx, rdb, keys, kc, cfg.App, asJSON, "get", stdout, stderr)
@@ -247,7 +221,7 @@ func getLoad(ctx context.Context, cfg *Admin, rdb *redis.Client, keys store.Keys
 
 // printLoad reads the load once and prints it: one line of JSON, or the
 // tables of WriteLoad.
-func printLoad(ctx context.Context, rdb *redis.Client, keys store.Keys, kc sarama.Client, app string, asJSON bool, name string, stdout, stderr io.Writer) int {
+func printLoad(ctx context.Context, rdb redis.UniversalClient, keys store.Keys, kc sarama.Client, app string, asJSON bool, name string, stdout, stderr io.Writer) int {
 	l, err := ReadLoad(ctx, rdb, keys, kc, app)
 	if err != nil {
 		fmt.Fprintf(stderr, "kar %s: %v\n", name, err)

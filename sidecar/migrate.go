@@ -35,7 +35,7 @@ func Migrate(ctx context.Context, cfg *MigrateConfig, stdout, stderr io.Writer) 
 	log, _ := NewLogger(cfg.Verbose, stderr)
 	store.RouteLogs(log)
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	be, err := Connect(cctx, cfg.Backend, cfg.App)
+	be, err := connect(cctx, cfg.Backend, cfg.App, !cfg.DryRun)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(stderr, "kar migrate:", oneLine(err))

@@ -58,7 +58,8 @@ func JoinOneShot(ctx context.Context, cfg *config.Client) (*OneShot, error) {
 	o := &OneShot{Mesh: m, backends: be, stopLoad: stop, loadDone: make(chan struct{})}
 	go func() {
 		defer close(o.loadDone)
-		met.PublishLoad(lctx, be.Redis, store.NewKeys(cfg.App).Load(m.ID()), log)
+		keys := store.NewKeys(cfg.App)
+		met.PublishLoad(lctx, be.Redis, keys.Load(m.ID()), keys.LoadWake(), log)
 	}()
 	return o, nil
 }

@@ -15,7 +15,6 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +45,11 @@ const (
 // component exit on its own before it is sent SIGTERM.
 const shutdownGrace = 2 * time.Second
 
+// drainTimeout bounds how long a stopping sidecar waits for its component
+// to finish the requests it runs before the component is signalled: under
+// the 30 s Kubernetes and Knative give a container to stop.
+const drainTimeout = 20 * time.Second
+
 // Version is reported in the sidecar's registration.
 var Version = "dev"
 
@@ -58,35 +62,35 @@ func NewLogger(level string, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// tuneMemory trades a little memory for less garbage-collection CPU on
-// every call, under a soft limit that keeps a sidecar small: collect when
-// the heap grew by 150%, and harder as Go memory nears 18 MiB. GOGC and
-// GOMEMLIMIT, when set, win.
-func tuneMemory() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(150)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(18 << 20)
-	}
-}
-
 // Backends are the connections every mesh member needs.
 type Backends struct {
-	Redis *redis.Client
+	Redis redis.UniversalClient
 	Kafka *kafka.Client
 }
 
 // Connect reaches Redis and Kafka at once (each is a round trip or two;
 // doing them side by side halves a one-shot command's start).
+// Before its first write of the application's keys it moves keys of kar's
+// previous layout (store.EnsureLayout).
 func Connect(ctx context.Context, cfg config.Backend, app string) (*Backends, error) {
+	return connect(ctx, cfg, app, true)
+}
+
+// connect is Connect, without touching the key layout when layout is false
+// (a command that only reads: kar migrate -dry-run).
+func connect(ctx context.Context, cfg config.Backend, app string, layout bool) (*Backends, error) {
 	type rres struct {
-		c   *redis.Client
+		c   redis.UniversalClient
 		err error
 	}
 	rc := make(chan rres, 1)
 	go func() {
 		c, err := store.Connect(ctx, cfg)
+		if err == nil && layout {
+			// An application last run by a kar before the present key
+			// scheme has its keys moved once (one GET otherwise).
+			_, err = store.EnsureLayout(ctx, c, store.NewKeys(app))
+		}
 		rc <- rres{c, err}
 	}()
 	kc, kerr := kafka.Connect(ctx, cfg, app)
@@ -123,7 +127,11 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		return ExitConfig
 	}
 	store.RouteLogs(log)
-	tuneMemory()
+	if tuneMemory(cfg.MemoryLimit) {
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go followLiveHeap(fctx, config.DefaultMemoryLimit, time.Second)
+	}
 	if addr := os.Getenv("KAR_PPROF_ADDR"); addr != "" {
 		// Profiling on demand (net/http/pprof registers on the default mux).
 		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(addr, nil)) }()
@@ -279,6 +287,9 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		return ExitConfig
 	}
 	close(ready)
+	if err := dropStartupPages(); err != nil {
+		log.Debug("cannot drop the executable's startup pages", "err", err)
+	}
 	// Every sidecar fires due reminders: the scheduler claims each one in
 	// Redis, so exactly one fires it, and the mesh routes the call.
 	remCtx, remStop := context.WithCancel(context.Background())
@@ -297,7 +308,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		loadDone := make(chan struct{})
 		go func() {
 			defer close(loadDone)
-			met.PublishLoad(remCtx, be.Redis, keys.Load(m.ID()), log)
+			met.PublishLoad(remCtx, be.Redis, keys.Load(m.ID()), keys.LoadWake(), log)
 		}()
 		if err := rems.Run(remCtx, fireReminder(m, met, tr)); err != nil {
 			log.Error("reminders stopped", "err", err)
@@ -342,24 +353,31 @@ wait:
 			if proc == nil {
 				break wait
 			}
-			if !stopping {
-				// Stop routing here before the component starts to stop.
-				withdraw(m, log)
+			if stopping {
+				// A second signal reaches the component at once.
+				proc.Signal(sig)
+				continue
 			}
 			stopping = true
-			proc.Signal(sig)
+			proc.Intend(sig)
+			go func() {
+				drain(m, log)
+				proc.Signal(sig)
+			}()
 		case <-shutdown:
 			if proc == nil || stopping {
 				break wait
 			}
-			withdraw(m, log)
 			stopping = true
-			// A component that asked for the shutdown (kar-sdk's
-			// sys.shutdown) is about to exit by itself; others get SIGTERM.
 			go func() {
+				// A component that asked for the shutdown (kar-sdk's
+				// sys.shutdown) is about to exit by itself; others get
+				// SIGTERM once drained.
+				grace := time.After(shutdownGrace)
+				drain(m, log)
 				select {
 				case <-procDone:
-				case <-time.After(shutdownGrace):
+				case <-grace:
 					proc.Signal(syscall.SIGTERM)
 				}
 			}()
@@ -387,22 +405,28 @@ func forwardPending(sigs <-chan os.Signal, proc *launcher.Process) {
 	}
 }
 
-func withdraw(m *mesh.Mesh, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// drain stops routing here and waits, at most drainTimeout, until the
+// component runs no request and hosts no actor instance, so that stopping
+// it ends no request midway (a request ended midway runs again elsewhere).
+func drain(m *mesh.Mesh, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	if err := m.Withdraw(ctx); err != nil {
 		log.Warn("cannot withdraw from the mesh", "err", err)
+	}
+	if err := m.Drain(ctx); err != nil {
+		log.Warn("stopping the component before it finished its requests", "err", err)
 	}
 }
 
 // registerGauges registers the metrics read when scraped: KAR's count of
 // active reminders (the application's, from Redis) and the mesh's count of
 // poison requests.
-func registerGauges(met *metrics.Metrics, m *mesh.Mesh, rdb *redis.Client, keys store.Keys) {
+func registerGauges(met *metrics.Metrics, m *mesh.Mesh, rdb redis.UniversalClient, keys store.Keys) {
 	met.GaugeFunc("kar_actors_active_reminders_gauge", "Reminders scheduled in the application.", func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		n, err := rdb.HLen(ctx, keys.Reminders()).Result()
+		n, err := rdb.ZCard(ctx, keys.ReminderSchedule()).Result()
 		if err != nil {
 			return math.NaN()
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net"
 	"strings"
 	"sync"
@@ -34,6 +36,8 @@ type Client struct {
 	// meshTopic gets meshConfig (-kafka_topic_config) when kar creates it.
 	meshTopic  string
 	meshConfig map[string]*string
+	// replicas is -kafka_replication_factor (0: kar chooses).
+	replicas int16
 }
 
 // SaramaConfig turns the backend settings into a sarama configuration: TLS,
@@ -101,6 +105,7 @@ func Connect(ctx context.Context, cfg config.Backend, app string) (*Client, erro
 	if err != nil {
 		return nil, err
 	}
+	producerConfig(sc, cfg)
 	ch := make(chan result, 1)
 	go func() {
 		c, err := sarama.NewClient(cfg.KafkaBrokers, sc)
@@ -132,14 +137,44 @@ func Connect(ctx context.Context, cfg config.Backend, app string) (*Client, erro
 		return nil, explain(cfg, err)
 	}
 	p, err := sarama.NewAsyncProducerFromClient(rs[0].c)
+	if err != nil && sc.Producer.Idempotent && !isNetErr(err) {
+		// The cluster refused a producer id (an old broker, or an ACL
+		// without IdempotentWrite): go on without, as before, rather
+		// than not at all. No producer exists yet, so nothing else
+		// reads the flag while it changes.
+		slog.Warn("Kafka refused an idempotent producer; a record the producer retries may be written twice", "err", err)
+		sc.Producer.Idempotent = false
+		p, err = sarama.NewAsyncProducerFromClient(rs[0].c)
+	}
 	if err != nil {
 		closeAll(rs)
-		return nil, fmt.Errorf("kafka producer: %w", err)
+		return nil, explain(cfg, fmt.Errorf("kafka producer: %w", err))
 	}
-	c := &Client{Client: rs[0].c, producer: p, done: make(chan struct{}), meshTopic: Topic(app)}
+	c := &Client{Client: rs[0].c, producer: p, done: make(chan struct{}), meshTopic: Topic(app), replicas: int16(cfg.KafkaReplicationFactor)}
 	c.meshConfig, _ = cfg.TopicConfig() // checked by cfg.Validate
 	c.watch(p)
 	return c, nil
+}
+
+// producerConfig sets what kar's producer needs for a record the mesh
+// accepted to survive a broker: acks=all (every in-sync replica has it),
+// and, where the cluster speaks Kafka 0.11 or later, sarama's idempotent
+// producer, so that a batch sarama sends again (its acknowledgement was
+// lost, or the partition's leader moved meanwhile) is written once and in
+// order. Idempotence needs one request in flight per broker connection
+// (Net.MaxOpenRequests=1): sarama's producer then batches what arrives
+// while a produce is out, so the broker sees fewer, larger requests
+// (docs/scaling.md gives the measured cost). Only the mesh client gets it;
+// kar's read-only clients (kar get, the scaler) keep sarama's pipelining.
+func producerConfig(sc *sarama.Config, cfg config.Backend) {
+	// acks=all is set for every client in SaramaConfig.
+	if !cfg.KafkaNoIdempotence && sc.Version.IsAtLeast(sarama.V0_11_0_0) {
+		sc.Producer.Idempotent = true
+		sc.Net.MaxOpenRequests = 1
+		// InitProducerID is retried 50 times by default; a broker that
+		// answers but will not give an id should not stall a start.
+		sc.Producer.Transaction.Retry.Max = 10
+	}
 }
 
 // watch returns p's acknowledgements and errors to the producers' callers.
@@ -202,6 +237,26 @@ func explain(cfg config.Backend, err error) error {
 func (c *Client) Produce(ctx context.Context, topic string, partition int32, value []byte) error {
 	done := make(chan error, 1)
 	msg := &sarama.ProducerMessage{Topic: topic, Partition: partition, Value: sarama.ByteEncoder(value), Metadata: done}
+	err := c.produce(ctx, msg, done)
+	if producerReset(err) {
+		msg.Metadata = done
+		err = c.produce(ctx, msg, done)
+	}
+	return err
+}
+
+// producerReset tells whether the broker refused a record only because the
+// idempotent producer's sequence did not match what it knows of the
+// partition: the partition is new (its topic was deleted and created again,
+// or lost with a broker that came back empty) while the producer had
+// written to its predecessor. Nothing was written, and sarama has already
+// started a new epoch, whose sequences start over: sending the record
+// once more writes it.
+func producerReset(err error) bool {
+	return errors.Is(err, sarama.ErrOutOfOrderSequenceNumber) || errors.Is(err, sarama.ErrUnknownProducerID)
+}
+
+func (c *Client) produce(ctx context.Context, msg *sarama.ProducerMessage, done chan error) error {
 	select {
 	case c.input() <- msg:
 	case <-ctx.Done():
@@ -227,14 +282,25 @@ func (c *Client) input() chan<- *sarama.ProducerMessage {
 func (c *Client) acks(p sarama.AsyncProducer) {
 	defer c.wg.Done()
 	for m := range p.Successes() {
-		m.Metadata.(chan error) <- nil
+		report(m, nil)
 	}
 }
 
 func (c *Client) errs(p sarama.AsyncProducer) {
 	defer c.wg.Done()
 	for e := range p.Errors() {
-		e.Msg.Metadata.(chan error) <- e.Err
+		report(e.Msg, e.Err)
+	}
+}
+
+// report hands a record's outcome to its producer: Produce waits on a
+// chan error, ProduceMessages on a chan of outcomes that say which record.
+func report(m *sarama.ProducerMessage, err error) {
+	switch ch := m.Metadata.(type) {
+	case chan error:
+		ch <- err
+	case chan *sarama.ProducerError:
+		ch <- &sarama.ProducerError{Msg: m, Err: err}
 	}
 }
 
@@ -247,19 +313,17 @@ func (c *Client) EnsureTopic(ctx context.Context, topic string, partitions int32
 				return int32(len(ps)), nil
 			}
 		}
-		// The admin shares the client; it is never closed, since closing it would close the client.
-		admin, err := sarama.NewClusterAdminFromClient(c.Client)
-		if err != nil {
-			return 0, fmt.Errorf("kafka admin: %w", err)
-		}
-		detail := &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: c.replication()}
+		detail := &sarama.TopicDetail{NumPartitions: partitions}
 		if topic == c.meshTopic {
 			detail.ConfigEntries = c.meshConfig
 		}
-		err = admin.CreateTopic(topic, detail, false)
-		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) && !strings.Contains(err.Error(), "already exists") {
+		err := c.createTopic(topic, detail)
+		if errors.Is(err, sarama.ErrInvalidReplicationFactor) || errors.Is(err, sarama.ErrInvalidConfig) {
+			return 0, err // the settings, not the moment: trying again cannot help
+		}
+		if err != nil && !isTopicExists(err) {
 			if attempt >= 3 {
-				return 0, fmt.Errorf("create topic %s: %w", topic, err)
+				return 0, err
 			}
 		}
 		if attempt >= 20 {
@@ -290,11 +354,74 @@ func (c *Client) GrowTopic(ctx context.Context, topic string, want int32) (int32
 	return int32(len(ps)), err
 }
 
+// replication is the replication factor of a topic kar creates:
+// -kafka_replication_factor, or else 3 (what a record needs to survive one
+// broker lost while another is down for maintenance) on a cluster of that
+// many brokers, and every broker on a smaller one.
 func (c *Client) replication() int16 {
-	if len(c.Brokers()) >= 3 {
-		return 3
+	if c.replicas > 0 {
+		return c.replicas
 	}
-	return 1
+	return int16(min(3, max(len(c.Brokers()), 1)))
+}
+
+// minInSync is min.insync.replicas for a topic of rf replicas: with acks=all
+// a record is acknowledged once every in-sync replica has it, and a broker
+// lets the in-sync set shrink to the leader alone unless told otherwise (its
+// default is 1), so a record acknowledged then lives on one disk. 2 of 3
+// keeps two copies of every acknowledged record and still accepts writes
+// with one broker down. Fewer than 3 replicas keep the broker's default: 2
+// of 2 would stop every write while one broker restarts.
+func minInSync(rf int16) string {
+	if rf >= 3 {
+		return "2"
+	}
+	return ""
+}
+
+// createTopic creates topic as detail says, the replication factor (when 0)
+// and min.insync.replicas (when absent) chosen as above. A managed cluster
+// that refuses to be told min.insync.replicas (IBM Event Streams allows a
+// few settings only, and keeps 2 itself) gets the topic without it.
+func (c *Client) createTopic(topic string, detail *sarama.TopicDetail) error {
+	// The admin shares the client; it is never closed, since closing it would close the client.
+	admin, err := sarama.NewClusterAdminFromClient(c.Client)
+	if err != nil {
+		return fmt.Errorf("kafka admin: %w", err)
+	}
+	d := *detail
+	chosen := d.ReplicationFactor <= 0 // by kar, not by the caller
+	if chosen {
+		d.ReplicationFactor = c.replication()
+	}
+	added := false
+	if v := minInSync(d.ReplicationFactor); v != "" && d.ConfigEntries["min.insync.replicas"] == nil {
+		d.ConfigEntries = maps.Clone(d.ConfigEntries)
+		if d.ConfigEntries == nil {
+			d.ConfigEntries = map[string]*string{}
+		}
+		d.ConfigEntries["min.insync.replicas"] = &v
+		added = true
+	}
+	err = admin.CreateTopic(topic, &d, false)
+	if added && (errors.Is(err, sarama.ErrPolicyViolation) || errors.Is(err, sarama.ErrInvalidConfig)) {
+		delete(d.ConfigEntries, "min.insync.replicas")
+		err = admin.CreateTopic(topic, &d, false)
+	}
+	switch {
+	case err == nil || isTopicExists(err):
+		return err
+	case errors.Is(err, sarama.ErrInvalidReplicationFactor) && chosen:
+		return fmt.Errorf("create topic %s with %d replicas on a cluster of %d brokers (set -kafka_replication_factor / KAR_KAFKA_REPLICATION_FACTOR, or 0 to let kar choose): %w",
+			topic, d.ReplicationFactor, len(c.Brokers()), err)
+	case errors.Is(err, sarama.ErrInvalidReplicationFactor):
+		return fmt.Errorf("create topic %s with %d replicas on a cluster of %d brokers: %w", topic, d.ReplicationFactor, len(c.Brokers()), err)
+	}
+	return fmt.Errorf("create topic %s: %w", topic, err)
+}
+
+func isTopicExists(err error) bool {
+	return errors.Is(err, sarama.ErrTopicAlreadyExists) || err != nil && strings.Contains(err.Error(), "already exists")
 }
 
 // DeleteTopics removes topics (kar purge).

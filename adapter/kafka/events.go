@@ -3,8 +3,6 @@ package kafka
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 
 	"github.com/IBM/sarama"
 )
@@ -16,11 +14,21 @@ import (
 // ProduceMessages writes msgs (their Topic, Partition, Key, Value and
 // Headers set by the caller), handing them to the producer in order, and
 // returns once the broker acknowledged all (acks=all); the error is the
-// first failure. It replaces each msg.Metadata.
+// first failure. It replaces each msg.Metadata. Records refused only for
+// the idempotent producer's sequence (producerReset) are sent once more.
 func (c *Client) ProduceMessages(ctx context.Context, msgs ...*sarama.ProducerMessage) error {
-	done := make(chan error, len(msgs))
+	failed, err := c.produceAll(ctx, msgs)
+	if len(failed) > 0 && producerReset(err) {
+		_, err = c.produceAll(ctx, failed)
+	}
+	return err
+}
+
+// produceAll writes msgs and returns those refused for producerReset and
+// the first failure.
+func (c *Client) produceAll(ctx context.Context, msgs []*sarama.ProducerMessage) (resend []*sarama.ProducerMessage, err error) {
+	done := make(chan *sarama.ProducerError, len(msgs))
 	sent := 0
-	var err error
 enqueue:
 	for _, m := range msgs {
 		m.Metadata = done
@@ -38,20 +46,29 @@ enqueue:
 	for range sent {
 		select {
 		case e := <-done:
-			if e != nil && err == nil {
-				err = e
+			if e.Err == nil {
+				continue
+			}
+			if err == nil {
+				err = e.Err
+			}
+			if producerReset(e.Err) {
+				resend = append(resend, e.Msg)
 			}
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	return err
+	if !producerReset(err) {
+		resend = nil // another failure: the caller hears of it
+	}
+	return resend, err
 }
 
 // TopicOptions are the settings of a new topic (the API's topicCreateOptions).
 type TopicOptions struct {
 	NumPartitions     int32
-	ReplicationFactor int16 // 0: 3 on clusters of 3 brokers or more, else 1
+	ReplicationFactor int16 // 0: -kafka_replication_factor, or min(3, brokers)
 	ConfigEntries     map[string]*string
 }
 
@@ -60,22 +77,14 @@ func (c *Client) CreateTopic(ctx context.Context, topic string, o TopicOptions) 
 	if o.NumPartitions <= 0 {
 		o.NumPartitions = 1
 	}
-	if o.ReplicationFactor <= 0 {
-		o.ReplicationFactor = c.replication()
-	}
-	// The admin shares the client; it is never closed, since closing it would close the client.
-	admin, err := sarama.NewClusterAdminFromClient(c.Client)
-	if err != nil {
-		return false, fmt.Errorf("kafka admin: %w", err)
-	}
-	err = admin.CreateTopic(topic, &sarama.TopicDetail{
+	err = c.createTopic(topic, &sarama.TopicDetail{
 		NumPartitions: o.NumPartitions, ReplicationFactor: o.ReplicationFactor, ConfigEntries: o.ConfigEntries,
-	}, false)
-	if err != nil && (errors.Is(err, sarama.ErrTopicAlreadyExists) || strings.Contains(err.Error(), "already exists")) {
+	})
+	if isTopicExists(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("create topic %s: %w", topic, err)
+		return false, err
 	}
 	// Wait for the metadata to show it, so that a publish right after the
 	// creation finds its partitions.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,11 +16,23 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Connect returns a Redis client for cfg and checks that Redis answers.
-// The error says what to fix and never holds the password.
-func Connect(ctx context.Context, cfg config.Backend) (*redis.Client, error) {
+// connBufferSize is the size of each Redis connection's read and write
+// buffers (net/http's, and go-redis's before v9.12).
+const connBufferSize = 4 << 10
+
+// Connect returns a Redis client for cfg and checks that Redis answers:
+// a cluster client (go-redis's ClusterClient, following the cluster's
+// slots from the seed nodes of REDIS_HOST) with REDIS_CLUSTER, else a
+// client of the one address (a single Redis, or the endpoint of a managed
+// primary-replica Redis). The error says what to fix and never holds the
+// password.
+func Connect(ctx context.Context, cfg config.Backend) (redis.UniversalClient, error) {
+	addrs, err := cfg.RedisAddrs()
+	if err != nil {
+		return nil, err
+	}
 	opts := &redis.Options{
-		Addr:            net.JoinHostPort(cfg.RedisHost, strconv.Itoa(cfg.RedisPort)),
+		Addr:            addrs[0],
 		Username:        cfg.RedisUser,
 		Password:        cfg.RedisPassword,
 		DialTimeout:     2 * time.Second,
@@ -35,22 +46,67 @@ func Connect(ctx context.Context, cfg config.Backend) (*redis.Client, error) {
 		// (supported by every managed Redis and by the embedded server).
 		Protocol:        2,
 		DisableIdentity: true,
+		// go-redis gives every connection 32 KiB read and write buffers,
+		// and pipeline connections 128 KiB: a loaded sidecar's ~30
+		// connections held 2 MB of them, half its live heap. kar's
+		// commands and replies are small (keys, leases, offsets); a
+		// larger one takes more than one read or write.
+		ReadBufferSize:          connBufferSize,
+		WriteBufferSize:         connBufferSize,
+		PipelineReadBufferSize:  connBufferSize,
+		PipelineWriteBufferSize: connBufferSize,
 	}
 	if cfg.RedisEnableTLS {
-		tc, err := TLSConfig(cfg.RedisHost, cfg.RedisCA, cfg.RedisTLSSkipVerify)
+		// A cluster's nodes each have their own name: leave ServerName
+		// empty so that each is verified against the address dialled.
+		serverName := ""
+		if !cfg.RedisCluster {
+			serverName, _, _ = net.SplitHostPort(addrs[0])
+		}
+		tc, err := TLSConfig(serverName, cfg.RedisCA, cfg.RedisTLSSkipVerify)
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_CA: %w", err)
 		}
 		opts.TLSConfig = tc
 	}
-	rdb := redis.NewClient(opts)
+	var rdb redis.UniversalClient
+	if cfg.RedisCluster {
+		rdb = redis.NewClusterClient(clusterOptions(opts, addrs))
+	} else {
+		rdb = redis.NewClient(opts)
+	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		rdb.Close()
-		return nil, explain(opts.Addr, cfg.RedisEnableTLS, err)
+		return nil, explain(strings.Join(addrs, ","), cfg.RedisEnableTLS, err)
 	}
 	return rdb, nil
+}
+
+// clusterOptions are the options of a cluster client with the per-node
+// settings of o.
+func clusterOptions(o *redis.Options, addrs []string) *redis.ClusterOptions {
+	return &redis.ClusterOptions{
+		Addrs:           addrs,
+		Username:        o.Username,
+		Password:        o.Password,
+		DialTimeout:     o.DialTimeout,
+		ReadTimeout:     o.ReadTimeout,
+		WriteTimeout:    o.WriteTimeout,
+		MaxRetries:      o.MaxRetries,
+		MinRetryBackoff: o.MinRetryBackoff,
+		MaxRetryBackoff: o.MaxRetryBackoff,
+		// Per node: a cluster of N primaries may take N times the connections.
+		PoolSize:        o.PoolSize,
+		Protocol:        o.Protocol,
+		DisableIdentity: o.DisableIdentity,
+		TLSConfig:       o.TLSConfig,
+		// The pipeline sizes are left out: on a cluster client, setting
+		// them adds a pipeline pool per node.
+		ReadBufferSize:  o.ReadBufferSize,
+		WriteBufferSize: o.WriteBufferSize,
+	}
 }
 
 func explain(addr string, tlsOn bool, err error) error {
@@ -58,8 +114,8 @@ func explain(addr string, tlsOn bool, err error) error {
 	switch {
 	case errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded):
 		hint := "is it running? For a local backend run `kar dev` and `source scripts/kar-env-local.sh`"
-		if tlsOn {
-			hint = "check REDIS_HOST, REDIS_PORT and REDIS_ENABLE_TLS"
+		if tlsOn || strings.Contains(addr, ",") {
+			hint = "check REDIS_HOST, REDIS_PORT, REDIS_CLUSTER and REDIS_ENABLE_TLS"
 		}
 		return fmt.Errorf("cannot reach Redis at %s: %s", addr, hint)
 	case isAuthErr(err):

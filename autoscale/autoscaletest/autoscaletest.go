@@ -4,6 +4,7 @@
 package autoscaletest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -13,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kar-runtime/kar/autoscale"
 	"github.com/kar-runtime/kar/devenv"
 	"github.com/kar-runtime/kar/internal/testenv"
+	"github.com/kar-runtime/kar/sidecar/config"
 )
 
 // Sidecar runs `kar run -runtime_port P ARGS` against b, waits until it
@@ -64,4 +67,20 @@ func Tell(t testing.TB, port int, service string) {
 	if resp.StatusCode != 202 {
 		t.Fatalf("tell %s: %d", service, resp.StatusCode)
 	}
+}
+
+// Config is b as kar's configuration names a backend.
+func Config(b *devenv.Backend) config.Backend {
+	return config.Backend{KafkaBrokers: []string{b.KafkaBrokers()}, KafkaVersion: "2.8.0", RedisHost: b.RedisHost(), RedisPort: b.RedisPort()}
+}
+
+// Source dials b's load (autoscale.Source), closed at the end of the test.
+func Source(t testing.TB, b *devenv.Backend) *autoscale.Source {
+	t.Helper()
+	src, err := autoscale.Dial(context.Background(), Config(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return src
 }

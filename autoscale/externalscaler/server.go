@@ -115,16 +115,20 @@ func (s *Server) IsActive(ctx context.Context, ref *ScaledObjectRef) (*IsActiveR
 	return &IsActiveResponse{Result: in.Load() > 0}, nil
 }
 
-// StreamIsActive sends the activity at once and then each change, polled
-// every s.poll, so KEDA wakes a target within a poll of its first held
-// request rather than at its own polling interval.
+// StreamIsActive sends the activity at once and then each change, read
+// every s.poll and at once when a sidecar announces a first held request
+// (autoscale.Waker): KEDA (trigger type external-push) activates a target
+// scaled to zero within milliseconds of its first request, not at its
+// own polling interval.
 func (s *Server) StreamIsActive(ref *ScaledObjectRef, stream grpc.ServerStreamingServer[IsActiveResponse]) error {
 	ctx := stream.Context()
 	if _, _, err := parseRef(ref); err != nil {
 		return err
 	}
+	t, _, _ := parseRef(ref)
 	tick := time.NewTicker(s.poll)
 	defer tick.Stop()
+	wake := autoscale.WakeOf(ctx, s.src, t.App, s.log)
 	sent, last := false, false
 	for {
 		if _, _, in, err := s.read(ctx, ref); err == nil {
@@ -139,6 +143,7 @@ func (s *Server) StreamIsActive(ref *ScaledObjectRef, stream grpc.ServerStreamin
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-wake:
 		}
 	}
 }

@@ -19,14 +19,15 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// startScaler runs kar-scaler's Main on a free port against b and returns
-// a gRPC client to it, as KEDA would call it.
-func startScaler(t *testing.T, b *devenv.Backend) *externalscaler.Client {
+// startScaler runs kar-scaler's Main on a free port against b, reading
+// the load every poll, and returns a gRPC client to it, as KEDA would
+// call it.
+func startScaler(t *testing.T, b *devenv.Backend, poll string) *externalscaler.Client {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan int, 1)
-	args := []string{"-port", "0", "-poll", "100ms", "-config_dir", t.TempDir(), "-kafka_brokers", b.KafkaBrokers(),
+	args := []string{"-port", "0", "-poll", poll, "-config_dir", t.TempDir(), "-kafka_brokers", b.KafkaBrokers(),
 		"-redis_host", b.RedisHost(), "-redis_port", strconv.Itoa(b.RedisPort())}
 	go func() { done <- externalscaler.Main(ctx, args, io.Discard, func(a string) { addr <- a }) }()
 	var a string
@@ -59,7 +60,7 @@ func startScaler(t *testing.T, b *devenv.Backend) *externalscaler.Client {
 func TestScalerFollowsTheMesh(t *testing.T) {
 	b := testenv.Backend(t)
 	const app = "scaler"
-	client := startScaler(t, b)
+	client := startScaler(t, b, "100ms")
 	caller := autoscaletest.Sidecar(t, b, "caller", "-app", app, "-missing_component_timeout", "0")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -125,7 +126,7 @@ func TestScalerFollowsTheMesh(t *testing.T) {
 // bad target per replica, is InvalidArgument with the reason.
 func TestScalerBadMetadata(t *testing.T) {
 	b := testenv.Backend(t)
-	client := startScaler(t, b)
+	client := startScaler(t, b, "100ms")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cases := []struct {
@@ -149,4 +150,32 @@ func TestScalerBadMetadata(t *testing.T) {
 			t.Errorf("GetMetricSpec(%v): %v; want InvalidArgument", c.md, err)
 		}
 	}
+}
+
+// TestStreamWakesAtOnce: with a poll of an hour, StreamIsActive still
+// says active as soon as a sidecar holds a first request for the target:
+// the sidecar's wake, not a poll, sends it (KEDA's external-push trigger
+// then activates the target at once).
+func TestStreamWakesAtOnce(t *testing.T) {
+	b := testenv.Backend(t)
+	const app = "scalerwake"
+	client := startScaler(t, b, "1h")
+	caller := autoscaletest.Sidecar(t, b, "caller", "-app", app, "-missing_component_timeout", "0")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ref := &externalscaler.ScaledObjectRef{Name: "worker", Namespace: "default",
+		ScalerMetadata: map[string]string{"app": app, "service": "worker"}}
+	stream, err := client.StreamIsActive(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := stream.Recv(); err != nil || r.Result {
+		t.Fatalf("stream, first: %v, %v; want false", r, err)
+	}
+	begin := time.Now()
+	autoscaletest.Tell(t, caller, "worker")
+	if r, err := stream.Recv(); err != nil || !r.Result {
+		t.Fatalf("stream after a held request: %v, %v; want true", r, err)
+	}
+	t.Logf("held request to active on the stream: %v", time.Since(begin))
 }

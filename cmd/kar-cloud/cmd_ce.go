@@ -22,8 +22,8 @@ const ceUsage = `Usage:
   kar ce project disable [-project P]
   kar ce project delete  [-project P]
   kar ce app run    [-project P] -app A -image I -name N [-service S] [-actors T1,T2] [-port P]
-                    [-scale N] [-env K=V]... [-externalize] [-registry-secret S] [-h2c] [-nowait]
-                    [-timeout D] [-v LEVEL]
+                    [-scale N | -min 0 -max M] [-env K=V]... [-externalize] [-registry-secret S]
+                    [-h2c] [-nowait] [-timeout D] [-v LEVEL]
   kar ce app delete [-project P] -name N
   kar ce autoscale  [-project P] -app A -name N (-service S | -actors T) [-min 0] [-max M]
                     [-target K] [-poll 1s] [-scale_down_window 30s] [-cooldown 60s]
@@ -257,12 +257,26 @@ func ceAppRun(ctx context.Context, name string, args []string, stdout, stderr io
 	if err != nil {
 		return fail(stderr, name, err)
 	}
-	fmt.Fprintf(stdout, "app %s in project %s: %s, %d instance(s), internal endpoint %s", a.Name, p.Name, a.Status, app.Scale, a.EndpointInternal)
+	instances := fmt.Sprintf("%d instance(s)", app.Scale)
+	if app.Autoscaled() {
+		instances = fmt.Sprintf("%d to %d instances, autoscaled: run kar ce autoscale -project %s -app %s -name %s %s -min %d -max %d",
+			app.Min, app.Max, p.Name, app.App, app.Name, scaledOn(app.Component), app.Min, app.Max)
+	}
+	fmt.Fprintf(stdout, "app %s in project %s: %s, %s, internal endpoint %s", a.Name, p.Name, a.Status, instances, a.EndpointInternal)
 	if a.Endpoint != "" {
 		fmt.Fprintf(stdout, ", public endpoint %s", a.Endpoint)
 	}
 	fmt.Fprintln(stdout)
 	return 0
+}
+
+// scaledOn is the flag naming what an autoscaled component scales on:
+// its service, else its first actor type.
+func scaledOn(c entrypoint.Component) string {
+	if c.Service != "" || len(c.Actors) == 0 {
+		return "-service " + c.Service
+	}
+	return "-actors " + c.Actors[0]
 }
 
 func ceAppDelete(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {

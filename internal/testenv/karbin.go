@@ -91,3 +91,19 @@ func moduleRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// RunKar runs the kar binary with args in env (plus PATH and HOME only)
+// and returns its combined output and exit code.
+func RunKar(t testing.TB, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(KarBin(t), args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}

@@ -25,6 +25,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"sync"
 	"testing"
@@ -106,6 +107,11 @@ func describe(msgf []any) string {
 	return fmt.Sprint(msgf...)
 }
 
+// KafkaBrokers serves a Kafka-protocol cluster of n brokers (in one
+// process); b.KafkaBrokers() lists them all and b.KafkaCluster() moves
+// partition leaders.
+func KafkaBrokers(n int) Option { return func(o *devenv.Options) { o.KafkaBrokers = n } }
+
 // EmbeddedRedis serves the in-process Redis instead of redis-server.
 func EmbeddedRedis() Option { return func(o *devenv.Options) { o.Redis = devenv.RedisEmbedded } }
 
@@ -158,4 +164,18 @@ func RunUntilStopped(t testing.TB, grace time.Duration, run func(ctx context.Con
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// WaitHealthy waits until the sidecar whose REST API is at base answers
+// its health check with 200.
+func WaitHealthy(t testing.TB, base string, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() bool {
+		resp, err := http.Get(base + "/kar/v1/system/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "sidecar %s healthy", base)
 }

@@ -490,16 +490,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // accepted by a real API server as it is (kubectl apply -f would send the
 // same objects).
 func TestManifestsApplyToAPIServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd and kube-apiserver")
-	}
-	cl := kubetest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := NewClient(cl.Kubeconfig, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, c := apiServer(t)
 	for i, flags := range [][]string{{"-os", "-node-ports"}, {"-registry", "us.icr.io/space", "-registry-user", "iamapikey"}} {
 		if i == 1 {
 			t.Setenv("KAR_REGISTRY_PASSWORD", "s3cret")

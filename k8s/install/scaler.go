@@ -105,37 +105,19 @@ func ScaledObject(s *ScaledObjectSpec) (map[string]any, error) {
 	if scaler == "" {
 		scaler = ScalerAddress
 	}
-	md := map[string]any{
-		"scalerAddress":              scaler,
-		autoscale.MetaApp:            t.App,
-		autoscale.MetaTargetInFlight: strconv.FormatInt(s.TargetInFlight, 10),
-	}
-	if t.Type == "service" {
-		md[autoscale.MetaService] = t.Name
-	} else {
-		md[autoscale.MetaActorType] = t.Name
-	}
 	ref := map[string]any{"name": s.Workload}
 	if s.Kind != "" {
 		ref["kind"] = s.Kind
 		ref["apiVersion"] = s.APIVersion
 	}
+	spec := autoscale.KEDASpec(t, s.Policy, s.Poll, scaler)
+	spec["scaleTargetRef"] = ref
 	return map[string]any{
 		"apiVersion": "keda.sh/v1alpha1",
 		"kind":       "ScaledObject",
 		"metadata": map[string]any{"name": name, "namespace": ns, "labels": map[string]any{
 			"kar.ibm.com/app": t.App, ManagedByLabel: "kar"}},
-		"spec": map[string]any{
-			"scaleTargetRef":  ref,
-			"minReplicaCount": int64(s.Min),
-			"maxReplicaCount": int64(s.Max),
-			"pollingInterval": max(int64(s.Poll.Seconds()), 1),
-			"cooldownPeriod":  int64(s.Cooldown.Seconds()),
-			"advanced": map[string]any{"horizontalPodAutoscalerConfig": map[string]any{"behavior": map[string]any{
-				"scaleDown": map[string]any{"stabilizationWindowSeconds": int64(s.ScaleDownWindow.Seconds())},
-			}}},
-			"triggers": []any{map[string]any{"type": "external", "metadata": md}},
-		},
+		"spec": spec,
 	}, nil
 }
 

@@ -35,7 +35,7 @@ func TestScaledObject(t *testing.T) {
 			}
 			trig := spec["triggers"].([]any)[0].(map[string]any)
 			md := trig["metadata"].(map[string]any)
-			if trig["type"] != "external" || md["scalerAddress"] != "kar-scaler.kar-system.svc:6000" || md["app"] != "shop" ||
+			if trig["type"] != "external-push" || md["scalerAddress"] != "kar-scaler.kar-system.svc:6000" || md["app"] != "shop" ||
 				md["service"] != "orders" || md["targetInFlight"] != "10" || len(md) != 4 {
 				t.Errorf("trigger: %v", trig)
 			}

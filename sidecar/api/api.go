@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kar-runtime/kar/adapter/store"
@@ -57,7 +58,11 @@ type Server struct {
 	// Tracer makes the callers' spans (nil: tracing is off).
 	Tracer *tracing.Tracer
 
-	srv *http.Server
+	// mu guards srv and fast, set by Serve, and closed, set by Close.
+	mu     sync.Mutex
+	srv    *http.Server
+	fast   *fastServer
+	closed bool
 }
 
 // Handler returns the API's routes.
@@ -83,30 +88,60 @@ func (s *Server) Handler() http.Handler {
 	return s.guard(mux)
 }
 
-// Serve serves the API on ln over HTTP/1.1 and h2c until Close.
+// Serve serves the API on ln over HTTP/1.1 and h2c until Close. Calls
+// over HTTP/1.1 take the fast path (fast.go); everything else net/http's
+// server.
 func (s *Server) Serve(ln net.Listener) error {
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnState: trackIdle}
+	h := s.Handler()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnState: trackIdle}
 	idle := s.IdleTimeout
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
 	}
-	ln = idleListener{Listener: ln, idle: idle}
-	s.srv.Protocols = new(http.Protocols)
-	s.srv.Protocols.SetHTTP1(true)
-	s.srv.Protocols.SetUnencryptedHTTP2(true)
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	// kar-sdk opens one HTTP/2 connection and multiplexes every call on it.
-	s.srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 100000}
-	err := s.srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
+	srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 100000}
+	slow := &chanListener{addr: ln.Addr(), c: make(chan net.Conn), closed: make(chan struct{})}
+	fast := &fastServer{s: s, handler: h, idle: idle, ln: ln, slow: slow, conns: map[*fastConn]struct{}{}}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
 		return nil
+	}
+	s.srv, s.fast = srv, fast
+	s.mu.Unlock()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(slow) }()
+	err := fast.serve(ln)
+	ln.Close()
+	slow.Close()
+	serr := <-errc
+	switch {
+	case errors.Is(err, http.ErrServerClosed):
+		return nil
+	case err == nil && !errors.Is(serr, http.ErrServerClosed) && !errors.Is(serr, net.ErrClosed):
+		return serr
 	}
 	return err
 }
 
 // Close stops the server, letting requests in progress finish until ctx ends.
 func (s *Server) Close(ctx context.Context) {
-	if s.srv != nil {
-		s.srv.Shutdown(ctx)
+	s.mu.Lock()
+	s.closed = true
+	srv, fast := s.srv, s.fast
+	s.mu.Unlock()
+	if fast != nil {
+		fast.stopAccepting()
+	}
+	if srv != nil {
+		srv.Shutdown(ctx)
+	}
+	if fast != nil {
+		fast.close(ctx)
 	}
 }
 
@@ -152,6 +187,10 @@ func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		// Refused before a byte of it is read.
 		httpx.BodyError(w, &http.MaxBytesError{Limit: MaxBody}, "")
 		return nil, false
+	}
+	if fb, ok := r.Body.(*fastBody); ok {
+		// Read whole by the fast path already: taken without a copy.
+		return fb.take(), true
 	}
 	if n := r.ContentLength; n >= 0 {
 		// The usual case: one allocation of the announced size rather

@@ -14,27 +14,14 @@ import (
 // closed.
 const DefaultIdleTimeout = 2 * time.Minute
 
-// idleListener hands out connections that an HTTP/1.1 idle period can end.
+// idleConn is a connection whose read deadline, while it waits idle for
+// the next HTTP/1.1 request, is the idle timeout rather than none: every
+// connection net/http's server gets from the fast path (fast.go) is one.
 //
 // http.Server.IdleTimeout cannot be used: it also becomes the idle timeout
 // of h2c connections, and kar-sdk opens one h2c session when it loads and
 // never opens another. An h2c connection is served by the HTTP/2 server
 // without going through the HTTP/1.1 idle state, so it is never cut here.
-type idleListener struct {
-	net.Listener
-	idle time.Duration
-}
-
-func (l idleListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &idleConn{Conn: c, idle: l.idle}, nil
-}
-
-// idleConn is a connection whose read deadline, while it waits idle for
-// the next HTTP/1.1 request, is the idle timeout rather than none.
 type idleConn struct {
 	net.Conn
 	idle    time.Duration

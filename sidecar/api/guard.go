@@ -86,6 +86,9 @@ func (s *Server) limitBody(w http.ResponseWriter, r *http.Request) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return
 	}
+	if _, ok := r.Body.(*fastBody); ok {
+		return // read whole already, by the fast path
+	}
 	d := s.BodyTimeout
 	if d <= 0 {
 		d = DefaultBodyTimeout

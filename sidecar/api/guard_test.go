@@ -17,15 +17,31 @@ import (
 	"github.com/kar-runtime/kar/internal/testenv"
 )
 
-// testServer serves a Server with no mesh: the requests sent to it are
-// refused before anything goes to the mesh. Extra routes stand in for the
-// route packages.
+// testServer serves a Server with no mesh, as the sidecar does (Serve:
+// calls over HTTP/1.1 on the fast path, the rest on net/http): the
+// requests sent to it are refused before anything goes to the mesh. Extra
+// routes stand in for the route packages. Only URL and Listener of the
+// result are set.
 func testServer(t *testing.T, bodyTimeout time.Duration, extra func(*http.ServeMux)) *httptest.Server {
 	t.Helper()
 	ready := make(chan struct{})
 	close(ready)
 	s := &Server{Log: slog.New(slog.DiscardHandler), Ready: ready, BodyTimeout: bodyTimeout, Extra: extra}
-	return testenv.H2CServer(t, s.Handler())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Close(ctx)
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &httptest.Server{URL: "http://" + ln.Addr().String(), Listener: ln}
 }
 
 // TestGuardRefusesBadInput: requests the REST API must refuse with a 4xx

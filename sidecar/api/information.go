@@ -125,25 +125,21 @@ func WriteSidecars(w io.Writer, members []*mesh.Member, asJSON bool) {
 // Placements reads every actor placement of the application (of one type
 // when actorType is not empty): host sidecar → actor type → ids.
 func Placements(ctx context.Context, rdb redis.UniversalClient, keys store.Keys, actorType string) (map[string]map[string][]string, error) {
-	var names []string
-	iter := rdb.Scan(ctx, 0, keys.PlacementPrefix()+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		names = append(names, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
+	names, err := store.ScanKeys(ctx, rdb, keys.PlacementPattern())
+	if err != nil {
 		return nil, fmt.Errorf("list placements: %w", err)
 	}
 	out := map[string]map[string][]string{}
 	for len(names) > 0 {
 		batch := names[:min(len(names), 500)]
 		names = names[len(batch):]
-		hosts, err := rdb.MGet(ctx, batch...).Result()
+		hosts, err := store.GetMany(ctx, rdb, batch)
 		if err != nil {
 			return nil, fmt.Errorf("read placements: %w", err)
 		}
 		for i, h := range hosts {
 			host, ok := h.(string)
-			typ, id, ok2 := store.SplitActor(strings.TrimPrefix(batch[i], keys.PlacementPrefix()))
+			typ, id, ok2 := keys.ParseActor(batch[i])
 			if !ok || !ok2 || (actorType != "" && typ != actorType) {
 				continue
 			}

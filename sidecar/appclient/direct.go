@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 // The direct path speaks HTTP/1.1 on pooled connections in the calling
@@ -132,7 +134,7 @@ func (c *Client) doDirect(ctx context.Context, method, path, query string, heade
 	if method == "" {
 		method = http.MethodGet
 	}
-	if !isToken(method) {
+	if !httpx.IsToken(method) {
 		return nil, fmt.Errorf("bad request to component: invalid method %q", method)
 	}
 	path, query, err := requestTarget(c.base, path, query)
@@ -332,34 +334,16 @@ func isHop(k string) bool {
 // the mesh cannot inject lines into the request.
 func checkHeader(header http.Header) error {
 	for k, vs := range header {
-		if !isToken(k) {
+		if !httpx.IsToken(k) {
 			return fmt.Errorf("invalid header field name %q", k)
 		}
 		for _, v := range vs {
-			for i := 0; i < len(v); i++ {
-				if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
-					return fmt.Errorf("invalid header field value for %q", k)
-				}
+			if !httpx.ValidFieldValue(v) {
+				return fmt.Errorf("invalid header field value for %q", k)
 			}
 		}
 	}
 	return nil
-}
-
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenChar(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func tokenChar(b byte) bool {
-	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
 }
 
 // requestTarget returns the request line's target as net/http writes it

@@ -15,6 +15,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -39,8 +41,9 @@ type Backend struct {
 	KafkaTLSSkipVerify bool     `envconfig:"KAFKA_TLS_SKIP_VERIFY" flag:"kafka_tls_skip_verify" desc:"do not verify the Kafka server certificate"`
 	KafkaCA            string   `envconfig:"KAFKA_CA" desc:"base64 PEM CA certificate for Kafka TLS"`
 
-	RedisHost          string `envconfig:"REDIS_HOST" flag:"redis_host" default:"localhost" desc:"Redis host"`
-	RedisPort          int    `envconfig:"REDIS_PORT" flag:"redis_port" default:"31379" desc:"Redis port"`
+	RedisHost          string `envconfig:"REDIS_HOST" flag:"redis_host" default:"localhost" desc:"Redis host; with -redis_cluster, one or several host[:port] seed nodes, comma separated"`
+	RedisPort          int    `envconfig:"REDIS_PORT" flag:"redis_port" default:"31379" desc:"Redis port (of the hosts that give none)"`
+	RedisCluster       bool   `envconfig:"REDIS_CLUSTER" flag:"redis_cluster" desc:"Redis is a Redis Cluster (REDIS_HOST: its seed nodes)"`
 	RedisEnableTLS     bool   `envconfig:"REDIS_ENABLE_TLS" flag:"redis_enable_tls" desc:"connect to Redis over TLS"`
 	RedisUser          string `envconfig:"REDIS_USER" flag:"redis_user" desc:"Redis ACL user"`
 	RedisPassword      string `envconfig:"REDIS_PASSWORD" flag:"redis_password" secret:"true" desc:"Redis password (prefer the environment or the config dir: a command line is visible to every user of the machine)"`
@@ -53,6 +56,13 @@ type Backend struct {
 	// KafkaTopicConfig is KAR's flag: topic settings given to the
 	// application's mesh topic when kar creates it.
 	KafkaTopicConfig string `envconfig:"KAR_KAFKA_TOPIC_CONFIG" flag:"kafka_topic_config" desc:"settings k1=v1,k2=v2 of the application's mesh topic when kar creates it (e.g. retention.ms=86400000)"`
+	// KafkaReplicationFactor is how many brokers keep a copy of each
+	// topic kar creates; 0 lets kar choose from the cluster's size.
+	KafkaReplicationFactor int `envconfig:"KAR_KAFKA_REPLICATION_FACTOR" flag:"kafka_replication_factor" desc:"replicas of each topic kar creates (the mesh and dead-letter topics, event topics it creates); 0: 3, or the number of brokers on a smaller cluster"`
+	// KafkaNoIdempotence turns sarama's idempotent producer off (it is on
+	// when this is false, so a Backend built in code gets it too): for a
+	// cluster that misbehaves with it, or to measure what it costs.
+	KafkaNoIdempotence bool `envconfig:"KAR_KAFKA_NO_IDEMPOTENCE" flag:"kafka_no_idempotence" desc:"do not use the idempotent producer, which writes each record once even when the producer sends it again after a lost acknowledgement or a leader change (it needs KAFKA_VERSION 0.11 or later; kar goes on without it, with one warning, when the cluster refuses it)"`
 
 	// KAR 1.3.10's flags that mean nothing in kar: accepted so that KAR's
 	// command lines keep working, with one warning line each (see docs/kar.md).
@@ -87,6 +97,7 @@ type Run struct {
 	Debug                   bool          `envconfig:"KAR_DEBUG" flag:"debug" desc:"KAR's debugger switch (no effect in kar)" noeffect:"kar has no debugger; use -v debug for its logs"`
 	Cancel                  bool          `envconfig:"KAR_CANCEL" flag:"cancel" desc:"KAR's cancel switch (no effect in kar)" noeffect:"kar has no equivalent"`
 	BodyTimeout             time.Duration `envconfig:"KAR_BODY_TIMEOUT" flag:"body_timeout" default:"10s" desc:"answer 408 and close the connection when a request body takes longer to arrive"`
+	MemoryLimit             string        `envconfig:"KAR_MEMORY_LIMIT" flag:"memory_limit" desc:"soft limit of the sidecar's Go memory, as GOMEMLIMIT: the garbage collector works harder as it nears it (e.g. 32MiB; off: none; default 18MiB, raised while the live heap needs more, unless GOMEMLIMIT is set)"`
 	AppReadyTimeout         time.Duration `envconfig:"KAR_APP_READY_TIMEOUT" flag:"app_ready_timeout" default:"60s" desc:"how long a service component may take to listen on its port before it joins anyway"`
 	ConfigDir               string        `envconfig:"KAR_CONFIG_DIR" flag:"config_dir" default:"/var/run/secrets/kar.ibm.com" desc:"directory of configuration files, one per lower-case key"`
 	ExtraArgs               string        `envconfig:"KAR_EXTRA_ARGS" desc:"extra kar run flags, read before the command line"`
@@ -484,13 +495,48 @@ func (b *Backend) Validate() error {
 	if len(b.KafkaBrokers) == 0 {
 		return errors.New("no Kafka brokers: set KAFKA_BROKERS (run `kar dev` for a local backend)")
 	}
+	if b.KafkaReplicationFactor < 0 || b.KafkaReplicationFactor > math.MaxInt16 {
+		return fmt.Errorf("-kafka_replication_factor %d is not a replica count (0: kar chooses, at most 3)", b.KafkaReplicationFactor)
+	}
 	if b.RedisPort <= 0 || b.RedisPort > 65535 {
 		return fmt.Errorf("REDIS_PORT %d is not a port number", b.RedisPort)
+	}
+	if _, err := b.RedisAddrs(); err != nil {
+		return err
 	}
 	if b.LeaseTTL < 100*time.Millisecond {
 		return fmt.Errorf("lease TTL %s is too short (at least 100ms)", b.LeaseTTL)
 	}
 	return nil
+}
+
+// RedisAddrs is the Redis addresses (host:port) of REDIS_HOST: one, or with
+// RedisCluster one or more seed nodes of the cluster, comma separated. A
+// host without a port takes REDIS_PORT.
+func (b *Backend) RedisAddrs() ([]string, error) {
+	if b.RedisHost == "" { // localhost, as go-redis dials it
+		return []string{net.JoinHostPort("", strconv.Itoa(b.RedisPort))}, nil
+	}
+	var out []string
+	for _, h := range strings.Split(b.RedisHost, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			return nil, fmt.Errorf("REDIS_HOST %q holds an empty host: give host or host:port, comma separated", b.RedisHost)
+		}
+		host, port, err := net.SplitHostPort(h)
+		if err != nil {
+			// No port (or an IPv6 literal without brackets): the whole is the host.
+			host, port = strings.Trim(h, "[]"), strconv.Itoa(b.RedisPort)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+			return nil, fmt.Errorf("REDIS_HOST %q: %q is not a port number", b.RedisHost, port)
+		}
+		out = append(out, net.JoinHostPort(host, port))
+	}
+	if len(out) > 1 && !b.RedisCluster {
+		return nil, fmt.Errorf("REDIS_HOST %q names %d hosts: several hosts are the seed nodes of a Redis Cluster; set REDIS_CLUSTER=true", b.RedisHost, len(out))
+	}
+	return out, nil
 }
 
 // Validate checks a one-shot command's configuration.
@@ -540,6 +586,11 @@ func (r *Run) Validate() error {
 	}
 	if r.MetricsPort != 0 && (r.MetricsPort == r.RuntimePort || r.MetricsPort == r.AppPort) {
 		return fmt.Errorf("-metrics_port %d is also the runtime or the app port: give it a port of its own", r.MetricsPort)
+	}
+	if r.MemoryLimit != "" {
+		if _, err := ParseMemoryLimit(r.MemoryLimit); err != nil {
+			return err
+		}
 	}
 	for _, name := range append([]string{r.Service}, r.Actors...) {
 		if strings.ContainsAny(name, "/ \t?#:") {

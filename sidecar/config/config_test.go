@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +185,13 @@ func TestKARFlags(t *testing.T) {
 			err := c.Validate()
 			return err != nil && strings.Contains(err.Error(), "-kafka_topic_config")
 		}, ""},
+		{[]string{"-kafka_replication_factor", "2"}, func(c *Run) bool { return c.KafkaReplicationFactor == 2 && c.Validate() == nil }, ""},
+		{[]string{"-kafka_replication_factor", "-1"}, func(c *Run) bool {
+			err := c.Validate()
+			return err != nil && strings.Contains(err.Error(), "-kafka_replication_factor -1")
+		}, ""},
+		{[]string{}, func(c *Run) bool { return c.KafkaReplicationFactor == 0 && !c.KafkaNoIdempotence }, ""},
+		{[]string{"-kafka_no_idempotence"}, func(c *Run) bool { return c.KafkaNoIdempotence }, ""},
 		{[]string{"-redis_slow_op_threshold", "2s"}, nil, "-redis_slow_op_threshold (KAR_REDIS_SLOW_OP_THRESHOLD) has no effect"},
 		{[]string{"-redis_slow_op_threshold", "1s"}, nil, ""}, // KAR's default: nothing to warn about
 		{[]string{"-placement_cache"}, nil, "-placement_cache (KAR_PLACEMENT_CACHE) has no effect"},
@@ -311,5 +319,39 @@ func TestBadFlagIsOneLine(t *testing.T) {
 	out.Reset()
 	if _, err := Load(&c, "run", []string{"-h"}, &out); !errors.Is(err, ErrHelp) || !strings.Contains(out.String(), "-actor_reminder_interval") {
 		t.Errorf("-h: %v %q", err, out.String())
+	}
+}
+
+func TestRedisAddrs(t *testing.T) {
+	cases := []struct {
+		host    string
+		cluster bool
+		want    []string
+		says    string
+	}{
+		{"localhost", false, []string{"localhost:6379"}, ""},
+		{"", false, []string{":6379"}, ""},
+		{"redis.example:7000", false, []string{"redis.example:7000"}, ""},
+		{"::1", false, []string{"[::1]:6379"}, ""},
+		{"[::1]:7000", false, []string{"[::1]:7000"}, ""},
+		{"a:7000,b:7001, c", true, []string{"a:7000", "b:7001", "c:6379"}, ""},
+		{"a:7000", true, []string{"a:7000"}, ""},
+		{"a:7000,b:7001", false, nil, "REDIS_CLUSTER=true"},
+		{"a,,b", true, nil, "empty host"},
+		{"a:x", true, nil, "not a port"},
+		{"a:70000", false, nil, "not a port"},
+	}
+	for _, tc := range cases {
+		b := Backend{RedisHost: tc.host, RedisPort: 6379, RedisCluster: tc.cluster}
+		got, err := b.RedisAddrs()
+		if tc.says != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("RedisAddrs(%q, cluster %v) = %q, %v; want an error saying %q", tc.host, tc.cluster, got, err, tc.says)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("RedisAddrs(%q, cluster %v) = %q, %v; want %q", tc.host, tc.cluster, got, err, tc.want)
+		}
 	}
 }

@@ -52,7 +52,7 @@ func (e rejectedErr) Unwrap() error { return e.error }
 // Options configure a Service. Zero durations mean their defaults.
 type Options struct {
 	App   string
-	Redis *redis.Client
+	Redis redis.UniversalClient
 	Kafka *kafka.Client
 	Keys  store.Keys // default store.NewKeys(App)
 	// Deliver calls actor methods (required for Run).
@@ -129,7 +129,7 @@ func (o Options) withDefaults() Options {
 // Service is the events of one application.
 type Service struct {
 	opts Options
-	rdb  *redis.Client
+	rdb  redis.UniversalClient
 	kc   *kafka.Client
 	keys store.Keys
 	log  *slog.Logger

@@ -31,7 +31,7 @@ const testApp = "evapp"
 type world struct {
 	b   *devenv.Backend
 	cfg config.Backend
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	kc  *kafka.Client
 }
 

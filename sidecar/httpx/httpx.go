@@ -106,3 +106,28 @@ func JSON(w http.ResponseWriter, body []byte) {
 
 // OneLine keeps a message on one line (for HTTP answers and log fields).
 func OneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// IsToken tells whether s is an HTTP token: a method or a header field
+// name (RFC 9110, 5.6.2).
+func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidFieldValue tells whether v may be a header field's value: no
+// control character but tab.
+func ValidFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -116,6 +116,15 @@ func (p *Process) ExitCode() int { return p.exitCode(p.err) }
 
 // Signal forwards sig to the component.
 func (p *Process) Signal(sig os.Signal) error {
+	p.Intend(sig)
+	return p.cmd.Process.Signal(sig)
+}
+
+// Intend records sig as one kar received for the component and forwards
+// (perhaps after draining the sidecar): the component ending from it is a
+// clean exit, also when it got it first from elsewhere (Ctrl-C in a
+// terminal signals the whole process group).
+func (p *Process) Intend(sig os.Signal) {
 	if s, ok := sig.(syscall.Signal); ok {
 		p.mu.Lock()
 		if p.sent == nil {
@@ -124,5 +133,4 @@ func (p *Process) Signal(sig os.Signal) error {
 		p.sent[s] = true
 		p.mu.Unlock()
 	}
-	return p.cmd.Process.Signal(sig)
 }

@@ -18,14 +18,36 @@ import (
 // the host is live); the host runs one method at a time per instance,
 // except nested calls of the same session (re-entrancy).
 
-// placeScript returns the live host of an instance, or places it on the
-// candidate. A host is live while its registration key exists (it expires
-// with the sidecar's lease). KEYS: placement. ARGV: candidate, sidecar key prefix.
+// placeScript places an instance on the candidate ARGV[1] unless its
+// placement names another host than ARGV[2] (a host the caller found
+// dead, or ""), and returns the host it names then. A host is live while
+// its registration key exists (it expires with the sidecar's lease); that
+// key lives in the application's slot, not the instance's, so the caller
+// checks it between runs (placeOn). KEYS: placement.
 var placeScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. cur) == 1 then return cur end
+if cur and cur ~= ARGV[1] and cur ~= ARGV[2] then return cur end
 if cur ~= ARGV[1] then redis.call('SET', KEYS[1], ARGV[1]) end
 return ARGV[1]`)
+
+// placeOn returns the live host of an instance, or places it on cand.
+func (m *Mesh) placeOn(ctx context.Context, typ, id, cand string) (string, error) {
+	key := m.keys.Placement(typ, id)
+	dead := ""
+	for attempt := 0; ; attempt++ {
+		host, err := placeScript.Run(ctx, m.rdb, []string{key}, cand, dead).Text()
+		if err != nil || host == cand || attempt == 3 {
+			return host, err
+		}
+		live, err := m.rdb.Exists(ctx, m.keys.Sidecar(host)).Result()
+		if err != nil || live == 1 {
+			return host, err
+		}
+		// Placed on a dead host: replace it, unless the placement changed
+		// meanwhile (then look at its new host).
+		dead = host
+	}
+}
 
 // unplaceScript deletes a placement if it still names the caller.
 var unplaceScript = redis.NewScript(`
@@ -41,6 +63,9 @@ type instance struct {
 	waiters []chan struct{}
 	active  bool
 	used    time.Time
+	// refs counts the requests that took the instance from the map
+	// (Mesh.instance) and have not finished with it; guarded by Mesh.mu.
+	refs int
 }
 
 func actorKey(typ, id string) string { return typ + "\x00" + id }
@@ -53,13 +78,29 @@ func (in *instance) acquire(ctx context.Context, session string) error {
 	return err
 }
 
+// tryAcquire takes the instance for session if it is free or held by the
+// same session, without waiting.
+func (in *instance) tryAcquire(session string) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.takeLocked(session)
+}
+
+// takeLocked takes the instance if session may; in.mu is held.
+func (in *instance) takeLocked(session string) bool {
+	if in.session != "" && in.session != session {
+		return false
+	}
+	in.session = session
+	in.depth++
+	in.used = time.Now()
+	return true
+}
+
 func (in *instance) acquireWait(ctx context.Context, session string) (waited bool, err error) {
 	for {
 		in.mu.Lock()
-		if in.session == "" || in.session == session {
-			in.session = session
-			in.depth++
-			in.used = time.Now()
+		if in.takeLocked(session) {
 			in.mu.Unlock()
 			return waited, nil
 		}
@@ -105,6 +146,12 @@ func (in *instance) idle() bool {
 	return in.session == "" && len(in.waiters) == 0
 }
 
+// instance returns the instance (typ, id) hosted here, made on first use,
+// and counts a reference to it that the caller gives back with unref. An
+// instance leaves the map once it is inactive, free and unreferenced (unref,
+// or the collector after a deactivation): then no request holds it, so no
+// two instances of one actor are ever in use here at once, and the map holds
+// the active instances, not every actor id this sidecar has hosted.
 func (m *Mesh) instance(typ, id string) *instance {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -114,7 +161,30 @@ func (m *Mesh) instance(typ, id string) *instance {
 		in = &instance{typ: typ, id: id}
 		m.instances[k] = in
 	}
+	in.refs++
 	return in
+}
+
+// unref gives back a reference taken by instance.
+func (m *Mesh) unref(in *instance) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in.refs--
+	m.forgetUnused(in)
+}
+
+// forgetUnused removes in from the map when it is inactive, free and
+// unreferenced. m.mu is held.
+func (m *Mesh) forgetUnused(in *instance) {
+	if in.refs > 0 {
+		return
+	}
+	in.mu.Lock()
+	unused := !in.active && in.session == "" && len(in.waiters) == 0
+	in.mu.Unlock()
+	if k := actorKey(in.typ, in.id); unused && m.instances[k] == in {
+		delete(m.instances, k)
+	}
 }
 
 // place finds the live host of an actor instance, placing it on a live
@@ -138,7 +208,7 @@ func (m *Mesh) place(ctx context.Context, typ, id string, exclude string) (*Memb
 	if cand == nil {
 		return nil, nil
 	}
-	host, err := placeScript.Run(ctx, m.rdb, []string{m.keys.Placement(typ, id)}, cand.ID, m.keys.Sidecar("")).Text()
+	host, err := m.placeOn(ctx, typ, id, cand.ID)
 	if err != nil {
 		return nil, fmt.Errorf("actor placement: %w", err)
 	}
@@ -167,28 +237,19 @@ func (m *Mesh) forgetPlacement(typ, id string) {
 
 // serveActor runs an actor request on this host.
 func (m *Mesh) serveActor(env *Envelope, finish func()) {
-	defer m.work.Done()
+	defer m.endServe()
 	ctx := context.Background()
 	in := m.instance(env.ActorType, env.ActorID)
-	if !in.isActive() {
-		// First request here: make sure the placement names this sidecar.
-		host, err := m.claimPlacement(ctx, env.ActorType, env.ActorID)
-		if err != nil {
-			m.log.Warn("actor placement", "err", err)
-			m.handOver(env, finish, err)
-			return
-		}
-		if host != m.id {
-			if mem := m.view.Load().byID[host]; mem != nil {
-				m.forward(env, mem, finish)
-				return
-			}
-		}
-	}
+	defer m.unref(in)
 	var resp *Envelope
 	var err error
 	for step := 0; ; step++ {
 		resp, err = m.runActorStep(ctx, in, env)
+		var elsewhere *notHereError
+		if errors.As(err, &elsewhere) {
+			m.passOn(ctx, env, elsewhere.host, finish)
+			return
+		}
 		if err != nil {
 			m.handOver(env, finish, err)
 			return
@@ -219,7 +280,7 @@ func (m *Mesh) serveActor(env *Envelope, finish func()) {
 // claimPlacement makes this sidecar the instance's host unless another
 // live host has it, and returns the host.
 func (m *Mesh) claimPlacement(ctx context.Context, typ, id string) (string, error) {
-	host, err := placeScript.Run(ctx, m.rdb, []string{m.keys.Placement(typ, id)}, m.id, m.keys.Sidecar("")).Text()
+	host, err := m.placeOn(ctx, typ, id, m.id)
 	if err != nil {
 		return "", err
 	}
@@ -231,6 +292,57 @@ func (m *Mesh) claimPlacement(ctx context.Context, typ, id string) (string, erro
 	return host, nil
 }
 
+// notHereError: an instance not active here is not to be activated here,
+// because its placement names another live host (host; nil when this
+// sidecar's view does not know it yet) or this sidecar is draining.
+type notHereError struct{ host *Member }
+
+func (e *notHereError) Error() string { return "actor instance hosted elsewhere" }
+
+// hostHere makes this sidecar the host of an instance about to be
+// activated here, or reports where it belongs instead.
+func (m *Mesh) hostHere(ctx context.Context, typ, id string) error {
+	if m.isWithdrawn() || m.isLeaving() {
+		return &notHereError{}
+	}
+	host, err := m.claimPlacement(ctx, typ, id)
+	if err != nil {
+		m.log.Warn("actor placement", "err", err)
+		return err
+	}
+	if host != m.id {
+		return &notHereError{host: m.view.Load().byID[host]}
+	}
+	return nil
+}
+
+// passOn sends an actor request to the instance's host (to, or the one its
+// placement names), or holds it while the type has no live host. A host
+// whose partition this sidecar reads has died (its partition was adopted
+// here) while its registration has not expired yet: forwarding to it would
+// bring the request back here, again and again, each time counted as a
+// run (redeliveredTooOften). The request is held instead, until the view
+// changes and the placement can be replaced.
+func (m *Mesh) passOn(ctx context.Context, env *Envelope, to *Member, finish func()) {
+	if to == nil {
+		to = m.routeTo(ctx, env, m.id)
+	}
+	if to == nil || m.readsPartitionOf(to) {
+		m.hold(env, finish)
+		return
+	}
+	m.forward(env, to, finish)
+}
+
+// readsPartitionOf tells whether this sidecar reads the partition of
+// another member.
+func (m *Mesh) readsPartitionOf(mem *Member) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ours := m.owned[mem.Partition]
+	return ours && mem.ID != m.id
+}
+
 func (in *instance) isActive() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -240,7 +352,10 @@ func (in *instance) isActive() bool {
 // runActorStep acquires the instance, activates it if needed and invokes
 // the method (or deactivates the instance, for a DELETE).
 func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*Envelope, error) {
-	if !env.holdsLock {
+	if !env.holdsLock && !in.tryAcquire(env.Session) {
+		// Busy: wait, bounded by -actor_busy_timeout. (A free instance,
+		// the usual case, is taken above without a timer: one per call
+		// was a timer set and stopped on every actor call.)
 		actx := ctx
 		if m.opts.ActorBusyTimeout > 0 {
 			var cancel context.CancelFunc
@@ -260,6 +375,8 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 			}
 			return nil, err
 		}
+	}
+	if !env.holdsLock {
 		defer in.release()
 	}
 	base, method, refused := implPaths(env)
@@ -271,6 +388,14 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 		return m.deactivate(ctx, in, base)
 	}
 	if !in.isActive() {
+		// First request here since the instance was (de)activated: its
+		// placement must name this sidecar before the component activates
+		// it. Checked while holding the instance, so that a deactivation
+		// (the collector's, a drain's) cannot slip between the check and
+		// the activation and leave the instance active on two hosts.
+		if err := m.hostHere(ctx, env.ActorType, env.ActorID); err != nil {
+			return nil, err
+		}
 		resp, err := m.deliver(ctx, &Envelope{Method: http.MethodGet, Path: base, Query: query})
 		if err != nil {
 			return nil, err
@@ -307,15 +432,13 @@ func (m *Mesh) deactivate(ctx context.Context, in *instance, base string) (*Enve
 	return &Envelope{Status: http.StatusOK, Body: []byte("OK")}, nil
 }
 
-// dropInstance forgets an instance here and gives up its placement.
+// dropInstance deactivates an instance here and gives up its placement;
+// the instance leaves the map when no request holds it (forgetUnused).
 func (m *Mesh) dropInstance(ctx context.Context, in *instance) {
 	in.mu.Lock()
 	in.active = false
 	in.mu.Unlock()
 	m.mu.Lock()
-	if m.instances[actorKey(in.typ, in.id)] == in && in.session == "" {
-		delete(m.instances, actorKey(in.typ, in.id))
-	}
 	delete(m.placements, actorKey(in.typ, in.id))
 	m.mu.Unlock()
 	unplaceScript.Run(ctx, m.rdb, []string{m.keys.Placement(in.typ, in.id)}, m.id)
@@ -377,11 +500,11 @@ func (m *Mesh) runOnce(env *Envelope, finish func(), run func()) {
 			close(done)
 		}()
 		if m.replayStep(env, finish) {
-			m.work.Done()
+			m.endServe()
 			return
 		}
 		if m.redeliveredTooOften(env, finish) {
-			m.work.Done()
+			m.endServe()
 			return
 		}
 		m.awaitEarlierCalls(env)
@@ -392,14 +515,14 @@ func (m *Mesh) runOnce(env *Envelope, finish func(), run func()) {
 	select {
 	case <-wait:
 	case <-m.stopping:
-		m.work.Done()
+		m.endServe()
 		return
 	}
 	if !m.replayStep(env, finish) {
 		m.log.Warn("duplicate of a step that left no record", "id", env.ID)
 		finish()
 	}
-	m.work.Done()
+	m.endServe()
 }
 
 // replayStep handles a duplicate of a chain step: it resends what the
@@ -452,14 +575,23 @@ func (m *Mesh) deactivateIdle(ctx context.Context, cutoff time.Time) {
 	}
 	m.mu.Unlock()
 	for _, in := range idle {
-		if err := in.acquire(ctx, "kar-collector"); err != nil {
-			continue
-		}
-		// An instance here was activated through this path: it is valid.
-		base, _ := ImplInstancePath(in.typ, in.id)
-		m.deactivate(ctx, in, base)
-		in.release()
+		m.retire(ctx, in, "kar-collector")
 	}
+}
+
+// retire deactivates an instance hosted here once its turn comes (the
+// requests queued for it before run first) and gives up its placement.
+func (m *Mesh) retire(ctx context.Context, in *instance, session string) {
+	if err := in.acquire(ctx, session); err != nil {
+		return
+	}
+	// An instance here was activated through this path: it is valid.
+	base, _ := ImplInstancePath(in.typ, in.id)
+	m.deactivate(ctx, in, base)
+	in.release()
+	m.mu.Lock()
+	m.forgetUnused(in)
+	m.mu.Unlock()
 }
 
 // Placed tells whether an actor instance has a placement.

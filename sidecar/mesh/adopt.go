@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/kar-runtime/kar/adapter/kafka"
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -34,25 +36,25 @@ func (m *Mesh) adoptScan(ctx context.Context) error {
 		return err
 	}
 	n := int32(len(ps))
-	leaseKeys := make([]string, n)
-	offKeys := make([]string, n)
+	// Each partition's lease and offset live in the partition's own slot.
+	keys := make([]string, 2*n)
 	for p := int32(0); p < n; p++ {
-		leaseKeys[p] = m.keys.Lease(p)
-		offKeys[p] = m.keys.Offset(p)
+		keys[p] = m.keys.Lease(p)
+		keys[n+p] = m.keys.Offset(p)
 	}
-	leases, err := m.rdb.MGet(ctx, leaseKeys...).Result()
+	vals, err := store.GetMany(ctx, m.rdb, keys)
 	if err != nil {
 		return err
 	}
-	offs, err := m.rdb.MGet(ctx, offKeys...).Result()
-	if err != nil {
-		return err
-	}
+	leases, offs := vals[:n], vals[n:]
 	if m.health.recentRedisOutage(m.opts.LeaseTTL) {
 		// The reads waited out an outage that began after the check
 		// above: the leases they found free may be expired ones.
 		return nil
 	}
+	// The free partitions, and where their readers stopped.
+	var free, unknown []int32
+	pos := map[int32]int64{}
 	for p := int32(0); p < n; p++ {
 		if leases[p] != nil {
 			continue
@@ -64,17 +66,36 @@ func (m *Mesh) adoptScan(ctx context.Context) error {
 		if mine || leaving {
 			continue
 		}
-		hwm, err := m.kc.GetOffset(m.topic, p, sarama.OffsetNewest)
-		if err != nil {
-			continue
-		}
-		var pos int64
+		free = append(free, p)
 		if s, ok := offs[p].(string); ok {
-			pos, _ = strconv.ParseInt(s, 10, 64)
-		} else if pos, err = m.kc.GetOffset(m.topic, p, sarama.OffsetOldest); err != nil {
-			continue
+			pos[p], _ = strconv.ParseInt(s, 10, 64)
+		} else {
+			unknown = append(unknown, p)
 		}
-		if hwm <= pos {
+	}
+	if len(free) == 0 {
+		return nil
+	}
+	// One request for the ends of all of them (and one for the starts of
+	// those never read), whatever their number: every sidecar runs this
+	// scan every second, and a request per partition made it most of an
+	// idle mesh's Kafka traffic.
+	hwms, err := kafka.Offsets(m.kc, m.topic, free, sarama.OffsetNewest)
+	if err != nil {
+		return err
+	}
+	if len(unknown) > 0 {
+		oldest, err := kafka.Offsets(m.kc, m.topic, unknown, sarama.OffsetOldest)
+		if err != nil {
+			return err
+		}
+		for p, o := range oldest {
+			pos[p] = o
+		}
+	}
+	for _, p := range free {
+		hwm, ok := hwms[p]
+		if !ok || hwm <= pos[p] {
 			continue
 		}
 		ok, err := m.rdb.SetNX(ctx, m.keys.Lease(p), m.id, m.opts.LeaseTTL).Result()
@@ -87,7 +108,7 @@ func (m *Mesh) adoptScan(ctx context.Context) error {
 			continue
 		}
 		m.opts.Metrics.PartitionAdopted()
-		m.log.Info("adopted an orphaned partition", "partition", p, "from", pos, "to", hwm)
+		m.log.Info("adopted an orphaned partition", "partition", p, "from", pos[p], "to", hwm)
 	}
 	return nil
 }

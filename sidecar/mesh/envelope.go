@@ -215,21 +215,21 @@ func Decode(b []byte) (*Envelope, error) {
 	e.FromPart = int32(binary.BigEndian.Uint32(b[4:]))
 	e.Deadline = int64(binary.BigEndian.Uint64(b[8:]))
 	e.Status = int(binary.BigEndian.Uint16(b[16:]))
-	r := reader{b: b, i: 18}
+	// The strings (names and headers) are read out of one string made of
+	// their part of the record: one allocation rather than one each.
+	end, err := stringsEnd(b)
+	if err != nil {
+		return nil, err
+	}
+	r := reader{b: b, s: string(b[18:end]), base: 18, i: 18}
 	for _, p := range [...]*string{&e.App, &e.ID, &e.From, &e.To, &e.Service, &e.ActorType, &e.ActorID, &e.Session, &e.Parent, &e.Method, &e.Path, &e.Query} {
 		*p = r.str()
 	}
 	if n := r.uvarint(); n > 0 && r.err == nil {
-		if n > uint64(len(b)) {
-			return nil, errBadRecord
-		}
 		e.Header = make(http.Header, n)
 		for i := uint64(0); i < n && r.err == nil; i++ {
 			k := r.str()
 			m := r.uvarint()
-			if m > uint64(len(b)) {
-				return nil, errBadRecord
-			}
 			vs := make([]string, 0, m)
 			for j := uint64(0); j < m && r.err == nil; j++ {
 				vs = append(vs, r.str())
@@ -244,10 +244,38 @@ func Decode(b []byte) (*Envelope, error) {
 	return e, nil
 }
 
+// stringsEnd checks the strings and headers of record b and returns where
+// they end (where the body starts).
+func stringsEnd(b []byte) (int, error) {
+	r := reader{b: b, i: 18}
+	for range 12 {
+		r.skip()
+	}
+	if n := r.uvarint(); n > 0 && r.err == nil {
+		if n > uint64(len(b)) {
+			return 0, errBadRecord
+		}
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			r.skip()
+			m := r.uvarint()
+			if m > uint64(len(b)) {
+				return 0, errBadRecord
+			}
+			for j := uint64(0); j < m && r.err == nil; j++ {
+				r.skip()
+			}
+		}
+	}
+	return r.i, r.err
+}
+
 type reader struct {
-	b   []byte
-	i   int
-	err error
+	b []byte
+	// s holds b[base:] up to the end of the strings, when str is used.
+	s    string
+	base int
+	i    int
+	err  error
 }
 
 func (r *reader) uvarint() uint64 {
@@ -263,16 +291,30 @@ func (r *reader) uvarint() uint64 {
 	return v
 }
 
+// str reads a string, sharing r.s's memory.
 func (r *reader) str() string {
 	n := r.uvarint()
 	if r.err != nil {
 		return ""
 	}
-	if n > uint64(len(r.b)-r.i) {
+	if n > uint64(r.base+len(r.s)-r.i) {
 		r.err = errBadRecord
 		return ""
 	}
-	s := string(r.b[r.i : r.i+int(n)])
+	s := r.s[r.i-r.base : r.i-r.base+int(n)]
 	r.i += int(n)
 	return s
+}
+
+// skip passes over a string.
+func (r *reader) skip() {
+	n := r.uvarint()
+	if r.err != nil {
+		return
+	}
+	if n > uint64(len(r.b)-r.i) {
+		r.err = errBadRecord
+		return
+	}
+	r.i += int(n)
 }

@@ -39,7 +39,7 @@ func (m *Mesh) retryHeld(ctx context.Context) {
 	for _, h := range held {
 		if m.serves(h.env) {
 			m.opts.Metrics.Held(h.env.ActorType != "", h.env.TargetName(), -1)
-			m.work.Add(1)
+			m.beginServe()
 			if h.env.ActorType != "" {
 				go m.serveActor(h.env, h.finish)
 			} else {

@@ -7,28 +7,38 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/redis/go-redis/v9"
 )
 
-// claimScript claims the first free partition lease from a random start.
-// ARGV: lease prefix, partition count, start, id, ttl ms.
-var claimScript = redis.NewScript(`
-local n = tonumber(ARGV[2])
-local start = tonumber(ARGV[3])
-for i = 0, n - 1 do
-  local p = (start + i) % n
-  if redis.call('SET', ARGV[1] .. p, ARGV[4], 'NX', 'PX', ARGV[5]) then return p end
-end
-return -1`)
-
+// claim takes the first free partition lease from a random start. The
+// leases live in the slots of their partitions (on a Redis Cluster, on
+// different shards), so no one script may try them all: claim reads them
+// in one round trip and takes a free one with SET NX, which only one
+// claimant wins.
 func (m *Mesh) claim(ctx context.Context, n int32) (int32, error) {
 	for attempt := 0; attempt < 10; attempt++ {
-		p, err := claimScript.Run(ctx, m.rdb, nil, m.keys.LeasePrefix(), n, mrand.IntN(int(n)), m.id, m.opts.LeaseTTL.Milliseconds()).Int()
+		keys := make([]string, n)
+		for p := range n {
+			keys[p] = m.keys.Lease(p)
+		}
+		owners, err := store.GetMany(ctx, m.rdb, keys)
 		if err != nil {
 			return 0, fmt.Errorf("claim a partition: %w", err)
 		}
-		if p >= 0 {
-			return int32(p), nil
+		start := int32(mrand.IntN(int(n)))
+		for i := range n {
+			p := (start + i) % n
+			if owners[p] != nil {
+				continue
+			}
+			ok, err := m.rdb.SetNX(ctx, keys[p], m.id, m.opts.LeaseTTL).Result()
+			if err != nil {
+				return 0, fmt.Errorf("claim a partition: %w", err)
+			}
+			if ok {
+				return p, nil
+			}
 		}
 		if n, err = m.kc.GrowTopic(ctx, m.topic, n+16); err != nil {
 			return 0, err
@@ -63,13 +73,20 @@ func (m *Mesh) renew(ctx context.Context) {
 	pipe := m.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(parts))
 	for i, p := range parts {
-		r := ""
-		if p == primary {
-			r = string(rec)
-		}
-		cmds[i] = renewScript.Eval(ctx, pipe, []string{m.keys.Lease(p), m.keys.Sidecar(m.id), m.keys.Sidecars()}, m.id, m.opts.LeaseTTL.Milliseconds(), r)
+		cmds[i] = renewScript.Eval(ctx, pipe, []string{m.keys.Lease(p)}, m.id, m.opts.LeaseTTL.Milliseconds())
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	_, err := pipe.Exec(ctx)
+	if err == nil {
+		// The member record lives with the set of members, in another
+		// slot than the leases: it is renewed once the primary lease is
+		// known to be still this sidecar's.
+		for i, c := range cmds {
+			if n, _ := c.Int(); parts[i] == primary && n != renewLost {
+				err = m.renewRecord(ctx, rec)
+			}
+		}
+	}
+	if err != nil {
 		// Not a verdict on the leases: try again at the next tick.
 		if ctx.Err() == nil {
 			m.opts.Metrics.LeaseRenewals(-1)
@@ -156,27 +173,29 @@ const (
 	renewRetaken = 2 // the lease had expired and was free: taken again
 )
 
-// renewScript extends a lease and the member record while the caller still
-// owns the lease, or takes the lease again if it expired and is free. With
-// the member record it also puts the sidecar back in the set of members:
-// a reader of the set drops ids whose record expired (a Redis outage
-// expires them all), and one that read the set just before this sidecar
-// registered again would otherwise leave it out for good.
-// KEYS: lease, member, members set. ARGV: id, ttl ms, member JSON ("" to skip).
+// renewScript extends a lease while the caller still owns it, or takes the
+// lease again if it expired and is free.
+// KEYS: lease. ARGV: id, ttl ms.
 var renewScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-local res = 0
 if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  res = 1
+  return 1
 elseif not cur then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  res = 2
-else
-  return 0
+  return 2
 end
-if ARGV[3] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-  redis.call('SADD', KEYS[3], ARGV[1])
-end
-return res`)
+return 0`)
+
+// renewRecord extends the member record and puts the sidecar back in the
+// set of members: a reader of the set drops ids whose record expired (a
+// Redis outage expires them all), and one that read the set just before
+// this sidecar registered again would otherwise leave it out for good.
+func (m *Mesh) renewRecord(ctx context.Context, rec []byte) error {
+	_, err := m.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, m.keys.Sidecar(m.id), rec, m.opts.LeaseTTL)
+		p.SAdd(ctx, m.keys.Sidecars(), m.id)
+		return nil
+	})
+	return err
+}

@@ -77,7 +77,7 @@ return 0`)
 // LoadMembers reads the registered members of the application whose keys
 // are given; ids whose record expired are dropped from the set (their
 // sidecar died).
-func LoadMembers(ctx context.Context, rdb *redis.Client, keys store.Keys) ([]*Member, error) {
+func LoadMembers(ctx context.Context, rdb redis.UniversalClient, keys store.Keys) ([]*Member, error) {
 	ids, err := rdb.SMembers(ctx, keys.Sidecars()).Result()
 	if err != nil {
 		return nil, err

@@ -57,7 +57,7 @@ type Mesh struct {
 	opts  Options
 	id    string
 	log   *slog.Logger
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	kc    *kafka.Client
 	topic string
 	keys  store.Keys
@@ -85,9 +85,12 @@ type Mesh struct {
 	// innermost last (orchestrate.go).
 	sessions map[string][]string
 	leaving  bool
-	// withdrawn: no longer announced; requests still arriving are served
-	// while the component answers, and handed over when it does not.
+	// withdrawn: no longer announced (drain.go); requests still arriving
+	// go elsewhere, except those for the actor instances still active here.
 	withdrawn bool
+	// serving counts the requests taken for this sidecar's component and
+	// not yet finished with (beginServe, endServe): Drain waits for none.
+	serving atomic.Int64
 
 	stopping chan struct{} // closed when Leave starts
 	workers  *pool
@@ -101,13 +104,13 @@ type Mesh struct {
 	// topicC wakes the topic keeper (topic.go).
 	topicC chan struct{}
 	loops  sync.WaitGroup
-	work   sync.WaitGroup
+	work   workCount
 	cancel context.CancelFunc
 	sub    *redis.PubSub
 }
 
 // New prepares a mesh member; Join makes it live.
-func New(opts Options, rdb *redis.Client, kc *kafka.Client) (*Mesh, error) {
+func New(opts Options, rdb redis.UniversalClient, kc *kafka.Client) (*Mesh, error) {
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = 3 * time.Second
 	}
@@ -254,17 +257,6 @@ func (m *Mesh) register(ctx context.Context, what string) error {
 	return nil
 }
 
-// Withdraw stops new work from being routed here (the services and actor
-// types are no longer announced) while the sidecar keeps running: the
-// first step of a graceful stop, taken before the component is signalled.
-func (m *Mesh) Withdraw(ctx context.Context) error {
-	m.mu.Lock()
-	m.withdrawn = true
-	m.self.Services, m.self.Actors = nil, nil
-	m.mu.Unlock()
-	return m.register(ctx, "update")
-}
-
 func (m *Mesh) isWithdrawn() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -293,12 +285,7 @@ func (m *Mesh) Leave(ctx context.Context) {
 		m.log.Warn("cannot announce leave", "err", err)
 	}
 	close(m.stopping)
-	done := make(chan struct{})
-	go func() { m.work.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	m.work.Wait(ctx)
 	// Instances hosted here move: their placements go, and a component
 	// still alive gets their deactivation.
 	m.deactivateIdle(ctx, time.Now().Add(time.Hour))

@@ -141,7 +141,7 @@ func (m *Mesh) dispatch(o *owned, epoch int, off int64, value []byte) {
 		if off < o.below {
 			m.opts.Metrics.RecordRead(false, true)
 		}
-		m.work.Add(1)
+		m.beginServe()
 		run := func() { m.serve(env, finish) }
 		if env.ActorType != "" {
 			run = func() { m.serveActor(env, finish) }

@@ -16,6 +16,12 @@ func (m *Mesh) serves(env *Envelope) bool {
 		return false
 	}
 	if env.ActorType != "" {
+		if m.withdrawn {
+			// Draining: an instance still here takes its calls until it
+			// is retired (Drain); the others are placed elsewhere.
+			_, here := m.instances[actorKey(env.ActorType, env.ActorID)]
+			return here
+		}
 		return contains(m.self.Actors, env.ActorType)
 	}
 	return contains(m.self.Services, env.Service)

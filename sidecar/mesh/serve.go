@@ -9,7 +9,7 @@ import (
 )
 
 func (m *Mesh) serve(env *Envelope, finish func()) {
-	defer m.work.Done()
+	defer m.endServe()
 	// No per-request cancellation: registering every delivery with a
 	// cancellable parent was a tenth of a busy sidecar's CPU; Leave
 	// bounds its wait for deliveries itself.
@@ -39,7 +39,9 @@ func (m *Mesh) serve(env *Envelope, finish func()) {
 // delivers it.
 func (m *Mesh) handOver(env *Envelope, finish func(), cause error) {
 	if env.ActorType != "" {
-		m.dropInstance(context.Background(), m.instance(env.ActorType, env.ActorID))
+		in := m.instance(env.ActorType, env.ActorID)
+		m.dropInstance(context.Background(), in)
+		m.unref(in)
 	}
 	if t := m.routeTo(context.Background(), env, m.id); t != nil {
 		m.log.Info("handing a request over to another sidecar", "id", env.ID, "to", t.ID, "err", cause)

@@ -151,7 +151,11 @@ type loadHistory struct {
 
 // snapshot reads the load of every target seen, with its rates since
 // the previous snapshot and its latencies since the oldest one kept.
-func (m *Metrics) snapshot(h *loadHistory, now time.Time) []TargetLoad {
+func (m *Metrics) snapshot(h *loadHistory, now time.Time) []TargetLoad { return m.snap(h, now, true) }
+
+// snap is snapshot; it keeps the snapshot in h only when record is set
+// (a publication between periods leaves the windows as they are).
+func (m *Metrics) snap(h *loadHistory, now time.Time, record bool) []TargetLoad {
 	cur := map[*targetSeries]*targetTotals{}
 	var out []TargetLoad
 	var zero targetTotals
@@ -186,10 +190,12 @@ func (m *Metrics) snapshot(h *loadHistory, now time.Time) []TargetLoad {
 		}
 		l.mu.RUnlock()
 	}
-	h.at = append(h.at, now)
-	h.snaps = append(h.snaps, cur)
-	if len(h.at) > int(LatencyWindow/LoadPeriod) {
-		h.at, h.snaps = h.at[1:], h.snaps[1:]
+	if record {
+		h.at = append(h.at, now)
+		h.snaps = append(h.snaps, cur)
+		if len(h.at) > int(LatencyWindow/LoadPeriod) {
+			h.at, h.snaps = h.at[1:], h.snaps[1:]
+		}
 	}
 	slices.SortFunc(out, func(a, b TargetLoad) int {
 		return strings.Compare(a.Type+"/"+a.Name, b.Type+"/"+b.Name)
@@ -198,8 +204,11 @@ func (m *Metrics) snapshot(h *loadHistory, now time.Time) []TargetLoad {
 }
 
 // PublishLoad writes this sidecar's load to key every LoadPeriod until
-// ctx ends, then deletes it.
-func (m *Metrics) PublishLoad(ctx context.Context, rdb redis.UniversalClient, key string, log *slog.Logger) {
+// ctx ends, then deletes it. When a target's held requests rise from none
+// it publishes at once, between periods, and then announces it on the
+// Redis channel wake (when not ""), which scalers listen to: a request
+// for a target scaled to zero wakes it in milliseconds, not a period.
+func (m *Metrics) PublishLoad(ctx context.Context, rdb redis.UniversalClient, key, wake string, log *slog.Logger) {
 	if m == nil {
 		return
 	}
@@ -208,6 +217,7 @@ func (m *Metrics) PublishLoad(ctx context.Context, rdb redis.UniversalClient, ke
 	var h loadHistory
 	m.snapshot(&h, time.Now()) // what came before starts the windows
 	for {
+		held := false
 		select {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -215,11 +225,18 @@ func (m *Metrics) PublishLoad(ctx context.Context, rdb redis.UniversalClient, ke
 			cancel()
 			return
 		case <-t.C:
+		case <-m.heldWake:
+			held = true
 		}
 		now := time.Now()
-		load := Load{At: now.UTC(), Targets: m.snapshot(&h, now)}
+		load := Load{At: now.UTC(), Targets: m.snap(&h, now, !held)}
 		b, _ := json.Marshal(load)
-		if err := rdb.Set(ctx, key, b, 3*LoadPeriod).Err(); err != nil && ctx.Err() == nil {
+		err := rdb.Set(ctx, key, b, 3*LoadPeriod).Err()
+		if err == nil && held && wake != "" {
+			// After the load is written: a scaler woken reads it.
+			err = rdb.Publish(ctx, wake, key).Err()
+		}
+		if err != nil && ctx.Err() == nil {
 			log.Debug("cannot publish the sidecar's load", "err", err)
 		}
 	}

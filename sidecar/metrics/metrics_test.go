@@ -1,7 +1,11 @@
 package metrics
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,4 +113,28 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(100, record); n != 0 {
 		t.Errorf("%v allocations per call, want 0", n)
 	}
+}
+
+// TestHandlerUncompressedWithLiveHeap: /metrics answers a client that
+// offers gzip (as Prometheus does) uncompressed, and gives the live heap.
+func TestHandlerUncompressedWithLiveHeap(t *testing.T) {
+	srv := httptest.NewServer(New("a").Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" {
+		t.Errorf("Content-Encoding %q, want none", enc)
+	}
+	for _, name := range []string{"go_gc_heap_live_bytes ", "go_memstats_heap_inuse_bytes "} {
+		if !strings.Contains(string(b), "\n"+name) {
+			t.Errorf("no %s in /metrics", name)
+		}
+	}
+	t.Logf("/metrics: %d bytes", len(b))
 }

@@ -22,6 +22,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kar-runtime/kar/adapter/store"
 )
 
 // Summary is what a run copied, found already in kar, or could not copy.
@@ -105,13 +107,10 @@ func (m *migration) problem(format string, args ...any) {
 
 // scan lists KAR's keys of the application matching pattern, sorted.
 func (m *migration) scan(ctx context.Context, pattern string) ([]string, error) {
-	var out []string
-	iter := m.rdb.Scan(ctx, 0, m.prefix+pattern, 1000).Iterator()
-	for iter.Next(ctx) {
-		out = append(out, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		return nil, fmt.Errorf("list KAR keys %s: %w", m.prefix+pattern, err)
+	// KAR's keys have no hash tag: on a Redis Cluster they are on every primary.
+	out, err := store.ScanKeys(ctx, m.rdb, m.prefix+pattern)
+	if err != nil {
+		return nil, fmt.Errorf("list KAR keys: %w", err)
 	}
 	sort.Strings(out)
 	return out, nil

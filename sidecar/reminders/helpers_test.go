@@ -114,7 +114,7 @@ func schedule(t testing.TB, s *Store, r Reminder) {
 // gone reports whether no trace of the reminder is left in Redis.
 func gone(t testing.TB, s *Store, r Reminder) bool {
 	ctx := context.Background()
-	inHash, err := s.rdb.HExists(ctx, testKeys.Reminders(), r.field()).Result()
+	inHash, err := s.rdb.HExists(ctx, testKeys.Reminders(r.Actor.Type, r.Actor.ID), r.field()).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -151,6 +151,17 @@ func instancePrefix(actorType, actorID string) string {
 	return url.PathEscape(actorType) + "/" + url.PathEscape(actorID) + "/"
 }
 
+// splitField reads the actor type and id back from a field.
+func splitField(f string) (actorType, actorID string, ok bool) {
+	parts := strings.Split(f, "/")
+	if len(parts) != 3 {
+		return "", "", false
+	}
+	typ, err1 := url.PathUnescape(parts[0])
+	id, err2 := url.PathUnescape(parts[1])
+	return typ, id, err1 == nil && err2 == nil
+}
+
 func (r Reminder) field() string { return field(r.Actor.Type, r.Actor.ID, r.ID) }
 
 // score is when the reminder is due, in Unix milliseconds rounded up, so
@@ -162,19 +173,6 @@ func score(t time.Time) int64 {
 		ms++
 	}
 	return ms
-}
-
-// globEscape quotes the characters Redis MATCH patterns treat specially.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		switch c {
-		case '*', '?', '[', ']', '\\', '^', '-':
-			b.WriteByte('\\')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }
 
 // nextTarget is the first occurrence of a periodic reminder after its

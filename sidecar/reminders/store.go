@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -99,23 +98,28 @@ var ErrNotFound = errors.New("reminder not found")
 // Schedule creates or replaces reminder r and reports whether it is new.
 // A firing of the replaced reminder in progress completes without
 // rescheduling it (r wins).
-func (s *Store) Schedule(ctx context.Context, r Reminder) (created bool, err error) {
+func (s *Store) Schedule(ctx context.Context, r Reminder) (bool, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return false, fmt.Errorf("encode reminder %s: %w", r.field(), err)
 	}
+	var created int64
 	f := r.field()
-	var hset *redis.IntCmd
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		hset = p.HSet(ctx, s.keys.Reminders(), f, b)
-		p.ZAdd(ctx, s.keys.ReminderSchedule(), redis.Z{Score: float64(score(r.TargetTime)), Member: f})
-		return nil
-	})
+	// The reminder lives with its actor instance, its entry in the
+	// application's schedule: two slots of a Redis Cluster, so two steps.
+	// The reminder is written first: a claim that sees the entry of the
+	// replaced reminder meanwhile finds the new one not yet due and puts
+	// its entry back (claim); the order the other way round would let such
+	// a claim drop the entry of a reminder about to be written.
+	created, err = s.rdb.HSet(ctx, s.keys.Reminders(r.Actor.Type, r.Actor.ID), f, b).Result()
+	if err == nil {
+		err = s.rdb.ZAdd(ctx, s.keys.ReminderSchedule(), redis.Z{Score: float64(score(r.TargetTime)), Member: f}).Err()
+	}
 	if err != nil {
 		return false, fmt.Errorf("schedule reminder %s: %w", f, err)
 	}
 	s.notify(ctx)
-	return hset.Val() == 1, nil
+	return created == 1, nil
 }
 
 // notify wakes the schedulers; a lost notice only delays firing by IdlePoll.
@@ -131,7 +135,7 @@ func (s *Store) notify(ctx context.Context) {
 
 // Get returns one reminder, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, actor Actor, id string) (Reminder, error) {
-	v, err := s.rdb.HGet(ctx, s.keys.Reminders(), field(actor.Type, actor.ID, id)).Result()
+	v, err := s.rdb.HGet(ctx, s.keys.Reminders(actor.Type, actor.ID), field(actor.Type, actor.ID, id)).Result()
 	if errors.Is(err, redis.Nil) {
 		return Reminder{}, ErrNotFound
 	}
@@ -165,29 +169,16 @@ func (s *Store) List(ctx context.Context, actor Actor) ([]Reminder, error) {
 
 // scan returns field → JSON of the reminders of one instance.
 func (s *Store) scan(ctx context.Context, actor Actor) (map[string]string, error) {
-	prefix := instancePrefix(actor.Type, actor.ID)
-	out := map[string]string{}
-	var cursor uint64
-	for {
-		kv, next, err := s.rdb.HScan(ctx, s.keys.Reminders(), cursor, globEscape(prefix)+"*", 1000).Result()
-		if err != nil {
-			return nil, fmt.Errorf("list reminders of %s/%s: %w", actor.Type, actor.ID, err)
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if strings.HasPrefix(kv[i], prefix) {
-				out[kv[i]] = kv[i+1]
-			}
-		}
-		if next == 0 {
-			return out, nil
-		}
-		cursor = next
+	out, err := s.rdb.HGetAll(ctx, s.keys.Reminders(actor.Type, actor.ID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list reminders of %s/%s: %w", actor.Type, actor.ID, err)
 	}
+	return out, nil
 }
 
 // Cancel removes one reminder, or returns ErrNotFound.
 func (s *Store) Cancel(ctx context.Context, actor Actor, id string) error {
-	n, err := s.remove(ctx, []string{field(actor.Type, actor.ID, id)})
+	n, err := s.remove(ctx, actor, []string{field(actor.Type, actor.ID, id)})
 	if err != nil {
 		return fmt.Errorf("cancel reminder %s: %w", id, err)
 	}
@@ -208,32 +199,34 @@ func (s *Store) CancelAll(ctx context.Context, actor Actor) (int, error) {
 	for f := range entries {
 		fields = append(fields, f)
 	}
-	n, err := s.remove(ctx, fields)
+	n, err := s.remove(ctx, actor, fields)
 	if err != nil {
 		return n, fmt.Errorf("cancel reminders of %s/%s: %w", actor.Type, actor.ID, err)
 	}
 	return n, nil
 }
 
-func (s *Store) remove(ctx context.Context, fields []string) (int, error) {
+// remove removes reminders of one actor instance: their schedule entries
+// first, so that a claim meanwhile finds no entry rather than an entry
+// without its reminder; a reminder scheduled again meanwhile loses its
+// reminder and then its entry (to a claim): the cancellation wins.
+func (s *Store) remove(ctx context.Context, actor Actor, fields []string) (int, error) {
 	total := 0
 	for len(fields) > 0 {
 		batch := fields[:min(len(fields), 1000)]
 		fields = fields[len(batch):]
-		var hdel *redis.IntCmd
 		members := make([]any, len(batch))
 		for i, f := range batch {
 			members[i] = f
 		}
-		_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			hdel = p.HDel(ctx, s.keys.Reminders(), batch...)
-			p.ZRem(ctx, s.keys.ReminderSchedule(), members...)
-			return nil
-		})
+		if err := s.rdb.ZRem(ctx, s.keys.ReminderSchedule(), members...).Err(); err != nil {
+			return total, err
+		}
+		n, err := s.rdb.HDel(ctx, s.keys.Reminders(actor.Type, actor.ID), batch...).Result()
 		if err != nil {
 			return total, err
 		}
-		total += int(hdel.Val())
+		total += int(n)
 	}
 	if s.opts.Cancelled != nil && total > 0 {
 		s.opts.Cancelled(total)
@@ -241,15 +234,13 @@ func (s *Store) remove(ctx context.Context, fields []string) (int, error) {
 	return total, nil
 }
 
-// claimScript atomically takes up to ARGV[2] reminders due now by moving
-// their score to the claim deadline (now + ARGV[1] ms), and reports the
-// earliest score left in the schedule (after the claims), so the caller
-// knows how long to sleep. "Now" is Redis's clock, the one clock all
-// sidecars share: a sidecar whose own clock is off (a laptop in a hybrid
-// mesh) neither fires early nor spins. Schedule entries without a
-// reminder are dropped.
-// KEYS[1] = schedule, KEYS[2] = reminders hash.
-// Reply: {now ms, next score or "", field1, json1, field2, json2, ...}.
+// claimScript atomically takes up to ARGV[2] entries due now from the
+// schedule by moving their score to the claim deadline (now + ARGV[1] ms),
+// and reports the earliest score left in the schedule (after the claims),
+// so the caller knows how long to sleep. "Now" is Redis's clock, the one
+// clock all sidecars share: a sidecar whose own clock is off (a laptop in
+// a hybrid mesh) neither fires early nor spins.
+// KEYS[1] = schedule. Reply: {now ms, next score or "", field1, field2, ...}.
 var claimScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -257,49 +248,62 @@ local out = {tostring(now), ''}
 if tonumber(ARGV[2]) > 0 then
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
   for _, f in ipairs(due) do
-    local v = redis.call('HGET', KEYS[2], f)
-    if v then
-      redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), f)
-      out[#out + 1] = f
-      out[#out + 1] = v
-    else
-      redis.call('ZREM', KEYS[1], f)
-    end
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), f)
+    out[#out + 1] = f
   end
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if first[2] then out[2] = first[2] end
 return out`)
 
-// finishScript ends a claim, unless the reminder changed meanwhile (it was
-// rescheduled, cancelled, or fired by another scheduler after our claim
-// expired): then the change stands. ARGV[3] == "" removes the reminder,
-// otherwise it becomes ARGV[3] due at ARGV[4].
-// KEYS[1] = schedule, KEYS[2] = reminders hash; ARGV[1] = field, ARGV[2] = JSON as claimed.
+// moveScript moves the schedule entry ARGV[1] to score ARGV[3] (removes it
+// when ARGV[3] == ""), if it is still at ARGV[2], the score of the
+// caller's claim: a reminder scheduled again or claimed by another
+// scheduler meanwhile keeps its new entry. KEYS[1] = schedule.
+var moveScript = redis.NewScript(`
+local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not cur or tonumber(cur) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
+return 1`)
+
+// finishScript ends a claim on the reminder, unless it changed meanwhile
+// (it was rescheduled, cancelled, or fired by another scheduler after our
+// claim expired): then the change stands. ARGV[3] == "" removes the
+// reminder, otherwise it becomes ARGV[3].
+// KEYS[1] = the instance's reminders; ARGV[1] = field, ARGV[2] = JSON as claimed.
 var finishScript = redis.NewScript(`
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
   return 0
 end
 if ARGV[3] == '' then
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[1], ARGV[1])
 else
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 end
 return 1`)
 
 type claimed struct {
 	field, json string
+	// until is the score of the claim's schedule entry (its deadline, ms).
+	until int64
 }
 
 // claim takes up to n due reminders. It also returns Redis's time and how
 // long until the schedule's earliest remaining entry is due (ok == false
 // when the schedule is empty).
+//
+// The schedule entries are claimed first (one script on the schedule's
+// slot), then the claimed reminders read from their instances' slots. An
+// entry whose reminder is gone (cancelled between its two steps) is
+// dropped; one whose reminder is not due yet (scheduled again meanwhile,
+// or a periodic reminder whose firing was recorded but not its next
+// entry) is put back at its target time.
 func (s *Store) claim(ctx context.Context, n int) (batch []claimed, redisNow time.Time, untilNext time.Duration, ok bool, err error) {
-	res, err := claimScript.Run(ctx, s.rdb,
-		[]string{s.keys.ReminderSchedule(), s.keys.Reminders()},
-		s.opts.Lease.Milliseconds(), n).StringSlice()
+	res, err := claimScript.Run(ctx, s.rdb, []string{s.keys.ReminderSchedule()}, s.opts.Lease.Milliseconds(), n).StringSlice()
 	if err != nil {
 		return nil, time.Time{}, 0, false, err
 	}
@@ -317,17 +321,68 @@ func (s *Store) claim(ctx context.Context, n int) (batch []claimed, redisNow tim
 		}
 		untilNext, ok = time.Duration(int64(next)-nowMs)*time.Millisecond, true
 	}
-	batch = make([]claimed, 0, (len(res)-2)/2)
-	for i := 2; i+1 < len(res); i += 2 {
-		batch = append(batch, claimed{field: res[i], json: res[i+1]})
+	fields := res[2:]
+	if len(fields) == 0 {
+		return nil, time.UnixMilli(nowMs), untilNext, ok, nil
+	}
+	until := nowMs + s.opts.Lease.Milliseconds()
+	gets := make([]*redis.StringCmd, len(fields))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, f := range fields {
+			typ, id, _ := splitField(f)
+			gets[i] = p.HGet(ctx, s.keys.Reminders(typ, id), f)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		// The claims expire and the reminders come due again.
+		return nil, time.Time{}, 0, false, err
+	}
+	batch = make([]claimed, 0, len(fields))
+	for i, f := range fields {
+		v, err := gets[i].Result()
+		if errors.Is(err, redis.Nil) {
+			s.move(ctx, f, until, "")
+			continue
+		}
+		if err != nil {
+			return nil, time.Time{}, 0, false, err
+		}
+		var r Reminder
+		if json.Unmarshal([]byte(v), &r) == nil && score(r.TargetTime) > nowMs {
+			s.move(ctx, f, until, strconv.FormatInt(score(r.TargetTime), 10))
+			if due := time.Duration(score(r.TargetTime)-nowMs) * time.Millisecond; !ok || due < untilNext {
+				untilNext, ok = due, true
+			}
+			continue
+		}
+		batch = append(batch, claimed{field: f, json: v, until: until})
 	}
 	return batch, time.UnixMilli(nowMs), untilNext, ok, nil
 }
 
+// move moves the schedule entry f claimed until `until` to score to ("":
+// removes it); a failure leaves the claim to expire.
+func (s *Store) move(ctx context.Context, f string, until int64, to string) {
+	if err := moveScript.Run(ctx, s.rdb, []string{s.keys.ReminderSchedule()}, f, until, to).Err(); err != nil {
+		s.log.Debug("reminders: cannot move a schedule entry; its claim will expire", "reminder", f, "err", err)
+	}
+}
+
 // finish ends the claim c: next == "" removes the reminder, otherwise it
-// becomes next, due at dueMs.
+// becomes next, due at dueMs. The reminder changes first, then its
+// schedule entry, each only if unchanged since the claim; a scheduler
+// stopped between the two leaves the entry at the claim's deadline, where
+// claim finds it (and a periodic reminder not due yet).
 func (s *Store) finish(ctx context.Context, c claimed, next string, dueMs int64) error {
-	return finishScript.Run(ctx, s.rdb,
-		[]string{s.keys.ReminderSchedule(), s.keys.Reminders()},
-		c.field, c.json, next, dueMs).Err()
+	typ, id, _ := splitField(c.field)
+	done, err := finishScript.Run(ctx, s.rdb, []string{s.keys.Reminders(typ, id)}, c.field, c.json, next).Int()
+	if err != nil || done == 0 {
+		return err
+	}
+	to := ""
+	if next != "" {
+		to = strconv.FormatInt(dueMs, 10)
+	}
+	return moveScript.Run(ctx, s.rdb, []string{s.keys.ReminderSchedule()}, c.field, c.until, to).Err()
 }

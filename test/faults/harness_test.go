@@ -96,6 +96,8 @@ type cluster struct {
 	// pending are the checks that failed only for want of a fix not yet
 	// landed; see finish.
 	pending []string
+	// backendEnv overrides the backend's settings in every kar process.
+	backendEnv []string
 }
 
 func newCluster(t *testing.T, app string, opts ...testenv.Option) *cluster {
@@ -109,10 +111,12 @@ func newCluster(t *testing.T, app string, opts ...testenv.Option) *cluster {
 	return c
 }
 
-// env is a kar process's environment; extra comes last and wins (e.g. a
-// proxy's REDIS_PORT).
+// env is a kar process's environment; c.backendEnv (e.g. a Redis
+// Cluster's) overrides the backend's, and extra comes last and wins (e.g.
+// a proxy's REDIS_PORT).
 func (c *cluster) env(extra ...string) []string {
-	return append(append(c.b.Env(), "KAR_LEASE_TTL="+leaseTTL), extra...)
+	env := append(append(c.b.Env(), c.backendEnv...), "KAR_LEASE_TTL="+leaseTTL)
+	return append(env, extra...)
 }
 
 // hosts says what a server replica serves.

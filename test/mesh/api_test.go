@@ -22,14 +22,7 @@ func sidecarAlone(t *testing.T, b *devenv.Backend, app string, flags ...string) 
 	args := append([]string{testenv.KarBin(t), "run", "-app", app, "-runtime_port", strconv.Itoa(port), "-v", "info"}, flags...)
 	p := testenv.Start(t, "sidecar", karEnv(b), "", args...)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		resp, err := http.Get(base + "/kar/v1/system/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, "sidecar health")
+	testenv.WaitHealthy(t, base, 20*time.Second)
 	return p, base
 }
 

@@ -2,7 +2,6 @@ package mesh_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,16 +16,7 @@ import (
 // karCmd runs kar with exactly env (plus PATH/HOME) and returns its output and exit code.
 func karCmd(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(testenv.KarBin(t), args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), code
+	return testenv.RunKar(t, env, args...)
 }
 
 // TestBadConfiguration: each mistake gives one clear line, exit code 2,

@@ -1,0 +1,190 @@
+package testenv
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kar-runtime/kar/devenv"
+)
+
+// RedisCluster is a Redis Cluster of real redis-server processes in
+// cluster mode, one primary each and no replicas, for the test.
+type RedisCluster struct {
+	// Addrs are the primaries' host:port, in the order they were started.
+	Addrs []string
+	procs []*Proc
+	opts  clusterOptions
+}
+
+// ClusterOption sets up a RedisCluster as a managed one is.
+type ClusterOption func(*clusterOptions)
+
+type clusterOptions struct {
+	certs          *devenv.Certs
+	user, password string
+}
+
+// ClusterTLS serves the cluster over TLS only, clients and cluster bus
+// alike (tls-cluster), with the server certificate of certs.
+func ClusterTLS(certs *devenv.Certs) ClusterOption {
+	return func(o *clusterOptions) { o.certs = certs }
+}
+
+// ClusterUser turns the default user off and lets user in with password.
+func ClusterUser(user, password string) ClusterOption {
+	return func(o *clusterOptions) { o.user, o.password = user, password }
+}
+
+// StartRedisCluster starts primaries redis-server processes with
+// cluster-enabled on free loopback ports (each with its own temporary
+// directory), joins them with `redis-cli --cluster create`, and waits
+// until every node serves all 16384 slots. The processes are stopped by
+// their PID when the test ends.
+func StartRedisCluster(t testing.TB, primaries int, opts ...ClusterOption) *RedisCluster {
+	t.Helper()
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("testenv: %s is not on PATH; install it (Debian: apt-get install redis-server): %v", bin, err)
+		}
+	}
+	c := &RedisCluster{}
+	for _, o := range opts {
+		o(&c.opts)
+	}
+	for i := range primaries {
+		dir := t.TempDir()
+		port, busPort := FreePort(t), FreePort(t)
+		conf := strings.Join(append(c.opts.config(port), []string{
+			"bind 127.0.0.1",
+			"cluster-enabled yes",
+			"cluster-port " + strconv.Itoa(busPort),
+			"cluster-config-file nodes.conf",
+			"cluster-node-timeout 2000",
+			// A test's cluster loses nothing it needs when a node goes.
+			"cluster-require-full-coverage no",
+			"dir " + strconv.Quote(dir),
+			`save ""`,
+			"appendonly no",
+			"protected-mode no",
+			"loglevel warning",
+		}...), "\n") + "\n"
+		path := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		c.procs = append(c.procs, Start(t, fmt.Sprintf("redis-cluster-%d", i), nil, dir, "redis-server", path))
+		c.Addrs = append(c.Addrs, "127.0.0.1:"+strconv.Itoa(port))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, a := range c.Addrs {
+		Eventually(t, 20*time.Second, func() bool {
+			cl := c.node(a)
+			defer cl.Close()
+			return cl.Ping(ctx).Err() == nil
+		}, "redis-server %s to answer", a)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if c.opts.certs != nil {
+		args = append(args, "--tls", "--cacert", c.opts.certs.CAFile)
+	}
+	if c.opts.user != "" {
+		args = append(args, "--user", c.opts.user)
+	}
+	cmd := exec.CommandContext(ctx, "redis-cli", args...)
+	if c.opts.password != "" {
+		// In the environment, not on the command line (ps shows it).
+		cmd.Env = append(os.Environ(), "REDISCLI_AUTH="+c.opts.password)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	for _, a := range c.Addrs {
+		Eventually(t, 30*time.Second, func() bool {
+			cl := c.node(a)
+			defer cl.Close()
+			info, err := cl.ClusterInfo(ctx).Result()
+			return err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_slots_assigned:16384") &&
+				strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(primaries)+"\r")
+		}, "node %s to see the whole cluster", a)
+	}
+	return c
+}
+
+// config is the TLS and ACL part of a node's configuration.
+func (o clusterOptions) config(port int) []string {
+	var out []string
+	if o.certs != nil {
+		out = append(out, "port 0", "tls-port "+strconv.Itoa(port), "tls-cluster yes",
+			"tls-cert-file "+strconv.Quote(o.certs.CertFile), "tls-key-file "+strconv.Quote(o.certs.KeyFile),
+			"tls-ca-cert-file "+strconv.Quote(o.certs.CAFile), "tls-auth-clients no")
+	} else {
+		out = append(out, "port "+strconv.Itoa(port))
+	}
+	if o.user != "" {
+		out = append(out, "user default off", "user "+o.user+" on "+strconv.Quote(">"+o.password)+" ~* &* +@all")
+	}
+	return out
+}
+
+// Env is what a kar process needs to use the cluster.
+func (c *RedisCluster) Env() []string {
+	env := []string{"REDIS_CLUSTER=true", "REDIS_HOST=" + strings.Join(c.Addrs, ","), "REDIS_PORT=6379"}
+	if c.opts.certs != nil {
+		env = append(env, "REDIS_ENABLE_TLS=true", "REDIS_CA="+c.opts.certs.CABase64())
+	}
+	if c.opts.user != "" {
+		env = append(env, "REDIS_USER="+c.opts.user, "REDIS_PASSWORD="+c.opts.password)
+	}
+	return env
+}
+
+// tls is the client TLS settings for the cluster (nil without TLS).
+func (c *RedisCluster) tls() *tls.Config {
+	if c.opts.certs == nil {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(c.opts.certs.CAPEM)
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+func (c *RedisCluster) node(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, TLSConfig: c.tls(), Username: c.opts.user, Password: c.opts.password})
+}
+
+// Client returns a cluster client, closed when the test ends.
+func (c *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
+	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, TLSConfig: c.tls(), Username: c.opts.user, Password: c.opts.password})
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// Node returns a client of primary i alone (no redirections followed),
+// closed when the test ends.
+func (c *RedisCluster) Node(t testing.TB, i int) *redis.Client {
+	cl := c.node(c.Addrs[i])
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// PIDs are the process ids of the primaries.
+func (c *RedisCluster) PIDs() []int {
+	out := make([]int, len(c.procs))
+	for i, p := range c.procs {
+		out[i] = p.PID()
+	}
+	return out
+}
