@@ -63,38 +63,10 @@ func StartRedisCluster(t testing.TB, primaries int, opts ...ClusterOption) *Redi
 		o(&c.opts)
 	}
 	for i := range primaries {
-		dir := t.TempDir()
-		port, busPort := FreePort(t), FreePort(t)
-		conf := strings.Join(append(c.opts.config(port), []string{
-			"bind 127.0.0.1",
-			"cluster-enabled yes",
-			"cluster-port " + strconv.Itoa(busPort),
-			"cluster-config-file nodes.conf",
-			"cluster-node-timeout 2000",
-			// A test's cluster loses nothing it needs when a node goes.
-			"cluster-require-full-coverage no",
-			"dir " + strconv.Quote(dir),
-			`save ""`,
-			"appendonly no",
-			"protected-mode no",
-			"loglevel warning",
-		}...), "\n") + "\n"
-		path := filepath.Join(dir, "redis.conf")
-		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-			t.Fatalf("testenv: %v", err)
-		}
-		c.procs = append(c.procs, Start(t, fmt.Sprintf("redis-cluster-%d", i), nil, dir, "redis-server", path))
-		c.Addrs = append(c.Addrs, "127.0.0.1:"+strconv.Itoa(port))
+		c.startNode(t, i)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for _, a := range c.Addrs {
-		Eventually(t, 20*time.Second, func() bool {
-			cl := c.node(a)
-			defer cl.Close()
-			return cl.Ping(ctx).Err() == nil
-		}, "redis-server %s to answer", a)
-	}
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	if c.opts.certs != nil {
@@ -121,6 +93,56 @@ func StartRedisCluster(t testing.TB, primaries int, opts ...ClusterOption) *Redi
 		}, "node %s to see the whole cluster", a)
 	}
 	return c
+}
+
+// startNode starts primary i on two free ports (clients and cluster bus)
+// and waits until it answers. A free port can be taken by another process
+// between the probe and redis-server's bind (other tests run beside this
+// one): then the node starts again on new ports.
+func (c *RedisCluster) startNode(t testing.TB, i int) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		dir := t.TempDir()
+		port, busPort := FreePort(t), FreePort(t)
+		conf := strings.Join(append(c.opts.config(port), []string{
+			"bind 127.0.0.1",
+			"cluster-enabled yes",
+			"cluster-port " + strconv.Itoa(busPort),
+			"cluster-config-file nodes.conf",
+			"cluster-node-timeout 2000",
+			// A test's cluster loses nothing it needs when a node goes.
+			"cluster-require-full-coverage no",
+			"dir " + strconv.Quote(dir),
+			`save ""`,
+			"appendonly no",
+			"protected-mode no",
+			"loglevel warning",
+		}...), "\n") + "\n"
+		path := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		p := Start(t, fmt.Sprintf("redis-cluster-%d", i), nil, dir, "redis-server", path)
+		Eventually(t, 20*time.Second, func() bool {
+			if p.Exited() {
+				return true
+			}
+			cl := c.node(addr)
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return cl.Ping(ctx).Err() == nil
+		}, "redis-server %s to answer", addr)
+		if !p.Exited() {
+			c.procs = append(c.procs, p)
+			c.Addrs = append(c.Addrs, addr)
+			return
+		}
+		if !strings.Contains(p.Output(), "Address already in use") || attempt == 5 {
+			t.Fatalf("testenv: redis-server %s exited at start:\n%s", addr, p.Output())
+		}
+	}
 }
 
 // config is the TLS and ACL part of a node's configuration.
