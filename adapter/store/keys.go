@@ -65,6 +65,10 @@ func (k Keys) Lease(p int32) string { return k.partition(p) + "lease" }
 // it shares the tag of Lease (scripts commit it only under the lease).
 func (k Keys) Offset(p int32) string { return k.partition(p) + "offset" }
 
+// Finished lists the records of partition p past Offset that are finished
+// (ranges of offsets), committed with it: a new owner skips them.
+func (k Keys) Finished(p int32) string { return k.partition(p) + "finished" }
+
 // Names inside keys (actor types and ids, sub-map keys, request ids) are
 // escaped so that they hold no ':' (the separator), which keeps the map
 // from names to keys injective (without it, the sub-map "b:k" of actor "a"

@@ -37,6 +37,7 @@ func allKeys(app string) map[string]string {
 	for _, p := range []int32{0, 1, 10} {
 		add(k.Lease(p), "lease "+app)
 		add(k.Offset(p), "offset "+app)
+		add(k.Finished(p), "finished "+app)
 	}
 	add(k.Sidecars(), "sidecars "+app)
 	add(k.Sidecar("s1"), "sidecar "+app)
@@ -190,7 +191,7 @@ func TestKeysPatterns(t *testing.T) {
 		{"Pattern", scan(k.Pattern()), want(func(string, string) bool { return true })},
 		{"PlacementPattern", scan(k.PlacementPattern()), want(kind("placement"))},
 		{"StatePattern", scan(k.StatePattern()), want(kind("state"))},
-		{"Runtime", scan(k.Runtime()...), want(kind("placement", "lease", "offset", "response", "calls", "attempts"))},
+		{"Runtime", scan(k.Runtime()...), want(kind("placement", "lease", "offset", "finished", "response", "calls", "attempts"))},
 	} {
 		if !slices.Equal(tc.got, tc.want) {
 			t.Errorf("%s: found %d keys, want %d\nextra: %q\nmissing: %q", tc.name, len(tc.got), len(tc.want), minus(tc.got, tc.want), minus(tc.want, tc.got))

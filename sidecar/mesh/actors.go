@@ -317,30 +317,16 @@ func (m *Mesh) hostHere(ctx context.Context, typ, id string) error {
 }
 
 // passOn sends an actor request to the instance's host (to, or the one its
-// placement names), or holds it while the type has no live host. A host
-// whose partition this sidecar reads has died (its partition was adopted
-// here) while its registration has not expired yet: forwarding to it would
-// bring the request back here, again and again, each time counted as a
-// run (redeliveredTooOften). The request is held instead, until the view
-// changes and the placement can be replaced.
+// placement names), or holds it while the type has no live host.
 func (m *Mesh) passOn(ctx context.Context, env *Envelope, to *Member, finish func()) {
 	if to == nil {
 		to = m.routeTo(ctx, env, m.id)
 	}
-	if to == nil || m.readsPartitionOf(to) {
+	if to == nil {
 		m.hold(env, finish)
 		return
 	}
 	m.forward(env, to, finish)
-}
-
-// readsPartitionOf tells whether this sidecar reads the partition of
-// another member.
-func (m *Mesh) readsPartitionOf(mem *Member) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, ours := m.owned[mem.Partition]
-	return ours && mem.ID != m.id
 }
 
 func (in *instance) isActive() bool {

@@ -102,8 +102,11 @@ func (m *Mesh) adoptScan(ctx context.Context) error {
 		if err != nil || !ok {
 			continue
 		}
+		// Before reading the partition: its records name its dead owner.
+		m.bury(ctx, p)
 		if err := m.startPartition(ctx, p, true); err != nil {
 			m.rdb.Del(ctx, m.keys.Lease(p))
+			m.unbury(p)
 			m.log.Warn("cannot adopt partition", "partition", p, "err", err)
 			continue
 		}
@@ -111,6 +114,86 @@ func (m *Mesh) adoptScan(ctx context.Context) error {
 		m.log.Info("adopted an orphaned partition", "partition", p, "from", pos[p], "to", hwm)
 	}
 	return nil
+}
+
+// bury forgets the members whose partition p this sidecar has just
+// adopted: their lease expired, so they are dead (or, stalled, will find
+// the lease lost, claim another partition and register again), whatever
+// their registration says. A registration can outlive its lease for a
+// while (it is written after the lease is renewed, and again on every
+// change), and until it expires the records of p that name that member
+// would be passed back to p, which this sidecar reads: round and round.
+// The view drops them at once (and at every refresh while p is adopted
+// here: withoutBuried); their records go from Redis, so that the other
+// sidecars and the placements stop naming them too.
+func (m *Mesh) bury(ctx context.Context, p int32) {
+	var dead []*Member
+	for _, mem := range m.view.Load().byID {
+		if mem.Partition == p && mem.ID != m.id {
+			dead = append(dead, mem)
+		}
+	}
+	if len(dead) == 0 {
+		return
+	}
+	m.mu.Lock()
+	for _, mem := range dead {
+		m.buried[mem.ID] = p
+	}
+	m.mu.Unlock()
+	m.view.Store(newView(m.withoutBuried(m.Members())))
+	for _, mem := range dead {
+		n, err := buryScript.Run(ctx, m.rdb, []string{m.keys.Sidecars(), m.keys.Sidecar(mem.ID)}, mem.ID, mem.raw).Int()
+		if err != nil {
+			m.log.Warn("cannot forget a dead member", "id", mem.ID, "err", err)
+			continue
+		}
+		if n == 1 {
+			m.rdb.Publish(ctx, m.keys.Members(), "leave "+mem.ID)
+			m.log.Info("forgot a dead member whose partition was adopted", "id", mem.ID, "partition", p)
+		}
+	}
+}
+
+// buryScript deletes a member's record, unless it changed since it was
+// read (the member registered again), and drops it from the set.
+// KEYS: members set, member record. ARGV: id, record as read.
+var buryScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[2])
+  redis.call('SREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0`)
+
+// withoutBuried drops from ms the members found dead by bury, unless they
+// registered again since (on another partition).
+func (m *Mesh) withoutBuried(ms []*Member) []*Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.buried) == 0 {
+		return ms
+	}
+	out := ms[:0:0]
+	for _, mem := range ms {
+		if p, ok := m.buried[mem.ID]; ok && p == mem.Partition {
+			continue
+		}
+		out = append(out, mem)
+	}
+	return out
+}
+
+// unbury forgets the burials of partition p's members, once p is given
+// back: their records are gone by then, or they registered again.
+func (m *Mesh) unbury(p int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, q := range m.buried {
+		if q == p {
+			delete(m.buried, id)
+		}
+	}
 }
 
 // releaseDrained gives back adopted partitions with nothing left to do.
@@ -127,6 +210,7 @@ func (m *Mesh) releaseDrained(ctx context.Context) {
 	m.mu.Unlock()
 	for _, o := range drained {
 		m.release(ctx, o)
+		m.unbury(o.p)
 		m.log.Info("released a drained partition", "partition", o.p)
 	}
 }
@@ -134,16 +218,19 @@ func (m *Mesh) releaseDrained(ctx context.Context) {
 // release stops reading o and hands its lease back with its position.
 func (m *Mesh) release(ctx context.Context, o *owned) {
 	o.close()
-	if err := releaseScript.Run(ctx, m.rdb, []string{m.keys.Lease(o.p), m.keys.Offset(o.p)}, m.id, o.tr.position()).Err(); err != nil {
+	pos, finished, _ := o.tr.snapshot()
+	if err := releaseScript.Run(ctx, m.rdb, m.commitKeys(o.p), m.id, pos, finished).Err(); err != nil {
 		m.log.Warn("cannot release partition", "partition", o.p, "err", err)
 	}
 }
 
-// releaseScript commits a partition's position and drops its lease, if the
-// caller still owns it. KEYS: lease, offset. ARGV: id, position.
+// releaseScript commits a partition's position (as commitScript) and drops
+// its lease, if the caller still owns it. KEYS: lease, offset, finished.
+// ARGV: id, position, finished ranges.
 var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2])
+  if ARGV[3] == '' then redis.call('DEL', KEYS[3]) else redis.call('SET', KEYS[3], ARGV[3]) end
   redis.call('DEL', KEYS[1])
   return 1
 end

@@ -256,11 +256,11 @@ func (m *Mesh) start(ctx context.Context, req *Envelope) (string, chan *Envelope
 	m.mu.Lock()
 	m.pending[req.ID] = &call{ch: ch, req: req}
 	m.mu.Unlock()
-	m.recordCall(ctx, req)
 	if err := m.send(ctx, req); err != nil {
 		m.forget(req.ID)
 		return "", nil, err
 	}
+	m.recordCall(ctx, req)
 	return req.ID, ch, nil
 }
 

@@ -138,6 +138,7 @@ func (m *Mesh) lost(p int32) {
 	o := m.owned[p]
 	delete(m.owned, p)
 	m.mu.Unlock()
+	m.unbury(p)
 	if o != nil {
 		o.close()
 	}

@@ -25,6 +25,9 @@ type Member struct {
 	Started   time.Time `json:"started"`
 	// Client marks a one-shot sidecar (kar rest, kar invoke).
 	Client bool `json:"client,omitempty"`
+	// raw is the record as read from Redis: a dead member's record is
+	// deleted only if it has not changed since (bury).
+	raw string
 }
 
 // view is an immutable snapshot of the live members, swapped atomically so
@@ -101,7 +104,7 @@ func LoadMembers(ctx context.Context, rdb redis.UniversalClient, keys store.Keys
 			gone = append(gone, ids[i])
 			continue
 		}
-		mem := &Member{}
+		mem := &Member{raw: s}
 		if json.Unmarshal([]byte(s), mem) != nil {
 			continue
 		}
@@ -123,7 +126,7 @@ func (m *Mesh) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.view.Store(newView(ms))
+	m.view.Store(newView(m.withoutBuried(ms)))
 	m.retryHeld(ctx)
 	m.retryStrays()
 	return nil

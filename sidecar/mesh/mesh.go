@@ -66,9 +66,12 @@ type Mesh struct {
 	rr   atomic.Uint64
 	seq  atomic.Uint64
 
-	mu      sync.Mutex
-	self    Member
-	owned   map[int32]*owned
+	mu    sync.Mutex
+	self  Member
+	owned map[int32]*owned
+	// buried: members found dead by adopting their partition (adopt.go),
+	// by id, with that partition; left out of the view.
+	buried  map[string]int32
 	pending map[string]*call
 	// promised: when each promise (Pragma: promise) was issued, so that
 	// promises nobody awaits do not pile up.
@@ -135,6 +138,7 @@ func New(opts Options, rdb redis.UniversalClient, kc *kafka.Client) (*Mesh, erro
 		topic:      kafka.Topic(opts.App),
 		keys:       store.NewKeys(opts.App),
 		owned:      map[int32]*owned{},
+		buried:     map[string]int32{},
 		pending:    map[string]*call{},
 		promised:   map[string]time.Time{},
 		instances:  map[string]*instance{},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Retry orchestration, as KAR guarantees it ("Reliable Actors with Retry
@@ -14,10 +16,19 @@ import (
 // can be left running for nobody.
 //
 // The bookkeeping: a synchronous call made while this sidecar's component
-// runs a request R (its parent) is recorded in the hash Calls(R) before it
-// is sent, and its host removes it when it answers the call, whoever
-// waits for the answer. A retry of R (a record redelivered by the
-// partition's next owner, or passed on) waits until Calls(R) is empty.
+// runs a request R (its parent) is recorded in the hash Calls(R) once it is
+// sent, and its host removes it when it answers the call, whoever waits
+// for the answer. A retry of R (a record redelivered by the partition's
+// next owner, or passed on) waits until Calls(R) holds no call.
+//
+// Once sent, not before: a call recorded before it was sent stayed
+// recorded for good when its sending failed or its sidecar died in
+// between, and held every retry of its parent for orchestrationWait. The
+// price is the other window: a call sent by a sidecar that dies before
+// recording it is not waited for (as when Redis refuses the record). An
+// answer can overtake the record (the host answers before the caller's
+// write lands): the host then leaves a tombstone that the record does not
+// overwrite (callDoneScript), and the caller removes it.
 //
 // The parent of a call is found by its session: an actor method's nested
 // calls carry the session of the request that runs it, and within one
@@ -88,39 +99,69 @@ func (m *Mesh) parentOf(session string) string {
 	return ""
 }
 
-// recordCall notes req in its parent's calls before it is sent.
+// callAnswered is the tombstone of a call answered before it was recorded.
+const callAnswered = "answered"
+
+// recordCall notes req in its parent's calls once it is sent.
 func (m *Mesh) recordCall(ctx context.Context, req *Envelope) {
 	if req.Parent == "" {
 		return
 	}
 	key := m.keys.Calls(req.Parent)
 	pipe := m.rdb.Pipeline()
-	pipe.HSet(ctx, key, req.ID, strconv.FormatInt(time.Now().UnixMilli(), 10))
+	added := pipe.HSetNX(ctx, key, req.ID, strconv.FormatInt(time.Now().UnixMilli(), 10))
 	pipe.Expire(ctx, key, callsTTL)
 	if _, err := pipe.Exec(ctx); err != nil {
 		// The call goes on; only a retry of its parent would not wait for it.
 		m.log.Warn("cannot record a nested call", "id", req.ID, "parent", req.Parent, "err", err)
+		return
+	}
+	if !added.Val() {
+		// Answered already: its host left a tombstone.
+		m.rdb.HDel(ctx, key, req.ID)
 	}
 }
+
+// callDoneScript removes a call from its parent's calls, or, when the
+// call is not recorded yet, leaves a tombstone that its record will not
+// overwrite. KEYS: the parent's calls. ARGV: call id, tombstone, TTL ms.
+var callDoneScript = redis.NewScript(`
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 0`)
 
 // callDone removes a call of env's parent once env is answered.
 func (m *Mesh) callDone(env *Envelope) {
 	if env.Parent == "" || env.Async {
 		return
 	}
-	if err := m.rdb.HDel(context.Background(), m.keys.Calls(env.Parent), rootID(env.ID)).Err(); err != nil {
+	err := callDoneScript.Run(context.Background(), m.rdb, []string{m.keys.Calls(env.Parent)}, rootID(env.ID), callAnswered, callsTTL.Milliseconds()).Err()
+	if err != nil {
 		m.log.Warn("cannot note a nested call finished", "id", env.ID, "parent", env.Parent, "err", err)
 	}
+}
+
+// callsRunning counts the calls recorded for parent that are not answered.
+func (m *Mesh) callsRunning(ctx context.Context, parent string) (int, error) {
+	vals, err := m.rdb.HVals(ctx, m.keys.Calls(parent)).Result()
+	n := 0
+	for _, v := range vals {
+		if v != callAnswered {
+			n++
+		}
+	}
+	return n, err
 }
 
 // awaitEarlierCalls holds a request that may have run before (a retry)
 // until the calls its earlier run made have finished.
 func (m *Mesh) awaitEarlierCalls(env *Envelope) {
-	key := m.keys.Calls(env.ID)
 	deadline := time.Now().Add(orchestrationWait)
 	logged := false
 	for attempt := 0; ; attempt++ {
-		n, err := m.rdb.HLen(context.Background(), key).Result()
+		n, err := m.callsRunning(context.Background(), env.ID)
 		if err == nil && n == 0 {
 			if logged {
 				m.log.Info("the calls of a request's earlier run finished; running it again", "id", env.ID)

@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/kar-runtime/kar/adapter/kafka"
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -22,6 +22,10 @@ type owned struct {
 	tr        *tracker
 	adopted   bool
 	committed int64
+	// committedChanges is the tracker's count of finishes at the last commit.
+	committedChanges uint64
+	// skip: records past the start that the previous owner finished.
+	skip finishedSet
 	// below: records under this offset may have been worked on by a
 	// previous owner (redeliveries): chain steps among them are replayed.
 	below    int64
@@ -41,12 +45,18 @@ func (o *owned) close() {
 // startPartition reads partition p from its committed position.
 func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error {
 	start := sarama.OffsetOldest
-	if s, err := m.rdb.Get(ctx, m.keys.Offset(p)).Result(); err == nil {
+	vals, err := store.GetMany(ctx, m.rdb, []string{m.keys.Offset(p), m.keys.Finished(p)})
+	if err != nil {
+		return fmt.Errorf("read position of partition %d: %w", p, err)
+	}
+	var skip finishedSet
+	if s, ok := vals[0].(string); ok {
 		if v, err := strconv.ParseInt(s, 10, 64); err == nil {
 			start = v
+			if f, ok := vals[1].(string); ok {
+				skip = parseFinished(f)
+			}
 		}
-	} else if !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("read position of partition %d: %w", p, err)
 	}
 	if start == sarama.OffsetOldest {
 		oldest, err := m.kc.GetOffset(m.topic, p, sarama.OffsetOldest)
@@ -55,7 +65,7 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 		}
 		start = oldest
 	}
-	o := &owned{p: p, tr: newTracker(start), adopted: adopted, committed: start, closing: make(chan struct{})}
+	o := &owned{p: p, tr: newTracker(start), adopted: adopted, committed: start, skip: skip, closing: make(chan struct{})}
 	if hwm, err := m.kc.GetOffset(m.topic, p, sarama.OffsetNewest); err == nil && hwm > start {
 		o.below = hwm
 	}
@@ -70,6 +80,11 @@ func (m *Mesh) startPartition(ctx context.Context, p int32, adopted bool) error 
 			}
 			epoch := o.tr.add(off)
 			o.lastWork.Store(time.Now().UnixMilli())
+			if o.skip.has(off) {
+				// Finished by the previous owner after its position.
+				o.tr.finish(epoch, off)
+				return
+			}
 			m.dispatch(o, epoch, off, value)
 		},
 		OutOfRange: func(offset, oldest int64) { m.outOfRange(o, offset, oldest) },
@@ -175,30 +190,40 @@ const commitSpacing = 5 * time.Millisecond
 
 func (m *Mesh) commit(ctx context.Context) {
 	m.mu.Lock()
-	var os []*owned
+	os := make([]*owned, 0, len(m.owned))
 	for _, o := range m.owned {
-		if o.tr.position() != o.committed {
-			os = append(os, o)
-		}
+		os = append(os, o)
 	}
 	m.mu.Unlock()
 	for _, o := range os {
-		pos := o.tr.position()
-		if err := commitScript.Run(ctx, m.rdb, []string{m.keys.Lease(o.p), m.keys.Offset(o.p)}, m.id, pos).Err(); err != nil {
+		pos, finished, changes := o.tr.snapshot()
+		if pos == o.committed && changes == o.committedChanges {
+			continue
+		}
+		if err := commitScript.Run(ctx, m.rdb, m.commitKeys(o.p), m.id, pos, finished).Err(); err != nil {
 			if ctx.Err() == nil {
 				m.log.Warn("cannot commit position", "partition", o.p, "err", err)
 			}
 			continue
 		}
-		o.committed = pos
+		o.committed, o.committedChanges = pos, changes
 	}
 }
 
-// commitScript stores a partition's position if the caller owns the lease.
-// KEYS: lease, offset. ARGV: id, position.
+// commitKeys are the keys of commitScript and releaseScript.
+func (m *Mesh) commitKeys(p int32) []string {
+	return []string{m.keys.Lease(p), m.keys.Offset(p), m.keys.Finished(p)}
+}
+
+// commitScript stores a partition's position, and the records finished
+// past it, if the caller owns the lease: a record finished while an
+// earlier one still runs (a long actor method) is not run again by the
+// partition's next owner. KEYS: lease, offset, finished. ARGV: id,
+// position, finished ranges.
 var commitScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2])
+  if ARGV[3] == '' then redis.call('DEL', KEYS[3]) else redis.call('SET', KEYS[3], ARGV[3]) end
   return 1
 end
 return 0`)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/devenv"
 	"github.com/kar-runtime/kar/internal/testenv"
 )
@@ -406,5 +407,111 @@ func TestChainRedeliveredThroughAnotherSidecar(t *testing.T) {
 		if got != "1" {
 			t.Errorf("step %d recorded %s times, want once", i, got)
 		}
+	}
+}
+
+// TestDeadHostsRecordDoesNotCaptureCalls: a host is killed (-9) while its
+// registration record outlives its partition's lease (here kept alive on
+// purpose; in life a registration written after the last lease renewal,
+// or a stalled Redis round trip, does this for a while). The sidecar that
+// adopts the dead host's partition must not pass the instance's calls
+// back to that partition, which it reads itself, again and again: the
+// call is answered by the surviving host, with the state.
+func TestDeadHostsRecordDoesNotCaptureCalls(t *testing.T) {
+	b := testenv.Backend(t)
+	ctx := context.Background()
+	rdb, err := store.Connect(ctx, backendConfig(b))
+	if err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	defer rdb.Close()
+	keys := store.NewKeys("stale")
+	members := func() []string {
+		ids, err := rdb.SMembers(ctx, keys.Sidecars()).Result()
+		if err != nil {
+			t.Fatalf("redis: %v", err)
+		}
+		return ids
+	}
+	h1 := startActors(t, b, "host1", "stale")
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(members()) == 1 }, "host1 registered")
+	h1ID := members()[0]
+	h2 := startActors(t, b, "host2", "stale")
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(members()) == 2 }, "host2 registered")
+	h2ID := ""
+	for _, id := range members() {
+		if id != h1ID {
+			h2ID = id
+		}
+	}
+	_, base := sidecarAlone(t, b, "stale")
+	value(t, base, "x", "incr", 7)
+	victim, victimID, other := h1, h1ID, h2
+	if int(value(t, base, "x", "pid").(float64)) == childPID(t, h2.PID()) {
+		victim, victimID, other = h2, h2ID, h1
+	}
+	waitCommitted(t, b, "stale")
+	victim.Kill()
+	// Keep the dead host's record from expiring while it exists.
+	stop := make(chan struct{})
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		for {
+			rdb.PExpire(ctx, keys.Sidecar(victimID), 2*time.Second)
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); <-kept }()
+	if v := value(t, base, "x", "get"); v != 7.0 {
+		t.Errorf("state after moving: %v", v)
+	}
+	if p := int(value(t, base, "x", "pid").(float64)); p != childPID(t, other.PID()) {
+		t.Errorf("answered by pid %d, want the surviving host's", p)
+	}
+}
+
+// TestFinishedCallsNotRunAgain: a long actor call holds its host's
+// partition position (the position stops at the first unfinished record);
+// calls after it finish. The host is killed (-9): the partition's next
+// owner runs the long call again (it never finished), but not the calls
+// that had finished after it: their effects happen once.
+func TestFinishedCallsNotRunAgain(t *testing.T) {
+	b := testenv.Backend(t)
+	ctx := context.Background()
+	rdb, err := store.Connect(ctx, backendConfig(b))
+	if err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	defer rdb.Close()
+	h1 := startActors(t, b, "host1", "finished")
+	_, base := sidecarAlone(t, b, "finished")
+	resp, got := do(t, "POST", base+"/kar/v1/actor/Counter/long/call/slow", http.Header{"Content-Type": {"application/kar+json"}, "Pragma": {"async"}}, "[30000]")
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("async slow: %d %s", resp.StatusCode, got)
+	}
+	h1.WaitOutput(t, "activate long", 10*time.Second)
+	value(t, base, "b", "incr", 1)
+	if v := value(t, base, "b", "incr", 1); v != 2.0 {
+		t.Fatalf("incr = %v, want 2", v)
+	}
+	// Both incr records are committed as finished past the position.
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		found, _ := rdb.Keys(ctx, "*:finished").Result()
+		for _, k := range found {
+			if s, _ := rdb.Get(ctx, k).Result(); strings.Contains(s, "-") {
+				return true
+			}
+		}
+		return false
+	}, "the finished calls committed")
+	startActors(t, b, "host2", "finished")
+	h1.Kill()
+	if v := value(t, base, "b", "get"); v != 2.0 {
+		t.Errorf("after the host died, count = %v, want 2 (finished calls ran again)", v)
 	}
 }

@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"bufio"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -35,26 +36,8 @@ func TestRetryWaitsForEarlierCalls(t *testing.T) {
 	hosts := []*testenv.Proc{startOrchestration(t, b, "orch1", "Orch"), startOrchestration(t, b, "orch2", "Orch")}
 	_, base := sidecarAlone(t, b, "orch")
 
-	type result struct {
-		code int
-		body string
-		err  error
-	}
 	done := make(chan result, 1)
-	go func() {
-		c := &http.Client{Timeout: 60 * time.Second}
-		resp, err := c.Post(base+"/kar/v1/actor/Orch/o1/call/run", "application/kar+json", strings.NewReader("[3000]"))
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		var sb strings.Builder
-		buf := make([]byte, 1024)
-		n, _ := resp.Body.Read(buf)
-		sb.Write(buf[:n])
-		done <- result{code: resp.StatusCode, body: sb.String()}
-	}()
+	go func() { done <- post(base+"/kar/v1/actor/Orch/o1/call/run", "[3000]") }()
 	worker.WaitOutput(t, "worker start w1", 30*time.Second)
 	var victim *testenv.Proc
 	for _, h := range hosts {
@@ -89,4 +72,54 @@ func TestRetryWaitsForEarlierCalls(t *testing.T) {
 	if starts < 2 {
 		t.Errorf("Worker.slow ran %d times; the retry of Orch.run calls it again", starts)
 	}
+}
+
+// TestRetryNotHeldByCallNeverSent: Orch.runLater's host is cut from Kafka
+// before it makes its nested call, and killed (-9) while its sidecar still
+// tries to send that call: the call never reaches Kafka. The retry of
+// Orch.runLater on the other host must not wait for the answer to a call
+// nobody received (retry orchestration waits for the calls of the earlier
+// run that were sent); the caller gets its answer.
+func TestRetryNotHeldByCallNeverSent(t *testing.T) {
+	b := testenv.Backend(t)
+	startOrchestration(t, b, "worker", "Worker")
+	proxy := testenv.StartKafkaProxy(t, b.KafkaBrokers())
+	nodeModules := filepath.Join(needNodeExample(t, "service-hello-js"), "node_modules")
+	victim := testenv.Start(t, "orch-cut", karEnv(b, "NODE_PATH="+nodeModules, "KAFKA_BROKERS="+proxy.Addr()), filepath.Join(repo(t), "test", "mesh", "testdata"),
+		testenv.KarBin(t), "run", "-app", "orch", "-actors", "Orch", "-h2c", "-app_port", strconv.Itoa(testenv.FreePort(t)), "-v", "info", "node", "orchestration.js")
+	victim.WaitOutput(t, "orchestration ready", 30*time.Second)
+	_, base := sidecarAlone(t, b, "orch")
+	// The instance goes to the victim: it is the only host of Orch yet.
+	done := make(chan result, 1)
+	go func() { done <- post(base+"/kar/v1/actor/Orch/o2/call/runLater", "[1500, 10]") }()
+	victim.WaitOutput(t, "orch runLater o2", 30*time.Second)
+	proxy.Cut()
+	victim.WaitOutput(t, "orch calls o2", 10*time.Second)
+	victim.WaitOutput(t, "cannot send request", 20*time.Second)
+	victim.Kill()
+	proxy.Restore()
+	startOrchestration(t, b, "orch2", "Orch")
+
+	r := <-done
+	if r.err != nil || r.code != 200 || !strings.Contains(r.body, "done") {
+		t.Fatalf("the call after its host died: %d %q %v", r.code, r.body, r.err)
+	}
+}
+
+type result struct {
+	code int
+	body string
+	err  error
+}
+
+// post posts an actor call's arguments, bounded by 60 s.
+func post(url, args string) result {
+	c := &http.Client{Timeout: 60 * time.Second}
+	resp, err := c.Post(url, "application/kar+json", strings.NewReader(args))
+	if err != nil {
+		return result{err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return result{code: resp.StatusCode, body: string(b), err: err}
 }

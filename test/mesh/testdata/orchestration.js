@@ -8,6 +8,16 @@ class Orch {
     console.log(`orch run ${this.kar.id}`)
     return actor.call(this, actor.proxy('Worker', 'w1'), 'slow', ms)
   }
+
+  // runLater waits (the test cuts this host from Kafka meanwhile), then
+  // calls Worker.slow: the call cannot be sent, and the test kills the
+  // host while its sidecar tries.
+  async runLater (pause, ms) {
+    console.log(`orch runLater ${this.kar.id}`)
+    await new Promise(resolve => setTimeout(resolve, pause))
+    console.log(`orch calls ${this.kar.id}`)
+    return actor.call(this, actor.proxy('Worker', 'w1'), 'slow', ms)
+  }
 }
 
 class Worker {
