@@ -53,6 +53,10 @@ func (k Keys) Load(id string) string { return k.prefix + "load:" + id }
 // first request for a target with no replica (the autoscalers listen).
 func (k Keys) LoadWake() string { return k.prefix + "load-wake" }
 
+// OrphanScan names the sidecar scanning for orphaned partitions this
+// second (with a TTL): one scan a second for the whole application.
+func (k Keys) OrphanScan() string { return k.prefix + "orphan-scan" }
+
 // Members is the pub/sub channel announcing joins and leaves.
 func (k Keys) Members() string { return k.prefix + "members" }
 

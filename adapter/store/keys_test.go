@@ -42,6 +42,7 @@ func allKeys(app string) map[string]string {
 	add(k.Sidecars(), "sidecars "+app)
 	add(k.Sidecar("s1"), "sidecar "+app)
 	add(k.Load("s1"), "load "+app)
+	add(k.OrphanScan(), "orphanscan "+app)
 	add(k.ReminderSchedule(), "schedule "+app)
 	add(k.Subscriptions(), "subscriptions "+app)
 	add(k.SubscriptionLease("f"), "subscription lease "+app)

@@ -15,14 +15,41 @@ import (
 // adoptLoop looks for partitions nobody owns that still hold unfinished
 // records (their sidecar died or left with work undone), adopts them, and
 // releases adopted partitions once they are drained.
+//
+// One sidecar of the application scans each second, whichever takes the
+// scan's turn (OrphanScan, a key that expires): every sidecar scanning
+// every second cost each of them a read of every partition's lease and
+// position (and a Kafka request for the free ones), N² at idle. A notice
+// that a sidecar left makes every sidecar scan at once.
 func (m *Mesh) adoptLoop(ctx context.Context) {
-	every(ctx, time.Second+time.Duration(mrand.IntN(200))*time.Millisecond, m.adoptC, func(ctx context.Context) {
-		if err := m.adoptScan(ctx); err != nil && ctx.Err() == nil {
-			m.log.Warn("scan for orphaned partitions", "err", err)
+	period := orphanScanPeriod + time.Duration(mrand.IntN(200))*time.Millisecond
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		turn := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.adoptC:
+			turn = true
+		}
+		if !turn {
+			ok, err := m.rdb.SetNX(ctx, m.keys.OrphanScan(), m.id, orphanScanPeriod).Result()
+			turn = err == nil && ok
+		}
+		if turn {
+			if err := m.adoptScan(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("scan for orphaned partitions", "err", err)
+			}
 		}
 		m.releaseDrained(ctx)
-	})
+	}
 }
+
+// orphanScanPeriod is how often the application scans for orphaned
+// partitions.
+const orphanScanPeriod = time.Second
 
 func (m *Mesh) adoptScan(ctx context.Context) error {
 	if m.health.recentRedisOutage(m.opts.LeaseTTL) {

@@ -25,6 +25,10 @@ func (m *Mesh) hold(env *Envelope, finish func()) {
 	m.mu.Lock()
 	m.held = append(m.held, &heldReq{env: env, finish: finish, until: until})
 	m.mu.Unlock()
+	select {
+	case m.heldC <- struct{}{}:
+	default:
+	}
 	m.opts.Metrics.Held(env.ActorType != "", env.TargetName(), 1)
 	m.log.Info("holding a request until a component joins", "id", env.ID, "target", env.Target())
 }
@@ -59,9 +63,29 @@ func (m *Mesh) retryHeld(ctx context.Context) {
 	}
 }
 
-// heldLoop answers held requests whose wait for a component ran out.
+// heldLoop answers held requests whose wait for a component ran out,
+// looking every 100 ms while it holds any (and sleeping otherwise: an idle
+// sidecar is not woken ten times a second).
 func (m *Mesh) heldLoop(ctx context.Context) {
-	every(ctx, 100*time.Millisecond, nil, m.expireHeld)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		m.mu.Lock()
+		holding := len(m.held) > 0
+		m.mu.Unlock()
+		wait := t.C
+		if !holding {
+			wait = nil
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.heldC:
+			continue
+		case <-wait:
+		}
+		m.expireHeld(ctx)
+	}
 }
 
 func (m *Mesh) expireHeld(ctx context.Context) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -151,18 +152,21 @@ func (m *Mesh) Members() []*Member {
 // Logger is the mesh's logger.
 func (m *Mesh) Logger() *slog.Logger { return m.log }
 
-// watchLoop refreshes the view when a sidecar joins, changes or leaves.
+// watchLoop refreshes the view when a sidecar joins, changes or leaves,
+// and each time the subscription is made again (after a lost connection:
+// notices sent meanwhile were lost).
 func (m *Mesh) watchLoop(ctx context.Context) {
-	ch := m.sub.Channel()
+	ch := m.sub.ChannelWithSubscriptions()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case msg, ok := <-ch:
+		case v, ok := <-ch:
 			if !ok {
 				return
 			}
-			if strings.HasPrefix(msg.Payload, "leave ") {
+			msg, notice := v.(*redis.Message)
+			if notice && strings.HasPrefix(msg.Payload, "leave ") {
 				select {
 				case m.adoptC <- struct{}{}:
 				default:
@@ -176,10 +180,18 @@ func (m *Mesh) watchLoop(ctx context.Context) {
 	}
 }
 
-// refreshLoop reloads the view on notice, and every second to notice
-// sidecars that died without a word.
+// membershipPoll is how often the view is reloaded without a notice, to
+// drop sidecars that died without a word. Not more often: each reload
+// reads every member's record, so a mesh of N members polling every
+// second cost N² record reads a second at idle. A dead member is dropped
+// sooner when its partition, holding work, is adopted (bury announces it);
+// until then requests routed to it wait in its partition for the adopter.
+const membershipPoll = 10 * time.Second
+
+// refreshLoop reloads the view on notice (watchLoop), and every
+// membershipPoll.
 func (m *Mesh) refreshLoop(ctx context.Context) {
-	every(ctx, time.Second, m.refreshC, func(ctx context.Context) {
+	every(ctx, membershipPoll+time.Duration(mrand.IntN(1000))*time.Millisecond, m.refreshC, func(ctx context.Context) {
 		if err := m.refresh(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("cannot read membership", "err", err)
 		}

@@ -104,6 +104,8 @@ type Mesh struct {
 	adoptC   chan struct{}
 	// commitC wakes the commit loop when a record is finished.
 	commitC chan struct{}
+	// heldC wakes the held loop when a request is held.
+	heldC chan struct{}
 	// topicC wakes the topic keeper (topic.go).
 	topicC chan struct{}
 	loops  sync.WaitGroup
@@ -149,6 +151,7 @@ func New(opts Options, rdb redis.UniversalClient, kc *kafka.Client) (*Mesh, erro
 		refreshC:   make(chan struct{}, 1),
 		adoptC:     make(chan struct{}, 1),
 		commitC:    make(chan struct{}, 1),
+		heldC:      make(chan struct{}, 1),
 		topicC:     make(chan struct{}, 1),
 	}
 	m.workers = newPool(10 * time.Second)

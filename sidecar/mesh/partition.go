@@ -175,9 +175,11 @@ func (m *Mesh) dispatch(o *owned, epoch int, off int64, value []byte) {
 // every commitSpacing: a sidecar killed -9 leaves the records finished
 // since its last commit to be delivered again by the partition's next
 // owner, so the sooner the better, but one Redis call per record would
-// cost more than the call itself.
+// cost more than the call itself. Every finish signals commitC (a signal
+// is never lost: the channel holds one); the slow tick retries a commit
+// that failed, without waking an idle sidecar 20 times a second.
 func (m *Mesh) commitLoop(ctx context.Context) {
-	every(ctx, 50*time.Millisecond, m.commitC, func(ctx context.Context) {
+	every(ctx, time.Second, m.commitC, func(ctx context.Context) {
 		m.commit(ctx)
 		select {
 		case <-ctx.Done():
