@@ -20,6 +20,11 @@ import (
 // buffers (net/http's, and go-redis's before v9.12).
 const connBufferSize = 4 << 10
 
+// PubSubCheck is how long a pub/sub connection may stay silent before
+// its client pings Redis to check it (go-redis' default, 3 s, made each
+// idle sidecar ping about once a second over its subscriptions).
+const PubSubCheck = 10 * time.Second
+
 // Connect returns a Redis client for cfg and checks that Redis answers:
 // a cluster client (go-redis's ClusterClient, following the cluster's
 // slots from the seed nodes of REDIS_HOST) with REDIS_CLUSTER, else a

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kar-runtime/kar/adapter/kafka"
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/internal/wait"
 )
 
@@ -43,7 +44,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	ps := s.rdb.Subscribe(ctx, wakeChannel(s.keys))
 	defer ps.Close()
-	notices := ps.Channel()
+	notices := ps.Channel(redis.WithChannelHealthCheckInterval(store.PubSubCheck))
 
 	r := &runner{s: s, workers: map[string]*worker{}, ended: make(chan *worker, 16), stopping: make(chan struct{}), base: time.Now()}
 	defer r.stopAll()

@@ -19,11 +19,12 @@ import (
 // One sidecar of the application scans each second, whichever takes the
 // scan's turn (OrphanScan, a key that expires): every sidecar scanning
 // every second cost each of them a read of every partition's lease and
-// position (and a Kafka request for the free ones), N² at idle. A notice
-// that a sidecar left makes every sidecar scan at once.
+// position (and a Kafka request for the free ones), N² at idle. The
+// members ask for the turn about orphanScanTries times a second between
+// them, not each once a second. A notice that a sidecar left makes every
+// sidecar scan at once.
 func (m *Mesh) adoptLoop(ctx context.Context) {
-	period := orphanScanPeriod + time.Duration(mrand.IntN(200))*time.Millisecond
-	t := time.NewTicker(period)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		turn := false
@@ -31,6 +32,9 @@ func (m *Mesh) adoptLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			members := max(len(m.view.Load().byID), 1)
+			period := max(orphanScanPeriod, orphanScanPeriod*time.Duration(members)/orphanScanTries)
+			t.Reset(period/2 + time.Duration(mrand.Int64N(int64(period))))
 		case <-m.adoptC:
 			turn = true
 		}
@@ -48,8 +52,12 @@ func (m *Mesh) adoptLoop(ctx context.Context) {
 }
 
 // orphanScanPeriod is how often the application scans for orphaned
-// partitions.
-const orphanScanPeriod = time.Second
+// partitions, and orphanScanTries how many times a second its members
+// ask for the turn between them.
+const (
+	orphanScanPeriod = time.Second
+	orphanScanTries  = 4
+)
 
 func (m *Mesh) adoptScan(ctx context.Context) error {
 	if m.health.recentRedisOutage(m.opts.LeaseTTL) {

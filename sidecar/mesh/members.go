@@ -156,7 +156,7 @@ func (m *Mesh) Logger() *slog.Logger { return m.log }
 // and each time the subscription is made again (after a lost connection:
 // notices sent meanwhile were lost).
 func (m *Mesh) watchLoop(ctx context.Context) {
-	ch := m.sub.ChannelWithSubscriptions()
+	ch := m.sub.ChannelWithSubscriptions(redis.WithChannelHealthCheckInterval(store.PubSubCheck))
 	for {
 		select {
 		case <-ctx.Done():

@@ -6,6 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/internal/wait"
 )
 
@@ -35,7 +38,7 @@ type FireFunc func(ctx context.Context, r Reminder) error
 func (s *Store) Run(ctx context.Context, fire FireFunc) error {
 	sub := s.rdb.Subscribe(ctx, wakeChannel(s.keys))
 	defer sub.Close()
-	notices := sub.Channel()
+	notices := sub.Channel(redis.WithChannelHealthCheckInterval(store.PubSubCheck))
 
 	slots := make(chan struct{}, s.opts.Concurrency) // a token per firing in progress
 	freed := make(chan struct{}, 1)
