@@ -76,7 +76,9 @@ func Connect(ctx context.Context, cfg config.Backend) (redis.UniversalClient, er
 	}
 	var rdb redis.UniversalClient
 	if cfg.RedisCluster {
-		rdb = redis.NewClusterClient(clusterOptions(opts, addrs))
+		cc := redis.NewClusterClient(clusterOptions(opts, addrs))
+		cc.AddHook(reloadOnNetError{cc})
+		rdb = cc
 	} else {
 		rdb = redis.NewClient(opts)
 	}
@@ -111,6 +113,50 @@ func clusterOptions(o *redis.Options, addrs []string) *redis.ClusterOptions {
 		// them adds a pipeline pool per node.
 		ReadBufferSize:  o.ReadBufferSize,
 		WriteBufferSize: o.WriteBufferSize,
+		// A safety net under reloadOnNetError (go-redis' default is 60 s).
+		ClusterStateReloadInterval: 10 * time.Second,
+	}
+}
+
+// reloadOnNetError makes a cluster client read the cluster's layout again
+// as soon as a command fails on the network. go-redis reads it again on a
+// MOVED answer, or when it is older than ClusterStateReloadInterval; a
+// primary that died answers nothing, so the client went on dialling it for
+// up to a minute after its replica had taken over (redis/go-redis#3979),
+// and every lease on that shard lapsed meanwhile. ReloadState runs at most
+// one reload at a time, 200 ms apart.
+type reloadOnNetError struct{ c *redis.ClusterClient }
+
+func (h reloadOnNetError) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			h.c.ReloadState(ctx)
+		}
+		return conn, err
+	}
+}
+
+func (h reloadOnNetError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnNetError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnNetError) check(ctx context.Context, err error) {
+	var ne net.Error
+	if err != nil && (errors.As(err, &ne) || strings.Contains(err.Error(), "failed to dial")) {
+		h.c.ReloadState(ctx)
 	}
 }
 

@@ -23,8 +23,10 @@ import (
 type RedisCluster struct {
 	// Addrs are the primaries' host:port, in the order they were started.
 	Addrs []string
-	procs []*Proc
-	opts  clusterOptions
+	// Replicas are the replicas' host:port (ClusterReplicas).
+	Replicas []string
+	procs    []*Proc
+	opts     clusterOptions
 }
 
 // ClusterOption sets up a RedisCluster as a managed one is.
@@ -33,6 +35,13 @@ type ClusterOption func(*clusterOptions)
 type clusterOptions struct {
 	certs          *devenv.Certs
 	user, password string
+	replicas       int
+}
+
+// ClusterReplicas gives each primary n replicas, which take over when it
+// fails (cluster-node-timeout 2 s).
+func ClusterReplicas(n int) ClusterOption {
+	return func(o *clusterOptions) { o.replicas = n }
 }
 
 // ClusterTLS serves the cluster over TLS only, clients and cluster bus
@@ -62,13 +71,16 @@ func StartRedisCluster(t testing.TB, primaries int, opts ...ClusterOption) *Redi
 	for _, o := range opts {
 		o(&c.opts)
 	}
-	for i := range primaries {
+	for i := range primaries * (1 + c.opts.replicas) {
 		c.startNode(t, i)
 	}
+	// redis-cli makes the first nodes listed the primaries.
+	all := c.Addrs
+	c.Addrs, c.Replicas = all[:primaries], all[primaries:]
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	args := append([]string{"--cluster", "create"}, c.Addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args := append([]string{"--cluster", "create"}, all...)
+	args = append(args, "--cluster-replicas", strconv.Itoa(c.opts.replicas), "--cluster-yes")
 	if c.opts.certs != nil {
 		args = append(args, "--tls", "--cacert", c.opts.certs.CAFile)
 	}
@@ -83,14 +95,22 @@ func StartRedisCluster(t testing.TB, primaries int, opts ...ClusterOption) *Redi
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
 	}
-	for _, a := range c.Addrs {
+	for _, a := range all {
 		Eventually(t, 30*time.Second, func() bool {
 			cl := c.node(a)
 			defer cl.Close()
 			info, err := cl.ClusterInfo(ctx).Result()
 			return err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_slots_assigned:16384") &&
-				strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(primaries)+"\r")
+				strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(all))+"\r")
 		}, "node %s to see the whole cluster", a)
+	}
+	for _, a := range c.Replicas {
+		Eventually(t, 30*time.Second, func() bool {
+			cl := c.node(a)
+			defer cl.Close()
+			info, err := cl.Info(ctx, "replication").Result()
+			return err == nil && strings.Contains(info, "master_link_status:up")
+		}, "replica %s to be in sync", a)
 	}
 	return c
 }
@@ -112,6 +132,9 @@ func (c *RedisCluster) startNode(t testing.TB, i int) {
 			"cluster-node-timeout 2000",
 			// A test's cluster loses nothing it needs when a node goes.
 			"cluster-require-full-coverage no",
+			// A replica takes over however long it was out of touch (a
+			// loaded test machine delays its pings).
+			"cluster-replica-validity-factor 0",
 			"dir " + strconv.Quote(dir),
 			`save ""`,
 			"appendonly no",
@@ -202,11 +225,49 @@ func (c *RedisCluster) Node(t testing.TB, i int) *redis.Client {
 	return cl
 }
 
-// PIDs are the process ids of the primaries.
+// ReplicaNode returns a client of replica i alone, closed when the test
+// ends.
+func (c *RedisCluster) ReplicaNode(t testing.TB, i int) *redis.Client {
+	cl := c.node(c.Replicas[i])
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// PIDs are the process ids of the primaries, in the order of Addrs.
 func (c *RedisCluster) PIDs() []int {
-	out := make([]int, len(c.procs))
-	for i, p := range c.procs {
-		out[i] = p.PID()
+	out := make([]int, len(c.Addrs))
+	for i := range c.Addrs {
+		out[i] = c.procs[i].PID()
 	}
 	return out
+}
+
+// KillPrimaryOf kills (-9) the primary that serves key's slot and returns
+// its address.
+func (c *RedisCluster) KillPrimaryOf(t testing.TB, key string) string {
+	t.Helper()
+	cl := c.Client(t)
+	ctx := context.Background()
+	slot, err := cl.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatalf("testenv: CLUSTER KEYSLOT: %v", err)
+	}
+	ranges, err := cl.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatalf("testenv: CLUSTER SLOTS: %v", err)
+	}
+	for _, r := range ranges {
+		if int64(r.Start) <= slot && slot <= int64(r.End) && len(r.Nodes) > 0 {
+			addr := r.Nodes[0].Addr
+			for i, a := range append(append([]string{}, c.Addrs...), c.Replicas...) {
+				if a == addr {
+					c.procs[i].Kill()
+					return addr
+				}
+			}
+			t.Fatalf("testenv: slot %d is served by %s, not one of ours", slot, addr)
+		}
+	}
+	t.Fatalf("testenv: no node serves slot %d", slot)
+	return ""
 }
