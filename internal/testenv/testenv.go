@@ -24,9 +24,14 @@ package testenv
 import (
 	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,15 +74,74 @@ func Backend(t testing.TB, opts ...Option) *devenv.Backend {
 	return b
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port for a process the test starts.
+//
+// A port the kernel picks (listen on :0) comes from its ephemeral range,
+// the range every outgoing connection takes its port from too, and the
+// tests make thousands of them: between the probe and the child's bind,
+// one sometimes took the port ("address already in use"). So the port is
+// drawn from below that range, where no connection takes ports, and
+// claimed with a lock file, so that no other test process on the machine
+// (go test runs packages side by side) is given it while this test runs.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	dir := filepath.Join(os.TempDir(), "kar-test-ports")
+	if lo, hi := portRange(); hi > lo && os.MkdirAll(dir, 0o777) == nil {
+		for range 500 {
+			port := lo + mrand.IntN(hi-lo)
+			if port == 31093 || port == 31379 {
+				continue // kar dev's default ports, which a test may use
+			}
+			lock := filepath.Join(dir, strconv.Itoa(port))
+			if !claim(lock) {
+				continue
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+			if err != nil {
+				os.Remove(lock)
+				continue
+			}
+			ln.Close()
+			t.Cleanup(func() { os.Remove(lock) })
+			return port
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("testenv: no free port: %v", err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// portRange is where FreePort draws ports: from 20000 up to the kernel's
+// ephemeral range (empty when that range starts lower).
+func portRange() (lo, hi int) {
+	lo, hi = 20000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				hi = n
+			}
+		}
+	}
+	return lo, hi
+}
+
+// claim creates the lock file of a port unless another test process holds
+// it. A lock older than an hour was left by a test process that was
+// killed: it is taken over.
+func claim(lock string) bool {
+	f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err == nil {
+		f.Close()
+		return true
+	}
+	if st, serr := os.Stat(lock); serr == nil && time.Since(st.ModTime()) > time.Hour {
+		now := time.Now()
+		return os.Chtimes(lock, now, now) == nil
+	}
+	return false
 }
 
 // pollInterval is how often Eventually checks: short against the tests'

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -209,4 +210,28 @@ func TestKillReachesOtherProcessGroups(t *testing.T) {
 	Eventually(t, 10*time.Second, func() bool {
 		return syscall.Kill(childPID, 0) == syscall.ESRCH || isZombie(childPID)
 	}, "sleep (pid %d) in its own session to die", childPID)
+}
+
+// TestFreePortBelowEphemeralRange: FreePort hands out ports that no
+// outgoing connection can take (below the kernel's ephemeral range), each
+// once at a time across the machine's test processes (a lock file).
+func TestFreePortBelowEphemeralRange(t *testing.T) {
+	lo, hi := portRange()
+	if hi <= lo {
+		t.Skipf("the ephemeral range starts at %d: FreePort falls back to a kernel pick", hi)
+	}
+	seen := map[int]bool{}
+	for range 20 {
+		p := FreePort(t)
+		if p < lo || p >= hi {
+			t.Fatalf("FreePort = %d, want in [%d, %d)", p, lo, hi)
+		}
+		if seen[p] {
+			t.Fatalf("FreePort gave %d twice in one test", p)
+		}
+		seen[p] = true
+		if claim(filepath.Join(os.TempDir(), "kar-test-ports", strconv.Itoa(p))) {
+			t.Fatalf("port %d is not locked while the test runs", p)
+		}
+	}
 }
