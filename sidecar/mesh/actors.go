@@ -245,6 +245,17 @@ func (m *Mesh) serveActor(env *Envelope, finish func()) {
 	var err error
 	for step := 0; ; step++ {
 		resp, err = m.runActorStep(ctx, in, env)
+		// Redis unreachable while activating: wait for it, as every other
+		// use of Redis does. Handing the request over instead left it
+		// unfinished on this sidecar's partition, which nobody else reads
+		// while this sidecar keeps it: the call hung after the outage.
+		var noPlace *placementError
+		for attempt := 0; errors.As(err, &noPlace) && m.pause(backoff(attempt)); attempt++ {
+			if attempt == 0 {
+				m.log.Warn("cannot place an actor instance; retrying", "actor", env.ActorType+"/"+env.ActorID, "err", noPlace.err)
+			}
+			resp, err = m.runActorStep(ctx, in, env)
+		}
 		var elsewhere *notHereError
 		if errors.As(err, &elsewhere) {
 			m.passOn(ctx, env, elsewhere.host, finish)
@@ -307,14 +318,20 @@ func (m *Mesh) hostHere(ctx context.Context, typ, id string) error {
 	}
 	host, err := m.claimPlacement(ctx, typ, id)
 	if err != nil {
-		m.log.Warn("actor placement", "err", err)
-		return err
+		return &placementError{err}
 	}
 	if host != m.id {
 		return &notHereError{host: m.view.Load().byID[host]}
 	}
 	return nil
 }
+
+// placementError is a failure to read or write an instance's placement
+// (Redis unreachable) before activating it here.
+type placementError struct{ err error }
+
+func (e *placementError) Error() string { return "actor placement: " + e.err.Error() }
+func (e *placementError) Unwrap() error { return e.err }
 
 // passOn sends an actor request to the instance's host (to, or the one its
 // placement names), or holds it while the type has no live host.

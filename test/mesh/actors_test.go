@@ -515,3 +515,40 @@ func TestFinishedCallsNotRunAgain(t *testing.T) {
 		t.Errorf("after the host died, count = %v, want 2 (finished calls ran again)", v)
 	}
 }
+
+// TestActivationWaitsOutRedisOutage: an instance's call reaches its host
+// while Redis is down, and the instance must be activated first (the
+// collector had deactivated it): its placement cannot be claimed. The call
+// must wait for Redis and be answered once it is back, not be left
+// unfinished on the host's partition.
+func TestActivationWaitsOutRedisOutage(t *testing.T) {
+	b := testenv.Backend(t, testenv.DataDir(t.TempDir())) // Redis keeps its data across the restart
+	nodeModules := filepath.Join(needNodeExample(t, "service-hello-js"), "node_modules")
+	host := testenv.Start(t, "host", karEnv(b, "NODE_PATH="+nodeModules), filepath.Join(repo(t), "test", "mesh", "testdata"),
+		testenv.KarBin(t), "run", "-app", "outage", "-actors", "Counter", "-h2c", "-app_port", strconv.Itoa(testenv.FreePort(t)),
+		"-actor_collector_interval", "1s", "-v", "info", "node", "actors.js")
+	host.WaitOutput(t, "actors ready", 30*time.Second)
+	_, base := sidecarAlone(t, b, "outage")
+	if v := value(t, base, "x", "incr", 4); v != 4.0 {
+		t.Fatalf("incr = %v", v)
+	}
+	// The caller keeps the host in its placement cache; the host drops
+	// the idle instance.
+	host.WaitOutput(t, "deactivate x", 10*time.Second)
+	if err := b.StopRedis(true); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan result, 1)
+	go func() { done <- post(base+"/kar/v1/actor/Counter/x/call/get", "[]") }()
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		out := host.Output()
+		return strings.Contains(out, "cannot place an actor instance") || strings.Contains(out, `msg="actor placement"`)
+	}, "the host to try to place the instance")
+	if err := b.StartRedis(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.code != 200 || !strings.Contains(r.body, `"value":4`) {
+		t.Fatalf("the call made during the outage: %d %q %v", r.code, r.body, r.err)
+	}
+}
