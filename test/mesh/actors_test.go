@@ -420,11 +420,7 @@ func TestChainRedeliveredThroughAnotherSidecar(t *testing.T) {
 func TestDeadHostsRecordDoesNotCaptureCalls(t *testing.T) {
 	b := testenv.Backend(t)
 	ctx := context.Background()
-	rdb, err := store.Connect(ctx, backendConfig(b))
-	if err != nil {
-		t.Fatalf("redis: %v", err)
-	}
-	defer rdb.Close()
+	rdb := redisOf(t, b)
 	keys := store.NewKeys("stale")
 	members := func() []string {
 		ids, err := rdb.SMembers(ctx, keys.Sidecars()).Result()
@@ -483,11 +479,7 @@ func TestDeadHostsRecordDoesNotCaptureCalls(t *testing.T) {
 func TestFinishedCallsNotRunAgain(t *testing.T) {
 	b := testenv.Backend(t)
 	ctx := context.Background()
-	rdb, err := store.Connect(ctx, backendConfig(b))
-	if err != nil {
-		t.Fatalf("redis: %v", err)
-	}
-	defer rdb.Close()
+	rdb := redisOf(t, b)
 	h1 := startActors(t, b, "host1", "finished")
 	_, base := sidecarAlone(t, b, "finished")
 	resp, got := do(t, "POST", base+"/kar/v1/actor/Counter/long/call/slow", http.Header{"Content-Type": {"application/kar+json"}, "Pragma": {"async"}}, "[30000]")

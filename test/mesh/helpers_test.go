@@ -20,6 +20,7 @@ import (
 	"github.com/kar-runtime/kar/devenv"
 	"github.com/kar-runtime/kar/internal/testenv"
 	"github.com/kar-runtime/kar/sidecar/config"
+	"github.com/redis/go-redis/v9"
 )
 
 // repo is the repository root.
@@ -83,6 +84,18 @@ func rest(t *testing.T, b *devenv.Backend, args ...string) (string, string, int)
 		t.Fatalf("kar rest: %v", err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// redisOf connects to the backend's Redis as the sidecars do; the client
+// is closed when the test ends.
+func redisOf(t *testing.T, b *devenv.Backend) redis.UniversalClient {
+	t.Helper()
+	rdb, err := store.Connect(context.Background(), backendConfig(b))
+	if err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
 }
 
 // countService counts the live sidecars that announce svc, as Redis holds them.

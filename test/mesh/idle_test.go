@@ -21,11 +21,7 @@ import (
 func TestIdleMeshDoesNotReadEveryMemberEverySecond(t *testing.T) {
 	b := testenv.Backend(t)
 	ctx := context.Background()
-	rdb, err := store.Connect(ctx, backendConfig(b))
-	if err != nil {
-		t.Fatalf("redis: %v", err)
-	}
-	defer rdb.Close()
+	rdb := redisOf(t, b)
 	const members = 5
 	for range members {
 		sidecarAlone(t, b, "idle")
