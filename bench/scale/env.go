@@ -181,12 +181,13 @@ func (e *Env) Close() {
 	}
 }
 
-// environ is this process's environment without what configures kar,
+// environ is this process's environment without what configures kar
+// (KAR_PPROF_ADDR is kept: the first sidecar to start serves profiles),
 // plus the backends'.
 func (e *Env) environ(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "KAFKA_") || strings.HasPrefix(kv, "REDIS_") || strings.HasPrefix(kv, "KAR_") {
+		if (strings.HasPrefix(kv, "KAFKA_") || strings.HasPrefix(kv, "REDIS_") || strings.HasPrefix(kv, "KAR_")) && !strings.HasPrefix(kv, "KAR_PPROF_ADDR=") {
 			continue
 		}
 		env = append(env, kv)

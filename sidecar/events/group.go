@@ -53,6 +53,7 @@ func unitOf(topic, group string) string { return url.PathEscape(topic) + "/" + u
 type member struct {
 	field, raw string
 	sub        Subscription
+	unit       string // sub.unit(), as the runner parsed it
 }
 
 // pick chooses the member that receives attempt (1, 2, ...) of the record

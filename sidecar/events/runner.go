@@ -44,34 +44,76 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	ps := s.rdb.Subscribe(ctx, wakeChannel(s.keys))
 	defer ps.Close()
-	notices := ps.Channel(redis.WithChannelHealthCheckInterval(store.PubSubCheck))
+	// With the subscription confirmations: notices sent while the
+	// connection was down are lost, so a (re)subscription reads again too.
+	notices := ps.ChannelWithSubscriptions(redis.WithChannelHealthCheckInterval(store.PubSubCheck))
 
-	r := &runner{s: s, workers: map[string]*worker{}, ended: make(chan *worker, 16), stopping: make(chan struct{}), base: time.Now()}
+	r := newRunner(s)
 	defer r.stopAll()
+	go r.renewLeases(ctx)
 	ticker := time.NewTicker(s.opts.Poll)
 	defer ticker.Stop()
+	metadata := time.NewTicker(5 * s.opts.Poll)
+	defer metadata.Stop()
+	// A change (a notice, a worker ending) is acted on at once, but no
+	// sooner than minGap after the last reconcile: creating 10^4
+	// subscriptions sends 10^4 notices, and each reconcile reads them all.
+	minGap := s.opts.Poll / 10
+	soon := time.NewTimer(time.Hour)
+	defer soon.Stop()
+	armed := false
+	changed := func() {
+		if !armed {
+			armed = true
+			soon.Reset(max(0, minGap-time.Since(r.last)))
+		}
+	}
+	r.reconcile(ctx)
 	for {
-		r.reconcile(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-metadata.C:
+			// Once for every topic being read, not once per session:
+			// sessions compare their partitions with it.
+			if ts := r.feeds.topics(); len(ts) > 0 {
+				if err := s.kc.RefreshMetadata(ts...); err != nil {
+					s.log.Debug("events: cannot refresh the metadata of the event topics", "err", err)
+				}
+			}
+			continue
 		case <-notices:
 			wait.Drain(notices)
+			r.stale = true
+			changed()
+			continue
 		case <-s.wake:
+			r.stale = true
+			changed()
+			continue
 		case w := <-r.ended:
 			if r.workers[w.unit] == w {
 				delete(r.workers, w.unit)
 			}
+			changed()
+			continue
+		case <-soon.C:
+			armed = false
+		case <-ticker.C:
 		}
+		r.reconcile(ctx)
 	}
 }
 
 // runner is the state of one Run.
 type runner struct {
 	s       *Service
+	feeds   *feeds
 	workers map[string]*worker // by group unit name
-	ended   chan *worker
+	// leases are the workers whose leases renewLeases keeps.
+	leasesMu sync.Mutex
+	leases   map[*worker]struct{}
+	ended    chan *worker
 	// stopping is closed when Run returns: ended is no longer read.
 	stopping chan struct{}
 	base     time.Time // monotonic origin of lease deadlines
@@ -83,8 +125,36 @@ type runner struct {
 	// runner is gone or slow) we take after all.
 	freeSince map[string]time.Duration
 	// parsed caches the decoded subscriptions by field, while their JSON
-	// is unchanged: reconcile reads them all every poll.
+	// is unchanged.
 	parsed map[string]member
+	// groups are the subscriptions as last read, units their names in
+	// order and leaseKeys their lease keys. reconcile reads them again
+	// when stale (a change was announced on the wake channel) and every
+	// rereadPolls polls as a last resort: not every poll, as thousands of
+	// subscriptions are megabytes.
+	groups    map[string][]member
+	units     []string
+	leaseKeys map[string]string
+	stale     bool
+	polls     int
+	last      time.Time // when reconcile last ran
+}
+
+func newRunner(s *Service) *runner {
+	r := &runner{s: s, workers: map[string]*worker{}, leases: map[*worker]struct{}{},
+		ended: make(chan *worker, 16), stopping: make(chan struct{}), base: time.Now()}
+	r.feeds = newFeeds(s.kc)
+	r.feeds.closed = r.closed
+	r.feeds.outOfRange = func(t *tap, from, oldest int64) {
+		if from >= 0 {
+			s.log.Warn("events: committed offset no longer in the topic (deleted and created again, or past retention); reading from the oldest",
+				"group", t.group, "topic", t.f.key.topic, "partition", t.f.key.p, "offset", from, "oldest", oldest)
+		}
+	}
+	r.feeds.failed = func(topic string, p int32, err error) {
+		s.log.Warn("events: cannot read an event topic; retrying", "topic", topic, "partition", p, "err", err)
+	}
+	return r
 }
 
 // now is the monotonic time since the runner started.
@@ -107,21 +177,38 @@ func (r *runner) active() int {
 // share.
 func (r *runner) reconcile(ctx context.Context) {
 	s := r.s
-	all, err := s.rdb.HGetAll(ctx, s.keys.Subscriptions()).Result()
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("events: cannot read the subscriptions from Redis; retrying", "err", err)
-		}
-		return
+	defer func() { r.last = time.Now() }()
+	if r.polls++; r.polls >= rereadPolls {
+		r.stale = true
 	}
-	groups := r.groups(all)
-	for u, w := range r.workers {
-		if ms, ok := groups[u]; ok {
-			w.see(ms)
-		} else {
-			w.cancel() // removed from the map when it has ended
+	if r.groups == nil || r.stale {
+		all, err := s.rdb.HGetAll(ctx, s.keys.Subscriptions()).Result()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("events: cannot read the subscriptions from Redis; retrying", "err", err)
+			}
+			return
+		}
+		r.groups, r.stale, r.polls = r.group(all), false, 0
+		r.units = make([]string, 0, len(r.groups))
+		leaseKeys := make(map[string]string, len(r.groups))
+		for u := range r.groups {
+			r.units = append(r.units, u)
+			if leaseKeys[u] = r.leaseKeys[u]; leaseKeys[u] == "" {
+				leaseKeys[u] = groupLeaseKey(s.keys, u)
+			}
+		}
+		sort.Strings(r.units)
+		r.leaseKeys = leaseKeys
+		for u, w := range r.workers {
+			if ms, ok := r.groups[u]; ok {
+				w.see(ms)
+			} else {
+				w.cancel() // removed from the map when it has ended
+			}
 		}
 	}
+	groups := r.groups
 	// Spread the groups over the live runners: each takes at most a fair
 	// share, more only of those left free for a grace period (the other
 	// runners may be gone or slow), and gives back what it holds beyond
@@ -133,19 +220,19 @@ func (r *runner) reconcile(ctx context.Context) {
 		live = n
 		share = (len(groups) + live - 1) / live
 	}
-	var idle []string // groups we do not deliver
-	for u := range groups {
+	var idle []string // groups we do not deliver, in order
+	for _, u := range r.units {
 		if _, running := r.workers[u]; !running {
 			idle = append(idle, u)
 		}
 	}
-	sort.Strings(idle)
 	holders := make([]any, len(idle))
 	if len(idle) > 0 {
 		keys := make([]string, len(idle))
 		for i, u := range idle {
-			keys[i] = groupLeaseKey(s.keys, u)
+			keys[i] = r.leaseKeys[u]
 		}
+		var err error
 		if holders, err = s.rdb.MGet(ctx, keys...).Result(); err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("events: cannot read the subscription leases from Redis; retrying", "err", err)
@@ -155,12 +242,12 @@ func (r *runner) reconcile(ctx context.Context) {
 	}
 	now, grace := r.now(), 2*s.opts.Poll
 	freeSince := map[string]time.Duration{}
-	free := 0
+	free, active := 0, r.active()
 	for i, u := range idle {
 		if h, _ := holders[i].(string); h != "" && h != s.opts.SidecarID {
 			continue // another runner delivers it
 		}
-		if r.active() >= share {
+		if active >= share {
 			since, seen := r.freeSince[u]
 			if !seen {
 				since = now
@@ -182,23 +269,33 @@ func (r *runner) reconcile(ctx context.Context) {
 		}
 		if ok == 1 {
 			r.start(ctx, u, groups[u])
+			active++
 		}
 	}
 	r.freeSince = freeSince
-	if live > 1 && free == 0 && r.active() > share {
+	// All the excess at once: one a poll would take an hour to even out
+	// thousands of groups.
+	if excess := r.active() - share; live > 1 && free == 0 && excess > 0 {
 		for _, w := range r.workers {
+			if excess == 0 {
+				break
+			}
 			if !w.handingOff() {
 				s.log.Debug("events: handing a subscription group over to a runner below its share", "group", w.unit)
 				w.handOff()
-				break
+				excess--
 			}
 		}
 	}
 }
 
-// groups sorts the subscriptions into their groups (members in field
+// rereadPolls is how many polls reconcile goes on with the subscriptions
+// it read without a change being announced.
+const rereadPolls = 60
+
+// group sorts the subscriptions into their groups (members in field
 // order), skipping any stored corrupt.
-func (r *runner) groups(all map[string]string) map[string][]member {
+func (r *runner) group(all map[string]string) map[string][]member {
 	parsed := make(map[string]member, len(all))
 	out := map[string][]member{}
 	for f, raw := range all {
@@ -208,12 +305,13 @@ func (r *runner) groups(all map[string]string) map[string][]member {
 			if err := json.Unmarshal([]byte(raw), &m.sub); err != nil {
 				r.s.log.Error("events: a subscription is stored corrupt; not delivering it", "subscription", f, "err", err)
 			}
+			m.unit = m.sub.unit()
 		}
 		parsed[f] = m
 		if m.sub.Topic == "" {
 			continue // corrupt
 		}
-		u := m.sub.unit()
+		u := m.unit
 		out[u] = append(out[u], m)
 	}
 	for _, ms := range out {
@@ -234,7 +332,8 @@ return redis.call('ZCARD', KEYS[1])`)
 
 func (r *runner) start(ctx context.Context, unit string, seen []member) {
 	wctx, cancel := context.WithCancel(ctx)
-	w := &worker{r: r, unit: unit, topic: seen[0].sub.Topic, cancel: cancel, done: make(chan struct{}),
+	w := &worker{r: r, unit: unit, leaseKey: r.leaseKeys[unit], groupKey: groupKey(r.s.keys, unit),
+		topic: seen[0].sub.Topic, cancel: cancel, done: make(chan struct{}),
 		yield: make(chan struct{}), refresh: make(chan struct{}, 1)}
 	w.seen.Store(&seen)
 	none := "" // no version yet: the first renewal finds it changed
@@ -264,7 +363,7 @@ func (r *runner) stopAll() {
 func (r *runner) release(w *worker) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := releaseScript.Run(ctx, r.s.rdb, []string{groupLeaseKey(r.s.keys, w.unit)}, r.s.opts.SidecarID).Err(); err != nil {
+	if err := releaseScript.Run(ctx, r.s.rdb, []string{w.leaseKey}, r.s.opts.SidecarID).Err(); err != nil {
 		r.s.log.Debug("events: cannot release a subscription lease; it will expire", "group", w.unit, "err", err)
 	}
 }
@@ -306,11 +405,13 @@ return 1`)
 
 // worker delivers one group while its runner holds the lease.
 type worker struct {
-	r      *runner
-	unit   string
-	topic  string
-	cancel context.CancelFunc
-	done   chan struct{}
+	r    *runner
+	unit string
+	// leaseKey and groupKey are the group's lease and hash in Redis.
+	leaseKey, groupKey string
+	topic              string
+	cancel             context.CancelFunc
+	done               chan struct{}
 	// members and offsets are the group as last loaded (by the worker's
 	// own goroutine only); version is its version, which the lease renewal
 	// compares, and changed is set when that found another.
@@ -365,7 +466,14 @@ func (w *worker) run(ctx context.Context) {
 		}
 	}()
 	s.log.Debug("events: delivering a subscription group", "group", w.unit, "topic", w.topic)
-	go w.renew(ctx)
+	w.r.leasesMu.Lock()
+	w.r.leases[w] = struct{}{}
+	w.r.leasesMu.Unlock()
+	defer func() {
+		w.r.leasesMu.Lock()
+		delete(w.r.leases, w)
+		w.r.leasesMu.Unlock()
+	}()
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		err := w.session(ctx)
@@ -382,10 +490,13 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
-// renew keeps the lease until ctx ends, cancelling the worker when the
-// lease is lost or the subscription changed.
-func (w *worker) renew(ctx context.Context) {
-	s := w.r.s
+// renewLeases renews the leases of every worker every LeaseTTL/3, many
+// in one script call (a sidecar may deliver thousands of subscriptions:
+// one round trip each would cost Redis more than all else it does idle),
+// cancelling a worker whose lease is lost and marking a changed group to
+// be loaded again.
+func (r *runner) renewLeases(ctx context.Context) {
+	s := r.s
 	t := time.NewTicker(s.opts.LeaseTTL / 3)
 	defer t.Stop()
 	for {
@@ -394,18 +505,64 @@ func (w *worker) renew(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		ok, err := w.check(ctx)
-		switch {
-		case err != nil:
-			if ctx.Err() == nil {
-				s.log.Warn("events: cannot renew a subscription lease", "group", w.unit, "err", err)
-			}
-		case !ok:
-			w.cancel()
-			return
+		r.leasesMu.Lock()
+		ws := make([]*worker, 0, len(r.leases))
+		for w := range r.leases {
+			ws = append(ws, w)
+		}
+		r.leasesMu.Unlock()
+		for len(ws) > 0 {
+			n := min(len(ws), renewBatch)
+			r.renewSome(ctx, ws[:n])
+			ws = ws[n:]
 		}
 	}
 }
+
+// renewBatch bounds the leases renewed by one script call, which holds
+// Redis for its whole run.
+const renewBatch = 256
+
+func (r *runner) renewSome(ctx context.Context, ws []*worker) {
+	s := r.s
+	keys := make([]string, 0, 2*len(ws))
+	args := make([]any, 0, 2+len(ws))
+	args = append(args, s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds())
+	for _, w := range ws {
+		keys = append(keys, w.leaseKey, w.groupKey)
+		args = append(args, *w.version.Load())
+	}
+	asked := r.now()
+	res, err := renewManyScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	if err != nil || len(res) != len(ws) {
+		if ctx.Err() == nil {
+			s.log.Warn("events: cannot renew the subscription leases", "groups", len(ws), "err", err)
+		}
+		return
+	}
+	for i, w := range ws {
+		if !w.renewed(int(res[i]), asked) {
+			w.cancel()
+		}
+	}
+}
+
+// renewManyScript is renewScript for many leases at once: KEYS holds
+// each lease and its group, ARGV the holder, the TTL and each group's
+// version; it returns renewScript's answer for each.
+var renewManyScript = redis.NewScript(`
+local out = {}
+for i = 1, #KEYS / 2 do
+  local a = 1
+  if redis.call('GET', KEYS[2*i-1]) ~= ARGV[1] then
+    a = 0
+  else
+    redis.call('PEXPIRE', KEYS[2*i-1], ARGV[2])
+    if redis.call('HGET', KEYS[2*i], 'v') ~= ARGV[2+i] then a = 2 end
+  end
+  out[i] = a
+end
+return out`)
 
 // check renews the lease, reporting false when it is lost (the worker
 // must stop); when the group's members changed, it marks them to be loaded
@@ -413,7 +570,7 @@ func (w *worker) renew(ctx context.Context) {
 func (w *worker) check(ctx context.Context) (bool, error) {
 	s := w.r.s
 	asked := w.r.now()
-	ok, err := renewScript.Run(ctx, s.rdb, []string{groupLeaseKey(s.keys, w.unit), groupKey(s.keys, w.unit)},
+	ok, err := renewScript.Run(ctx, s.rdb, []string{w.leaseKey, w.groupKey},
 		s.opts.SidecarID, s.opts.LeaseTTL.Milliseconds(), *w.version.Load()).Int()
 	if err != nil {
 		return false, err
@@ -474,7 +631,7 @@ func (w *worker) load(ctx context.Context) error {
 	for {
 		seen := *w.seen.Load()
 		keys := make([]string, 0, 2+len(seen))
-		keys = append(keys, s.keys.Subscriptions(), groupKey(s.keys, w.unit))
+		keys = append(keys, s.keys.Subscriptions(), w.groupKey)
 		args := make([]any, 0, 2*len(seen))
 		for _, m := range seen {
 			keys = append(keys, legacyOffsetsKey(s.keys, m.field))
@@ -509,7 +666,7 @@ func (w *worker) load(ctx context.Context) error {
 			for p, off := range start {
 				pargs = append(pargs, strconv.Itoa(int(p)), off)
 			}
-			ok, err := positionScript.Run(ctx, s.rdb, []string{groupLeaseKey(s.keys, w.unit), groupKey(s.keys, w.unit)}, pargs...).Int()
+			ok, err := positionScript.Run(ctx, s.rdb, []string{w.leaseKey, w.groupKey}, pargs...).Int()
 			if err != nil {
 				return fmt.Errorf("position a new subscription group: %w", err)
 			}
@@ -548,6 +705,10 @@ func (w *worker) leaseValid(ctx context.Context) bool {
 	return ctx.Err() == nil
 }
 
+// tapBuffer is how many records of one partition a session may have in
+// hand before its subscriber is found slow (see feed).
+const tapBuffer = 16
+
 // errTopicMissing pauses a subscription whose topic does not exist (it
 // was deleted): it resumes when the topic is created again.
 var errTopicMissing = errors.New("topic does not exist")
@@ -560,10 +721,16 @@ var errPartitionsChanged = errors.New("partitions changed")
 func (w *worker) session(ctx context.Context) error {
 	s := w.r.s
 	kt := s.kafkaTopic(w.topic)
-	if err := s.kc.RefreshMetadata(kt); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-		return fmt.Errorf("kafka metadata of %s: %w", kt, err)
-	}
+	// The metadata sarama holds first (Run refreshes it for the topics
+	// being read): thousands of sessions starting together must not ask
+	// the broker each.
 	parts, err := s.kc.Partitions(kt)
+	if err != nil || len(parts) == 0 {
+		if err := s.kc.RefreshMetadata(kt); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			return fmt.Errorf("kafka metadata of %s: %w", kt, err)
+		}
+		parts, err = s.kc.Partitions(kt)
+	}
 	if err != nil || len(parts) == 0 {
 		return fmt.Errorf("%w: %s", errTopicMissing, w.topic)
 	}
@@ -572,54 +739,28 @@ func (w *worker) session(ctx context.Context) error {
 	}
 	stored := w.offsets
 
-	// Each partition is read by a reader on a connection of its own (a
-	// broker answers a connection's requests in order, so readers sharing
-	// one would wait out each other's parked fetches). Its handler passes
-	// one record at a time to the loop below and blocks until the loop
-	// takes it, so a slow subscriber holds at most one fetch per partition
-	// in memory. The handler gives up when the session ends: Close waits
-	// for a record being handed over, and must not wait for ever.
+	// Each partition is read through this sidecar's feed of it (feed.go),
+	// which hands the session its records from the committed offset on.
+	// The session takes one record at a time from msgs; a slow subscriber
+	// leaves at most tapBuffer records per partition in memory before its
+	// partitions are read for it alone.
 	sctx, stop := context.WithCancel(ctx)
-	msgs := make(chan *sarama.ConsumerMessage)
-	failed := make(chan error, 1)
-	rds := make([]*kafka.PartitionReader, 0, len(parts))
+	msgs := make(chan *sarama.ConsumerMessage, tapBuffer)
+	taps := make([]*tap, 0, len(parts))
 	defer func() {
 		stop()
-		for _, rd := range rds {
-			rd.Close() // no record is handed over after it returns
+		for _, t := range taps {
+			w.r.feeds.leave(t) // no record is handed over after it returns
 		}
-		w.r.closed(rds)
 	}()
 	for _, p := range parts {
-		off := int64(sarama.OffsetOldest) // resolved by the reader (OutOfRange)
+		off := int64(sarama.OffsetOldest) // resolved by a reader (OutOfRange)
 		if v, ok := stored[strconv.Itoa(int(p))]; ok {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 				off = n
 			}
 		}
-		rds = append(rds, s.kc.ReadPartitionWith(kt, p, off, kafka.ReadOptions{
-			Record: func(m *sarama.ConsumerMessage) {
-				select {
-				case msgs <- m:
-				case <-sctx.Done():
-				}
-			},
-			OutOfRange: func(from, oldest int64) {
-				if from >= 0 {
-					s.log.Warn("events: committed offset no longer in the topic (deleted and created again, or past retention); reading from the oldest",
-						"group", w.unit, "topic", w.topic, "partition", p, "offset", from, "oldest", oldest)
-				}
-			},
-			// Any failure (the topic deleted, the broker gone) ends the
-			// session, which starts again from the committed offsets
-			// after a backoff, with fresh metadata.
-			Error: func(err error) {
-				select {
-				case failed <- fmt.Errorf("reading partition %d: %w", p, err):
-				default:
-				}
-			},
-		}))
+		taps = append(taps, w.r.feeds.join(kt, p, off, w.unit, msgs, sctx.Done()))
 	}
 
 	check := time.NewTicker(5 * s.opts.Poll)
@@ -630,17 +771,13 @@ func (w *worker) session(ctx context.Context) error {
 			return nil
 		case <-w.yield:
 			return errHandedOff
-		case err := <-failed:
-			return err
 		case <-w.refresh:
 			if err := w.load(ctx); err != nil {
 				return err
 			}
 		case <-check.C:
-			// Partitions added by any sidecar: read them too.
-			if err := s.kc.RefreshMetadata(kt); err != nil {
-				continue
-			}
+			// Partitions added by any sidecar: read them too (Run
+			// refreshes the metadata of the topics being read).
 			if ps, err := s.kc.Partitions(kt); err == nil && len(ps) != len(parts) {
 				return errPartitionsChanged
 			}
@@ -683,7 +820,7 @@ func (w *worker) commit(ctx context.Context, partition int32, next int64) (bool,
 	backoff := 20 * time.Millisecond
 	for {
 		asked := w.r.now()
-		ok, err := commitScript.Run(ctx, s.rdb, []string{groupLeaseKey(s.keys, w.unit), groupKey(s.keys, w.unit)},
+		ok, err := commitScript.Run(ctx, s.rdb, []string{w.leaseKey, w.groupKey},
 			s.opts.SidecarID, strconv.Itoa(int(partition)), next, s.opts.LeaseTTL.Milliseconds(), *w.version.Load()).Int()
 		if err == nil {
 			return w.renewed(ok, asked), nil
@@ -772,15 +909,13 @@ func (w *worker) deliverActor(ctx context.Context, sub Subscription, p published
 	return w.r.s.opts.Deliver(withTraceContext(ctx, p.ev), sub.Actor.Type, sub.Actor.ID, sub.Path, "application/json", actorArgs(arg))
 }
 
-// closed records the readers of an ended session: Run waits for them to
-// end (their goroutine and connection), but a new session, a hand-off or
-// the next worker need not wait out their parked fetches.
-func (r *runner) closed(rds []*kafka.PartitionReader) {
+// closed records a reader that was closed: Run waits for it to end (its
+// goroutine and connection), but a new session, a hand-off or the next
+// worker need not wait out its parked fetch.
+func (r *runner) closed(rd *kafka.PartitionReader) {
 	r.closing.Add(1)
 	go func() {
 		defer r.closing.Done()
-		for _, rd := range rds {
-			<-rd.Done()
-		}
+		<-rd.Done()
 	}()
 }
