@@ -107,7 +107,7 @@ func (f *fastServer) serve(ln net.Listener) error {
 			}
 			return err
 		}
-		c := &fastConn{f: f, nc: nc, br: bufio.NewReaderSize(nc, fastBufSize), done: make(chan struct{}, 1), reqs: make(chan *http.Request)}
+		c := &fastConn{f: f, nc: nc, br: bufio.NewReaderSize(nc, fastBufSize), done: make(chan struct{}, 1), reqs: make(chan *http.Request), remote: nc.RemoteAddr().String()}
 		f.mu.Lock()
 		if f.shutdown {
 			f.mu.Unlock()
@@ -173,6 +173,17 @@ type fastConn struct {
 	closed bool
 	// head and out hold the answer being written, kept between calls.
 	head, out []byte
+	// remote is the client's address, rendered once for all requests.
+	remote string
+	// w and bufs are the answer's writer and the vector written, reused
+	// by each call: the worker serves one request at a time and nothing
+	// holds them once the answer is written.
+	w      fastWriter
+	vec    net.Buffers
+	vecArr [2][]byte
+	// req is where parse builds a request; the call gets a copy of it
+	// with its context (WithContext copies anyway).
+	req http.Request
 }
 
 func (c *fastConn) closeIfIdle() {
@@ -231,7 +242,8 @@ func (c *fastConn) serve() {
 			return
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		req = req.WithContext(ctx)
+		req = req.WithContext(ctx) // a copy: c.req is free again
+		c.req = http.Request{}
 		if !working {
 			working = true
 			go c.work()
@@ -280,7 +292,12 @@ func (c *fastConn) work() {
 
 // run serves one request and writes its answer.
 func (c *fastConn) run(req *http.Request) {
-	w := &fastWriter{h: make(http.Header, 4), body: c.out[:0]}
+	w := &c.w
+	if w.h == nil {
+		w.h = make(http.Header, 4)
+	}
+	clear(w.h)
+	w.status, w.body = 0, c.out[:0]
 	defer func() {
 		if p := recover(); p != nil {
 			// As net/http: log it and close the connection unanswered.
@@ -298,8 +315,12 @@ func (c *fastConn) run(req *http.Request) {
 	closing := req.Close || strings.EqualFold(w.h.Get("Connection"), "close")
 	head := w.encode(c.head[:0], closing)
 	// Head and body in one system call, the body not copied again.
-	bufs := net.Buffers{head, w.body}
-	if _, err := bufs.WriteTo(c.nc); err != nil {
+	c.vecArr = [2][]byte{head, w.body}
+	c.vec = c.vecArr[:]
+	_, err := c.vec.WriteTo(c.nc)
+	c.vec, c.vecArr = nil, [2][]byte{}
+	clear(w.h) // hold nothing of this answer until the next
+	if err != nil {
 		c.nc.Close()
 	}
 	switch {
@@ -385,8 +406,10 @@ func (c *fastConn) parse() (req *http.Request, n int, ok bool) {
 			}
 		}
 		vals[i] = v
-		h[k] = append(h[k], vals[i])
-		if len(h[k]) == 1 {
+		if prev, dup := h[k]; dup {
+			h[k] = append(prev, v)
+		} else {
+			// The first value shares vals: no slice of its own.
 			h[k] = vals[i : i+1 : i+1]
 		}
 	}
@@ -397,11 +420,12 @@ func (c *fastConn) parse() (req *http.Request, n int, ok bool) {
 	if n > len(buf) {
 		return nil, 0, false // the body is still on its way: net/http waits for it
 	}
-	req = &http.Request{
+	c.req = http.Request{
 		Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Host: host, RequestURI: target, RemoteAddr: c.nc.RemoteAddr().String(),
+		Header: h, Host: host, RequestURI: target, RemoteAddr: c.remote,
 		ContentLength: length, Close: closing, Body: http.NoBody,
 	}
+	req = &c.req
 	if length > 0 {
 		req.Body = &fastBody{b: bytes.Clone(buf[end+4 : n])}
 	}
