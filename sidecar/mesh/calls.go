@@ -137,7 +137,10 @@ func (m *Mesh) retryStrays() {
 // newRequest fills in what every request this sidecar sends carries.
 func (m *Mesh) newRequest(req *Envelope) {
 	req.Kind = KindRequest
-	req.ID = m.id + "-" + strconv.FormatUint(m.seq.Add(1), 36)
+	// One string for the id (concatenating a FormatUint made two).
+	var buf [64]byte
+	id := append(append(buf[:0], m.id...), '-')
+	req.ID = string(strconv.AppendUint(id, m.seq.Add(1), 36))
 	req.From = m.id
 	m.mu.Lock()
 	req.FromPart = m.self.Partition
