@@ -444,6 +444,80 @@ func fastRoute(method, target string) bool {
 	return method == http.MethodPost && strings.HasPrefix(target, "/kar/v1/actor/") && strings.Contains(target, "/call/")
 }
 
+// directCalls serves the call routes (service calls, actor method calls)
+// without ServeMux's matching, which was a fifth of a caller sidecar's
+// allocations (its path values, and a second match of a trailing-slash
+// redirect that a {path...} pattern always tries), and everything else
+// through mux. It needs the path canonical (guard) and no route more
+// specific than the call routes mounted (Server.DirectCallRoutes).
+func (s *Server) directCalls(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch route, v := directRoute(r.Method, r.URL.EscapedPath()); route {
+		case serviceRoute:
+			s.callService(w, r, v[0])
+		case actorRoute:
+			s.callActor(w, r, v[0], v[1], v[2])
+		default:
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// Routes of directRoute.
+const (
+	noRoute = iota
+	serviceRoute
+	actorRoute
+)
+
+// directRoute takes a call route and its path values as ServeMux does,
+// but only where that is certain: the literal segments written as they
+// are (the mux would also match them percent-encoded), the wildcards'
+// segments ones it matches. noRoute leaves the request to the mux.
+func directRoute(method, p string) (route int, values [3]string) {
+	if rest, ok := strings.CutPrefix(p, "/kar/v1/service/"); ok {
+		// "/kar/v1/service/{service}/call/{path...}", any method.
+		service, rest, ok := strings.Cut(rest, "/")
+		if ok && strings.HasPrefix(rest, "call/") {
+			if v, ok := segmentValue(service); ok {
+				return serviceRoute, [3]string{v, pathUnescape(rest[len("call/"):])}
+			}
+		}
+	} else if rest, ok := strings.CutPrefix(p, "/kar/v1/actor/"); ok && method == http.MethodPost {
+		// "POST /kar/v1/actor/{type}/{id}/call/{method...}"
+		typ, rest, ok1 := strings.Cut(rest, "/")
+		id, rest, ok2 := strings.Cut(rest, "/")
+		m, ok3 := strings.CutPrefix(rest, "call/")
+		t, okt := segmentValue(typ)
+		i, oki := segmentValue(id)
+		if ok1 && ok2 && ok3 && okt && oki {
+			return actorRoute, [3]string{t, i, pathUnescape(m)}
+		}
+	}
+	return noRoute, values
+}
+
+// segmentValue is the value ServeMux gives a {name} wildcard for an
+// escaped segment; ok false where it would not match one (an empty
+// segment, or one that unescapes to "/").
+func segmentValue(seg string) (string, bool) {
+	v := pathUnescape(seg)
+	return v, seg != "" && v != "/"
+}
+
+// pathUnescape is a path value as ServeMux gives it: unescaped, or as
+// written when it does not unescape.
+func pathUnescape(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	u, err := url.PathUnescape(s)
+	if err != nil {
+		return s
+	}
+	return u
+}
+
 // commonKeys are header names kept as they are (no new string).
 var commonKeys = map[string]string{}
 
