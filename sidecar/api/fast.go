@@ -182,8 +182,10 @@ type fastConn struct {
 	vec    net.Buffers
 	vecArr [2][]byte
 	// req is where parse builds a request; the call gets a copy of it
-	// with its context (WithContext copies anyway).
-	req http.Request
+	// with its context (WithContext copies anyway). body is the body of
+	// the request being served: the next is parsed once it is answered.
+	req  http.Request
+	body fastBody
 }
 
 func (c *fastConn) closeIfIdle() {
@@ -427,7 +429,8 @@ func (c *fastConn) parse() (req *http.Request, n int, ok bool) {
 	}
 	req = &c.req
 	if length > 0 {
-		req.Body = &fastBody{b: bytes.Clone(buf[end+4 : n])}
+		c.body = fastBody{b: bytes.Clone(buf[end+4 : n])}
+		req.Body = &c.body
 	}
 	return req, n, true
 }
