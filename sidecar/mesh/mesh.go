@@ -87,7 +87,11 @@ type Mesh struct {
 	// sessions: per session, the requests this sidecar's component runs,
 	// innermost last (orchestrate.go).
 	sessions map[string][]string
-	leaving  bool
+	// serviceRuns: the service requests the component runs, by id (a
+	// service request has no session: its id stands for one), and how
+	// many runs of each (a redelivery may overlap).
+	serviceRuns map[string]int
+	leaving     bool
 	// withdrawn: no longer announced (drain.go); requests still arriving
 	// go elsewhere, except those for the actor instances still active here.
 	withdrawn bool
@@ -132,27 +136,28 @@ func New(opts Options, rdb redis.UniversalClient, kc *kafka.Client) (*Mesh, erro
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	m := &Mesh{
-		opts:       opts,
-		id:         id,
-		log:        opts.Logger.With("sidecar", id),
-		rdb:        rdb,
-		kc:         kc,
-		topic:      kafka.Topic(opts.App),
-		keys:       store.NewKeys(opts.App),
-		owned:      map[int32]*owned{},
-		buried:     map[string]int32{},
-		pending:    map[string]*call{},
-		promised:   map[string]time.Time{},
-		instances:  map[string]*instance{},
-		placements: map[string]string{},
-		running:    map[string]chan struct{}{},
-		sessions:   map[string][]string{},
-		stopping:   make(chan struct{}),
-		refreshC:   make(chan struct{}, 1),
-		adoptC:     make(chan struct{}, 1),
-		commitC:    make(chan struct{}, 1),
-		heldC:      make(chan struct{}, 1),
-		topicC:     make(chan struct{}, 1),
+		opts:        opts,
+		id:          id,
+		log:         opts.Logger.With("sidecar", id),
+		rdb:         rdb,
+		kc:          kc,
+		topic:       kafka.Topic(opts.App),
+		keys:        store.NewKeys(opts.App),
+		owned:       map[int32]*owned{},
+		buried:      map[string]int32{},
+		pending:     map[string]*call{},
+		promised:    map[string]time.Time{},
+		instances:   map[string]*instance{},
+		placements:  map[string]string{},
+		running:     map[string]chan struct{}{},
+		sessions:    map[string][]string{},
+		serviceRuns: map[string]int{},
+		stopping:    make(chan struct{}),
+		refreshC:    make(chan struct{}, 1),
+		adoptC:      make(chan struct{}, 1),
+		commitC:     make(chan struct{}, 1),
+		heldC:       make(chan struct{}, 1),
+		topicC:      make(chan struct{}, 1),
 	}
 	m.workers = newPool(10 * time.Second)
 	m.health = newHealth(opts.LeaseTTL)

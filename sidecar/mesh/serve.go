@@ -15,10 +15,9 @@ func (m *Mesh) serve(env *Envelope, finish func()) {
 	// bounds its wait for deliveries itself.
 	// A service request has no session: its own id stands for one, so a
 	// call its run makes may be traced to it (orchestrate.go).
-	session := "\x00" + env.ID // made once: it is a map key in both
-	m.enter(session, env.ID)
+	m.enterService(env.ID)
 	resp, err := m.deliver(context.Background(), env)
-	m.leave(session, env.ID)
+	m.leaveService(env.ID)
 	if err != nil {
 		m.handOver(env, finish, err)
 		return
