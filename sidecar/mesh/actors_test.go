@@ -150,7 +150,7 @@ func TestPoolReusesWorkers(t *testing.T) {
 }
 
 func TestSweep(t *testing.T) {
-	m := &Mesh{pending: map[string]*call{}, promised: map[string]time.Time{}, placements: map[string]string{}}
+	m := &Mesh{pending: map[string]*call{}, promised: map[string]time.Time{}, placements: map[actorRef]string{}}
 	now := time.Now()
 	m.pending["old"], m.promised["old"] = &call{ch: make(chan *Envelope, 1)}, now.Add(-2*PromiseTTL)
 	m.pending["new"], m.promised["new"] = &call{ch: make(chan *Envelope, 1)}, now

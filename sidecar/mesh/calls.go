@@ -226,7 +226,7 @@ func (m *Mesh) sweep(now time.Time) {
 		}
 	}
 	if len(m.placements) > placementCacheMax {
-		m.placements = map[string]string{}
+		m.placements = map[actorRef]string{}
 	}
 }
 
