@@ -165,14 +165,19 @@ func (m *Mesh) send(ctx context.Context, req *Envelope) error {
 		req.To = t.ID
 		p = t.Partition
 	}
-	val, err := m.encode(req)
+	val, buf, err := m.encodePooled(req)
 	if err != nil {
 		return err
 	}
 	if len(val) > kafka.MaxMessageBytes {
+		release(buf, val)
 		return ErrTooLarge
 	}
-	return m.produce(ctx, p, val)
+	if err := m.produce(ctx, p, val); err != nil {
+		return err
+	}
+	release(buf, val)
+	return nil
 }
 
 // ErrTooLarge is returned for a request that does not fit in a Kafka record.

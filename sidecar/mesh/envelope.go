@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 )
 
 // Kinds of envelope.
@@ -130,7 +131,11 @@ const (
 )
 
 // Encode renders e as a record value.
-func (e *Envelope) Encode() ([]byte, error) {
+func (e *Envelope) Encode() ([]byte, error) { return e.AppendEncoded(nil) }
+
+// AppendEncoded renders e as a record value appended to b, which it grows
+// once to the size needed.
+func (e *Envelope) AppendEncoded(b []byte) ([]byte, error) {
 	var kind byte
 	switch e.Kind {
 	case KindRequest:
@@ -164,7 +169,7 @@ func (e *Envelope) Encode() ([]byte, error) {
 			size += len(v) + binary.MaxVarintLen32
 		}
 	}
-	b := make([]byte, 0, size)
+	b = slices.Grow(b, size)
 	b = append(b, wireMagic, wireVersion, kind, flags)
 	b = binary.BigEndian.AppendUint32(b, uint32(e.FromPart))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Deadline))
