@@ -21,6 +21,12 @@ func (m *Mesh) onResponse(env *Envelope, from int32, finish func()) {
 		m.passResponse(&stray{env: env, from: from, finish: finish, seen: time.Now()})
 		return
 	}
+	m.complete(env)
+	finish()
+}
+
+// complete hands a response to the call waiting for it, if any.
+func (m *Mesh) complete(env *Envelope) {
 	m.mu.Lock()
 	c := m.pending[rootID(env.ID)]
 	if c != nil {
@@ -35,7 +41,6 @@ func (m *Mesh) onResponse(env *Envelope, from int32, finish func()) {
 		default:
 		}
 	}
-	finish()
 }
 
 // call is a request of this sidecar waiting for its response.
