@@ -128,7 +128,7 @@ func TestPoolReusesWorkers(t *testing.T) {
 	var ran atomic.Int32
 	done := make(chan struct{}, 100)
 	for i := 0; i < 100; i++ {
-		p.Go(func() { ran.Add(1); done <- struct{}{} })
+		p.Go(task{fn: func() { ran.Add(1); done <- struct{}{} }})
 		<-done // sequential: one worker serves them all
 	}
 	if ran.Load() != 100 {
@@ -137,7 +137,7 @@ func TestPoolReusesWorkers(t *testing.T) {
 	// Blocking tasks never wait for a free worker.
 	release := make(chan struct{})
 	for i := 0; i < 10; i++ {
-		p.Go(func() { <-release; done <- struct{}{} })
+		p.Go(task{fn: func() { <-release; done <- struct{}{} }})
 	}
 	close(release)
 	for i := 0; i < 10; i++ {

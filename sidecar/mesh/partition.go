@@ -124,6 +124,15 @@ func (m *Mesh) fence(o *owned) bool {
 	return true
 }
 
+// serveRequest serves a request for this sidecar's component.
+func (m *Mesh) serveRequest(env *Envelope, finish func()) {
+	if env.ActorType != "" {
+		m.serveActor(env, finish)
+	} else {
+		m.serve(env, finish)
+	}
+}
+
 // finished marks the record at off of o, read in epoch, finished.
 func (m *Mesh) finished(o *owned, epoch int, off int64) {
 	o.tr.finish(epoch, off)
@@ -167,15 +176,7 @@ func (m *Mesh) dispatch(o *owned, epoch int, off int64, value []byte) {
 			m.opts.Metrics.RecordRead(false, true)
 		}
 		m.beginServe()
-		run := func() { m.serve(env, finish) }
-		if env.ActorType != "" {
-			run = func() { m.serveActor(env, finish) }
-		}
-		if isStep(env.ID) || off < o.below || env.MayRepeat {
-			m.workers.Go(func() { m.runOnce(env, finish, run) })
-		} else {
-			m.workers.Go(run)
-		}
+		m.workers.Go(task{m: m, env: env, finish: finish, once: isStep(env.ID) || off < o.below || env.MayRepeat})
 		return
 	}
 	m.route(env, finish)
