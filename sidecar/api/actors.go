@@ -62,10 +62,19 @@ func (s *Server) callActor(w http.ResponseWriter, r *http.Request, typ, id, meth
 		ActorID:   id,
 		Session:   session,
 		Method:    http.MethodPost,
-		Path:      "/" + method,
+		Path:      slashed(r.URL.Path, method),
 		Body:      body,
 	}
 	s.Dispatch(w, r, req)
+}
+
+// slashed is "/" + name, taken from the end of path when it is there (no
+// new string).
+func slashed(path, name string) string {
+	if n := len(path) - len(name); n > 0 && path[n-1] == '/' && path[n:] == name {
+		return path[n-1:]
+	}
+	return "/" + name
 }
 
 // checkArgs checks that the arguments of an actor method are a JSON array

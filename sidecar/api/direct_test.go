@@ -75,3 +75,17 @@ func TestDirectRoute(t *testing.T) {
 		}
 	}
 }
+
+func TestSlashed(t *testing.T) {
+	for _, c := range []struct{ path, name, want string }{
+		{"/kar/v1/actor/T/1/call/m", "m", "/m"},
+		{"/kar/v1/actor/T/1/call/a/b", "a/b", "/a/b"},
+		{"/kar/v1/actor/T/1/call/xm", "m", "/m"},
+		{"/kar/v1/actor/T/1/call/", "", "/"},
+		{"m", "m", "/m"},
+	} {
+		if got := slashed(c.path, c.name); got != c.want {
+			t.Errorf("slashed(%q, %q) = %q, want %q", c.path, c.name, got, c.want)
+		}
+	}
+}
