@@ -150,11 +150,11 @@ func TestPoolReusesWorkers(t *testing.T) {
 }
 
 func TestSweep(t *testing.T) {
-	m := &Mesh{pending: map[string]*call{}, promised: map[string]time.Time{}, placements: map[actorRef]string{}}
+	m := &Mesh{pending: map[string]call{}, promised: map[string]time.Time{}, placements: map[actorRef]string{}}
 	now := time.Now()
-	m.pending["old"], m.promised["old"] = &call{ch: make(chan *Envelope, 1)}, now.Add(-2*PromiseTTL)
-	m.pending["new"], m.promised["new"] = &call{ch: make(chan *Envelope, 1)}, now
-	m.pending["call"] = &call{ch: make(chan *Envelope, 1)} // a synchronous call: its caller forgets it
+	m.pending["old"], m.promised["old"] = call{ch: make(chan *Envelope, 1)}, now.Add(-2*PromiseTTL)
+	m.pending["new"], m.promised["new"] = call{ch: make(chan *Envelope, 1)}, now
+	m.pending["call"] = call{ch: make(chan *Envelope, 1)} // a synchronous call: its caller forgets it
 	for i := 0; i <= placementCacheMax; i++ {
 		m.placements[actorKey("T", strconv.Itoa(i))] = "x"
 	}

@@ -73,7 +73,7 @@ type Mesh struct {
 	// buried: members found dead by adopting their partition (adopt.go),
 	// by id, with that partition; left out of the view.
 	buried  map[string]int32
-	pending map[string]*call
+	pending map[string]call
 	// promised: when each promise (Pragma: promise) was issued, so that
 	// promises nobody awaits do not pile up.
 	promised map[string]time.Time
@@ -150,7 +150,7 @@ func New(opts Options, rdb redis.UniversalClient, kc *kafka.Client) (*Mesh, erro
 		keys:         store.NewKeys(opts.App),
 		owned:        map[int32]*owned{},
 		buried:       map[string]int32{},
-		pending:      map[string]*call{},
+		pending:      map[string]call{},
 		promised:     map[string]time.Time{},
 		instances:    map[actorRef]*instance{},
 		placements:   map[actorRef]string{},
