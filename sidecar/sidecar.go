@@ -227,6 +227,8 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	srv := &api.Server{
 		Mesh: m, Log: log, RequestTimeout: cfg.CallTimeout(), BodyTimeout: cfg.BodyTimeout, Ready: ready, Redis: be.Redis, Keys: keys,
 		Metrics: met, Tracer: tr,
+		// The routes of Extra below are all off the call routes.
+		DirectCallRoutes: true,
 		ActorCleanup: func(ctx context.Context, typ, id string) error {
 			if err := actorstate.DeleteAll(ctx, be.Redis, keys, typ, id); err != nil {
 				return err

@@ -235,15 +235,33 @@ func explain(cfg config.Backend, err error) error {
 // Produce writes value to topic/partition and returns once the broker has
 // acknowledged it (acks=all): a request is accepted only when it is durable.
 func (c *Client) Produce(ctx context.Context, topic string, partition int32, value []byte) error {
-	done := make(chan error, 1)
-	msg := &sarama.ProducerMessage{Topic: topic, Partition: partition, Value: sarama.ByteEncoder(value), Metadata: done}
-	err := c.produce(ctx, msg, done)
-	if producerReset(err) {
-		msg.Metadata = done
-		err = c.produce(ctx, msg, done)
+	op := produceOps.Get().(*produceOp)
+	op.val = value
+	op.msg = sarama.ProducerMessage{Topic: topic, Partition: partition, Value: &op.val, Metadata: op.done}
+	back, err := c.produce(ctx, &op.msg, op.done)
+	if back && producerReset(err) {
+		op.msg.Metadata = op.done
+		back, err = c.produce(ctx, &op.msg, op.done)
+	}
+	if back {
+		// sarama handed the record back: nothing refers to op any more.
+		op.msg, op.val = sarama.ProducerMessage{}, nil
+		produceOps.Put(op)
 	}
 	return err
 }
+
+// produceOp is what Produce hands to sarama for one record, kept in a pool
+// (three allocations per record otherwise). It goes back to the pool only
+// once sarama has reported the record's outcome: a Produce that gave up
+// (ctx) leaves it to sarama and the garbage collector.
+type produceOp struct {
+	msg  sarama.ProducerMessage
+	val  sarama.ByteEncoder // msg.Value points here: no boxing per record
+	done chan error
+}
+
+var produceOps = sync.Pool{New: func() any { return &produceOp{done: make(chan error, 1)} }}
 
 // producerReset tells whether the broker refused a record only because the
 // idempotent producer's sequence did not match what it knows of the
@@ -256,19 +274,21 @@ func producerReset(err error) bool {
 	return errors.Is(err, sarama.ErrOutOfOrderSequenceNumber) || errors.Is(err, sarama.ErrUnknownProducerID)
 }
 
-func (c *Client) produce(ctx context.Context, msg *sarama.ProducerMessage, done chan error) error {
+// produce hands msg to the producer and waits for its outcome on done.
+// back tells whether that outcome came, so that sarama holds msg no more.
+func (c *Client) produce(ctx context.Context, msg *sarama.ProducerMessage, done chan error) (back bool, err error) {
 	select {
 	case c.input() <- msg:
 	case <-ctx.Done():
-		return ctx.Err()
+		return true, ctx.Err()
 	case <-c.done:
-		return errors.New("kafka client closed")
+		return true, errors.New("kafka client closed")
 	}
 	select {
 	case err := <-done:
-		return err
+		return true, err
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }
 

@@ -24,7 +24,11 @@ func (s *Server) actorRoutes(mux *http.ServeMux) {
 }
 
 func (s *Server) actorCall(w http.ResponseWriter, r *http.Request) {
-	method := r.PathValue("method")
+	s.callActor(w, r, r.PathValue("type"), r.PathValue("id"), r.PathValue("method"))
+}
+
+// callActor serves a call of method on actor typ/id (the path values).
+func (s *Server) callActor(w http.ResponseWriter, r *http.Request, typ, id, method string) {
 	if err := httpx.CheckMethod(method); err != nil {
 		text(w, http.StatusBadRequest, err.Error())
 		return
@@ -54,14 +58,23 @@ func (s *Server) actorCall(w http.ResponseWriter, r *http.Request) {
 	// Content-Type (a header map per call was a tenth of this handler's
 	// allocations).
 	req := &mesh.Envelope{
-		ActorType: r.PathValue("type"),
-		ActorID:   r.PathValue("id"),
+		ActorType: typ,
+		ActorID:   id,
 		Session:   session,
 		Method:    http.MethodPost,
-		Path:      "/" + method,
+		Path:      slashed(r.URL.Path, method),
 		Body:      body,
 	}
 	s.Dispatch(w, r, req)
+}
+
+// slashed is "/" + name, taken from the end of path when it is there (no
+// new string).
+func slashed(path, name string) string {
+	if n := len(path) - len(name); n > 0 && path[n-1] == '/' && path[n:] == name {
+		return path[n-1:]
+	}
+	return "/" + name
 }
 
 // checkArgs checks that the arguments of an actor method are a JSON array

@@ -57,6 +57,10 @@ type Server struct {
 	Metrics *metrics.Metrics
 	// Tracer makes the callers' spans (nil: tracing is off).
 	Tracer *tracing.Tracer
+	// DirectCallRoutes says that Extra mounts no route more specific than
+	// the call routes (service calls, actor method calls), so that calls
+	// on the fast path can skip ServeMux's matching (directCalls).
+	DirectCallRoutes bool
 
 	// mu guards srv and fast, set by Serve, and closed, set by Close.
 	mu     sync.Mutex
@@ -66,7 +70,10 @@ type Server struct {
 }
 
 // Handler returns the API's routes.
-func (s *Server) Handler() http.Handler {
+func (s *Server) Handler() http.Handler { return s.guard(s.routes()) }
+
+// routes is the API's mux.
+func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/kar/v1/service/{service}/call/{path...}", s.serviceCall)
 	mux.HandleFunc("POST /kar/v1/await", s.await)
@@ -85,14 +92,19 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		text(w, http.StatusNotFound, fmt.Sprintf("no such route: %s %s (see the kar REST API under /kar/v1)", r.Method, r.URL.Path))
 	})
-	return s.guard(mux)
+	return mux
 }
 
 // Serve serves the API on ln over HTTP/1.1 and h2c until Close. Calls
 // over HTTP/1.1 take the fast path (fast.go); everything else net/http's
 // server.
 func (s *Server) Serve(ln net.Listener) error {
-	h := s.Handler()
+	mux := s.routes()
+	h := s.guard(mux)
+	fh := h
+	if s.DirectCallRoutes {
+		fh = s.guard(s.directCalls(mux))
+	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnState: trackIdle}
 	idle := s.IdleTimeout
 	if idle <= 0 {
@@ -104,7 +116,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	// kar-sdk opens one HTTP/2 connection and multiplexes every call on it.
 	srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 100000}
 	slow := &chanListener{addr: ln.Addr(), c: make(chan net.Conn), closed: make(chan struct{})}
-	fast := &fastServer{s: s, handler: h, idle: idle, ln: ln, slow: slow, conns: map[*fastConn]struct{}{}}
+	fast := &fastServer{s: s, handler: fh, idle: idle, ln: ln, slow: slow, conns: map[*fastConn]struct{}{}}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -225,6 +237,11 @@ func passHeaders(h http.Header) http.Header {
 }
 
 func (s *Server) serviceCall(w http.ResponseWriter, r *http.Request) {
+	s.callService(w, r, r.PathValue("service"))
+}
+
+// callService serves a service call to service (the path value).
+func (s *Server) callService(w http.ResponseWriter, r *http.Request, service string) {
 	if !s.waitReady(w, r) {
 		return
 	}
@@ -233,7 +250,7 @@ func (s *Server) serviceCall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := &mesh.Envelope{
-		Service: r.PathValue("service"),
+		Service: service,
 		Method:  r.Method,
 		Path:    servicePath(r),
 		Query:   r.URL.RawQuery,
@@ -247,9 +264,15 @@ func (s *Server) serviceCall(w http.ResponseWriter, r *http.Request) {
 // service gets "a%2Fb" or "%2E%2E" as they were written, never decoded into
 // more segments or a dot segment that its router would resolve.
 func servicePath(r *http.Request) string {
-	// "", "kar", "v1", "service", {service}, "call", {path...}
-	if segs := strings.SplitN(r.URL.EscapedPath(), "/", 7); len(segs) == 7 {
-		return "/" + segs[6]
+	// "", "kar", "v1", "service", {service}, "call", {path...}: the path
+	// from the sixth slash on, taken without a copy.
+	p := r.URL.EscapedPath()
+	for i, n := 0, 0; i < len(p); i++ {
+		if p[i] == '/' {
+			if n++; n == 6 {
+				return p[i:]
+			}
+		}
 	}
 	return "/" + r.PathValue("path")
 }

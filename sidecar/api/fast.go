@@ -107,7 +107,7 @@ func (f *fastServer) serve(ln net.Listener) error {
 			}
 			return err
 		}
-		c := &fastConn{f: f, nc: nc, br: bufio.NewReaderSize(nc, fastBufSize), done: make(chan struct{}, 1), reqs: make(chan *http.Request)}
+		c := &fastConn{f: f, nc: nc, br: bufio.NewReaderSize(nc, fastBufSize), done: make(chan struct{}, 1), reqs: make(chan *http.Request), remote: nc.RemoteAddr().String()}
 		f.mu.Lock()
 		if f.shutdown {
 			f.mu.Unlock()
@@ -173,6 +173,19 @@ type fastConn struct {
 	closed bool
 	// head and out hold the answer being written, kept between calls.
 	head, out []byte
+	// remote is the client's address, rendered once for all requests.
+	remote string
+	// w and bufs are the answer's writer and the vector written, reused
+	// by each call: the worker serves one request at a time and nothing
+	// holds them once the answer is written.
+	w      fastWriter
+	vec    net.Buffers
+	vecArr [2][]byte
+	// req is where parse builds a request; the call gets a copy of it
+	// with its context (WithContext copies anyway). body is the body of
+	// the request being served: the next is parsed once it is answered.
+	req  http.Request
+	body fastBody
 }
 
 func (c *fastConn) closeIfIdle() {
@@ -231,7 +244,8 @@ func (c *fastConn) serve() {
 			return
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		req = req.WithContext(ctx)
+		req = req.WithContext(ctx) // a copy: c.req is free again
+		c.req = http.Request{}
 		if !working {
 			working = true
 			go c.work()
@@ -280,7 +294,12 @@ func (c *fastConn) work() {
 
 // run serves one request and writes its answer.
 func (c *fastConn) run(req *http.Request) {
-	w := &fastWriter{h: make(http.Header, 4), body: c.out[:0]}
+	w := &c.w
+	if w.h == nil {
+		w.h = make(http.Header, 4)
+	}
+	clear(w.h)
+	w.status, w.body = 0, c.out[:0]
 	defer func() {
 		if p := recover(); p != nil {
 			// As net/http: log it and close the connection unanswered.
@@ -298,8 +317,12 @@ func (c *fastConn) run(req *http.Request) {
 	closing := req.Close || strings.EqualFold(w.h.Get("Connection"), "close")
 	head := w.encode(c.head[:0], closing)
 	// Head and body in one system call, the body not copied again.
-	bufs := net.Buffers{head, w.body}
-	if _, err := bufs.WriteTo(c.nc); err != nil {
+	c.vecArr = [2][]byte{head, w.body}
+	c.vec = c.vecArr[:]
+	_, err := c.vec.WriteTo(c.nc)
+	c.vec, c.vecArr = nil, [2][]byte{}
+	clear(w.h) // hold nothing of this answer until the next
+	if err != nil {
 		c.nc.Close()
 	}
 	switch {
@@ -385,8 +408,10 @@ func (c *fastConn) parse() (req *http.Request, n int, ok bool) {
 			}
 		}
 		vals[i] = v
-		h[k] = append(h[k], vals[i])
-		if len(h[k]) == 1 {
+		if prev, dup := h[k]; dup {
+			h[k] = append(prev, v)
+		} else {
+			// The first value shares vals: no slice of its own.
 			h[k] = vals[i : i+1 : i+1]
 		}
 	}
@@ -397,13 +422,15 @@ func (c *fastConn) parse() (req *http.Request, n int, ok bool) {
 	if n > len(buf) {
 		return nil, 0, false // the body is still on its way: net/http waits for it
 	}
-	req = &http.Request{
+	c.req = http.Request{
 		Method: method, URL: u, Proto: proto, ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Host: host, RequestURI: target, RemoteAddr: c.nc.RemoteAddr().String(),
+		Header: h, Host: host, RequestURI: target, RemoteAddr: c.remote,
 		ContentLength: length, Close: closing, Body: http.NoBody,
 	}
+	req = &c.req
 	if length > 0 {
-		req.Body = &fastBody{b: bytes.Clone(buf[end+4 : n])}
+		c.body = fastBody{b: bytes.Clone(buf[end+4 : n])}
+		req.Body = &c.body
 	}
 	return req, n, true
 }
@@ -418,6 +445,80 @@ func fastRoute(method, target string) bool {
 		return true
 	}
 	return method == http.MethodPost && strings.HasPrefix(target, "/kar/v1/actor/") && strings.Contains(target, "/call/")
+}
+
+// directCalls serves the call routes (service calls, actor method calls)
+// without ServeMux's matching, which was a fifth of a caller sidecar's
+// allocations (its path values, and a second match of a trailing-slash
+// redirect that a {path...} pattern always tries), and everything else
+// through mux. It needs the path canonical (guard) and no route more
+// specific than the call routes mounted (Server.DirectCallRoutes).
+func (s *Server) directCalls(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch route, v := directRoute(r.Method, r.URL.EscapedPath()); route {
+		case serviceRoute:
+			s.callService(w, r, v[0])
+		case actorRoute:
+			s.callActor(w, r, v[0], v[1], v[2])
+		default:
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// Routes of directRoute.
+const (
+	noRoute = iota
+	serviceRoute
+	actorRoute
+)
+
+// directRoute takes a call route and its path values as ServeMux does,
+// but only where that is certain: the literal segments written as they
+// are (the mux would also match them percent-encoded), the wildcards'
+// segments ones it matches. noRoute leaves the request to the mux.
+func directRoute(method, p string) (route int, values [3]string) {
+	if rest, ok := strings.CutPrefix(p, "/kar/v1/service/"); ok {
+		// "/kar/v1/service/{service}/call/{path...}", any method.
+		service, rest, ok := strings.Cut(rest, "/")
+		if ok && strings.HasPrefix(rest, "call/") {
+			if v, ok := segmentValue(service); ok {
+				return serviceRoute, [3]string{v, pathUnescape(rest[len("call/"):])}
+			}
+		}
+	} else if rest, ok := strings.CutPrefix(p, "/kar/v1/actor/"); ok && method == http.MethodPost {
+		// "POST /kar/v1/actor/{type}/{id}/call/{method...}"
+		typ, rest, ok1 := strings.Cut(rest, "/")
+		id, rest, ok2 := strings.Cut(rest, "/")
+		m, ok3 := strings.CutPrefix(rest, "call/")
+		t, okt := segmentValue(typ)
+		i, oki := segmentValue(id)
+		if ok1 && ok2 && ok3 && okt && oki {
+			return actorRoute, [3]string{t, i, pathUnescape(m)}
+		}
+	}
+	return noRoute, values
+}
+
+// segmentValue is the value ServeMux gives a {name} wildcard for an
+// escaped segment; ok false where it would not match one (an empty
+// segment, or one that unescapes to "/").
+func segmentValue(seg string) (string, bool) {
+	v := pathUnescape(seg)
+	return v, seg != "" && v != "/"
+}
+
+// pathUnescape is a path value as ServeMux gives it: unescaped, or as
+// written when it does not unescape.
+func pathUnescape(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	u, err := url.PathUnescape(s)
+	if err != nil {
+		return s
+	}
+	return u
 }
 
 // commonKeys are header names kept as they are (no new string).

@@ -2,6 +2,7 @@ package appclient
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -236,6 +237,9 @@ func (c *Client) exchange(ctx context.Context, pc *conn, method, path, query str
 	var req *http.Request
 	if method == http.MethodHead {
 		req = headRequest
+	} else if resp, closing, ok := readPlain(pc.br); ok {
+		// Bytes past the response mean we lost the framing, as below.
+		return resp, !closing && pc.br.Buffered() == 0, true, nil
 	}
 	var r *http.Response
 	for n := 0; ; n++ {
@@ -261,6 +265,107 @@ func (c *Client) exchange(ctx context.Context, pc *conn, method, path, query str
 		delete(r.Header, k)
 	}
 	return &Response{Status: r.StatusCode, Header: r.Header, Body: b}, reuse, true, nil
+}
+
+// readPlain reads a plain response whole from br's buffer without
+// net/http's reader, which made a dozen allocations per response: HTTP/1.1,
+// a final status from 200 to 599, a Content-Length body already in the
+// buffer (none for 204 and 304), no Transfer-Encoding, Trailer or Pragma
+// (net/http adds a Cache-Control for it), every header line well formed.
+// It returns what exchange makes of net/http's response: hop headers
+// dropped, closing when the component said Connection: close. ok false
+// leaves br as it was, for http.ReadResponse, which takes everything else.
+func readPlain(br *bufio.Reader) (resp *Response, closing, ok bool) {
+	buf, _ := br.Peek(br.Buffered())
+	end := bytes.Index(buf, []byte("\r\n\r\n"))
+	if end < 0 {
+		return nil, false, false
+	}
+	// "HTTP/1.1 200" and an optional reason phrase.
+	line := buf[:bytes.IndexByte(buf, '\n')+1]
+	if len(line) < 14 || string(line[:9]) != "HTTP/1.1 " || line[12] != ' ' && line[12] != '\r' || line[len(line)-2] != '\r' {
+		return nil, false, false
+	}
+	status := 0
+	for _, d := range line[9:12] {
+		if d < '0' || d > '9' {
+			return nil, false, false
+		}
+		status = status*10 + int(d-'0')
+	}
+	if status < 200 || status > 599 {
+		return nil, false, false
+	}
+	bodyless := status == http.StatusNoContent || status == http.StatusNotModified
+	rest := ""
+	if len(line) < end+2 {
+		rest = string(buf[len(line) : end+2]) // one string for every header
+	}
+	count := strings.Count(rest, "\r\n")
+	h := make(http.Header, count)
+	vals := make([]string, count)
+	length := int64(-1)
+	for i := 0; rest != ""; i++ {
+		var kv string
+		kv, rest, _ = strings.Cut(rest, "\r\n")
+		k, v, found := strings.Cut(kv, ":")
+		if !found || !httpx.IsToken(k) || !httpx.ValidFieldValue(v) {
+			return nil, false, false
+		}
+		v = strings.Trim(v, " \t")
+		k = textproto.CanonicalMIMEHeaderKey(k)
+		switch k {
+		case "Content-Length":
+			// Digits only, once, as net/http takes it; 204 and 304
+			// have no body whatever they say.
+			if length >= 0 || bodyless || v == "" || strings.Trim(v, "0123456789") != "" {
+				return nil, false, false
+			}
+			var err error
+			if length, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return nil, false, false
+			}
+		case "Transfer-Encoding", "Trailer", "Pragma":
+			return nil, false, false
+		case "Connection":
+			closing = closing || hasToken(v, "close")
+		}
+		if slices.Contains(hopHeaders, k) {
+			continue
+		}
+		vals[i] = v
+		if prev, dup := h[k]; dup {
+			h[k] = append(prev, v)
+		} else {
+			h[k] = vals[i : i+1 : i+1]
+		}
+	}
+	if bodyless {
+		length = 0
+	}
+	if length < 0 || length > int64(len(buf)-end-4) {
+		// Read to the connection's end, or still on its way.
+		return nil, false, false
+	}
+	var body []byte
+	if length > 0 {
+		body = bytes.Clone(buf[end+4 : end+4+int(length)])
+	}
+	br.Discard(end + 4 + int(length))
+	return &Response{Status: status, Header: h, Body: body}, closing, true
+}
+
+// hasToken tells whether the comma-separated list v holds token, in any
+// case (httpguts.HeaderValuesContainsToken, as net/http decides to close).
+func hasToken(v, token string) bool {
+	for v != "" {
+		var t string
+		t, v, _ = strings.Cut(v, ",")
+		if strings.EqualFold(strings.Trim(t, " \t"), token) {
+			return true
+		}
+	}
+	return false
 }
 
 func readBody(r *http.Response) ([]byte, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,7 +69,15 @@ type instance struct {
 	refs int
 }
 
-func actorKey(typ, id string) string { return typ + "\x00" + id }
+// actorRef keys the maps of actor instances: a struct rather than a
+// concatenated string, so that a lookup allocates nothing.
+type actorRef struct{ typ, id string }
+
+func actorKey(typ, id string) actorRef { return actorRef{typ, id} }
+
+// ownKey is actorKey for a key stored in a map: its strings are copied,
+// so that the key does not keep alive the record they were read from.
+func ownKey(typ, id string) actorRef { return actorRef{strings.Clone(typ), strings.Clone(id)} }
 
 // acquire takes the instance for session, waiting while another session
 // holds it; a nested call of the holding session enters at once. waited
@@ -155,10 +164,10 @@ func (in *instance) idle() bool {
 func (m *Mesh) instance(typ, id string) *instance {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k := actorKey(typ, id)
-	in := m.instances[k]
+	in := m.instances[actorKey(typ, id)]
 	if in == nil {
-		in = &instance{typ: typ, id: id}
+		k := ownKey(typ, id)
+		in = &instance{typ: k.typ, id: k.id}
 		m.instances[k] = in
 	}
 	in.refs++
@@ -223,7 +232,7 @@ func (m *Mesh) place(ctx context.Context, typ, id string, exclude string) (*Memb
 		}
 	}
 	m.mu.Lock()
-	m.placements[k] = host
+	m.placements[ownKey(typ, id)] = host
 	m.mu.Unlock()
 	return mem, nil
 }
@@ -233,6 +242,18 @@ func (m *Mesh) forgetPlacement(typ, id string) {
 	m.mu.Lock()
 	delete(m.placements, actorKey(typ, id))
 	m.mu.Unlock()
+}
+
+// asError is errors.As for a type of error, nil when err is not one. Only
+// a non-nil err costs an allocation (the target errors.As writes to),
+// where a target declared beside each call cost one per call.
+func asError[E error](err error) (none E) {
+	if err == nil {
+		return none
+	}
+	var e E // on the heap: declared only on this branch
+	errors.As(err, &e)
+	return e
 }
 
 // serveActor runs an actor request on this host.
@@ -249,19 +270,21 @@ func (m *Mesh) serveActor(env *Envelope, finish func()) {
 		// use of Redis does. Handing the request over instead left it
 		// unfinished on this sidecar's partition, which nobody else reads
 		// while this sidecar keeps it: the call hung after the outage.
-		var noPlace *placementError
-		for attempt := 0; errors.As(err, &noPlace) && m.pause(backoff(attempt)); attempt++ {
+		for attempt := 0; ; attempt++ {
+			noPlace := asError[*placementError](err)
+			if noPlace == nil || !m.pause(backoff(attempt)) {
+				break
+			}
 			if attempt == 0 {
 				m.log.Warn("cannot place an actor instance; retrying", "actor", env.ActorType+"/"+env.ActorID, "err", noPlace.err)
 			}
 			resp, err = m.runActorStep(ctx, in, env)
 		}
-		var elsewhere *notHereError
-		if errors.As(err, &elsewhere) {
-			m.passOn(ctx, env, elsewhere.host, finish)
-			return
-		}
 		if err != nil {
+			if elsewhere := asError[*notHereError](err); elsewhere != nil {
+				m.passOn(ctx, env, elsewhere.host, finish)
+				return
+			}
 			m.handOver(env, finish, err)
 			return
 		}
@@ -297,7 +320,7 @@ func (m *Mesh) claimPlacement(ctx context.Context, typ, id string) (string, erro
 	}
 	if host == m.id {
 		m.mu.Lock()
-		m.placements[actorKey(typ, id)] = m.id
+		m.placements[ownKey(typ, id)] = m.id
 		m.mu.Unlock()
 	}
 	return host, nil
@@ -419,7 +442,7 @@ func (m *Mesh) runActorStep(ctx context.Context, in *instance, env *Envelope) (*
 	call.Method = http.MethodPost
 	if len(call.Header) == 0 {
 		// Callers leave out the one header every method call has.
-		call.Header = http.Header{"Content-Type": {"application/kar+json"}}
+		call.Header = m.methodHeader
 	}
 	return m.deliver(ctx, &call)
 }

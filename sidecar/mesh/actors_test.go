@@ -128,7 +128,7 @@ func TestPoolReusesWorkers(t *testing.T) {
 	var ran atomic.Int32
 	done := make(chan struct{}, 100)
 	for i := 0; i < 100; i++ {
-		p.Go(func() { ran.Add(1); done <- struct{}{} })
+		p.Go(task{fn: func() { ran.Add(1); done <- struct{}{} }})
 		<-done // sequential: one worker serves them all
 	}
 	if ran.Load() != 100 {
@@ -137,7 +137,7 @@ func TestPoolReusesWorkers(t *testing.T) {
 	// Blocking tasks never wait for a free worker.
 	release := make(chan struct{})
 	for i := 0; i < 10; i++ {
-		p.Go(func() { <-release; done <- struct{}{} })
+		p.Go(task{fn: func() { <-release; done <- struct{}{} }})
 	}
 	close(release)
 	for i := 0; i < 10; i++ {
@@ -150,11 +150,11 @@ func TestPoolReusesWorkers(t *testing.T) {
 }
 
 func TestSweep(t *testing.T) {
-	m := &Mesh{pending: map[string]*call{}, promised: map[string]time.Time{}, placements: map[string]string{}}
+	m := &Mesh{pending: map[string]call{}, promised: map[string]time.Time{}, placements: map[actorRef]string{}}
 	now := time.Now()
-	m.pending["old"], m.promised["old"] = &call{ch: make(chan *Envelope, 1)}, now.Add(-2*PromiseTTL)
-	m.pending["new"], m.promised["new"] = &call{ch: make(chan *Envelope, 1)}, now
-	m.pending["call"] = &call{ch: make(chan *Envelope, 1)} // a synchronous call: its caller forgets it
+	m.pending["old"], m.promised["old"] = call{ch: make(chan *Envelope, 1)}, now.Add(-2*PromiseTTL)
+	m.pending["new"], m.promised["new"] = call{ch: make(chan *Envelope, 1)}, now
+	m.pending["call"] = call{ch: make(chan *Envelope, 1)} // a synchronous call: its caller forgets it
 	for i := 0; i <= placementCacheMax; i++ {
 		m.placements[actorKey("T", strconv.Itoa(i))] = "x"
 	}
@@ -201,7 +201,7 @@ func TestHeldForEverWithoutTimeout(t *testing.T) {
 // A nested call's parent is the innermost request running in its session;
 // a call with no session has one only when a single request runs here.
 func TestParentOf(t *testing.T) {
-	m := &Mesh{sessions: map[string][]string{}}
+	m := &Mesh{sessions: map[string][]string{}, serviceRuns: map[string]int{}}
 	steps := []struct {
 		do      func()
 		session string
@@ -211,11 +211,17 @@ func TestParentOf(t *testing.T) {
 		{func() { m.enter("s1", "a") }, "s1", "a"},
 		{func() {}, "", "a"},
 		{func() { m.enter("s1", "b") }, "s1", "b"}, // re-entrant call of the same session
-		{func() { m.enter("\x00c", "c") }, "", ""}, // two sessions run: no guess
+		{func() { m.enterService("c") }, "", ""},   // two sessions run: no guess
 		{func() {}, "s2", ""},
 		{func() { m.leave("s1", "b") }, "s1", "a"},
-		{func() { m.leave("\x00c", "c") }, "", "a"},
+		{func() { m.leaveService("c") }, "", "a"},
 		{func() { m.leave("s1", "a") }, "", ""},
+		{func() { m.enterService("d") }, "", "d"}, // a service request alone
+		{func() { m.enterService("d") }, "", "d"}, // and a redelivery of it
+		{func() { m.leaveService("d") }, "", "d"}, // one run of it goes on
+		{func() { m.enterService("e") }, "", ""},  // two run: no guess
+		{func() { m.leaveService("d") }, "", "e"},
+		{func() { m.leaveService("e") }, "", ""},
 	}
 	for i, s := range steps {
 		s.do()
@@ -223,7 +229,7 @@ func TestParentOf(t *testing.T) {
 			t.Errorf("step %d: parentOf(%q) = %q, want %q", i, s.session, got, s.want)
 		}
 	}
-	if len(m.sessions) != 0 {
-		t.Errorf("sessions left: %v", m.sessions)
+	if len(m.sessions) != 0 || len(m.serviceRuns) != 0 {
+		t.Errorf("sessions left: %v %v", m.sessions, m.serviceRuns)
 	}
 }

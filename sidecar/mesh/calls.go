@@ -21,13 +21,21 @@ func (m *Mesh) onResponse(env *Envelope, from int32, finish func()) {
 		m.passResponse(&stray{env: env, from: from, finish: finish, seen: time.Now()})
 		return
 	}
+	m.complete(env)
+	finish()
+}
+
+// complete hands a response to the call waiting for it, if any.
+func (m *Mesh) complete(env *Envelope) {
 	m.mu.Lock()
-	c := m.pending[rootID(env.ID)]
-	if c != nil {
+	id := rootID(env.ID)
+	c, ok := m.pending[id]
+	if ok && c.req != nil {
 		c.req = nil
+		m.pending[id] = c
 	}
 	m.mu.Unlock()
-	if c != nil {
+	if ok {
 		// The waiter forgets the id once answered; a duplicate
 		// response (at-least-once delivery) finds the slot full.
 		select {
@@ -35,10 +43,10 @@ func (m *Mesh) onResponse(env *Envelope, from int32, finish func()) {
 		default:
 		}
 	}
-	finish()
 }
 
-// call is a request of this sidecar waiting for its response.
+// call is a request of this sidecar waiting for its response, kept by
+// value in Mesh.pending (one allocation fewer per call than a pointer).
 type call struct {
 	ch chan *Envelope
 	// req is the request until its response arrives: sent again if its
@@ -56,9 +64,10 @@ func (m *Mesh) resendPending() {
 	m.mu.Lock()
 	var reqs []*Envelope
 	now := time.Now()
-	for _, c := range m.pending {
+	for id, c := range m.pending {
 		if c.req != nil && now.Sub(c.resent) > 2*time.Second {
 			c.resent = now
+			m.pending[id] = c
 			r := *c.req
 			r.MayRepeat = true
 			r.FromPart = m.self.Partition
@@ -137,7 +146,10 @@ func (m *Mesh) retryStrays() {
 // newRequest fills in what every request this sidecar sends carries.
 func (m *Mesh) newRequest(req *Envelope) {
 	req.Kind = KindRequest
-	req.ID = m.id + "-" + strconv.FormatUint(m.seq.Add(1), 36)
+	// One string for the id (concatenating a FormatUint made two).
+	var buf [64]byte
+	id := append(append(buf[:0], m.id...), '-')
+	req.ID = string(strconv.AppendUint(id, m.seq.Add(1), 36))
 	req.From = m.id
 	m.mu.Lock()
 	req.FromPart = m.self.Partition
@@ -162,14 +174,19 @@ func (m *Mesh) send(ctx context.Context, req *Envelope) error {
 		req.To = t.ID
 		p = t.Partition
 	}
-	val, err := m.encode(req)
+	val, buf, err := m.encodePooled(req)
 	if err != nil {
 		return err
 	}
 	if len(val) > kafka.MaxMessageBytes {
+		release(buf, val)
 		return ErrTooLarge
 	}
-	return m.produce(ctx, p, val)
+	if err := m.produce(ctx, p, val); err != nil {
+		return err
+	}
+	release(buf, val)
+	return nil
 }
 
 // ErrTooLarge is returned for a request that does not fit in a Kafka record.
@@ -223,16 +240,16 @@ func (m *Mesh) sweep(now time.Time) {
 		}
 	}
 	if len(m.placements) > placementCacheMax {
-		m.placements = map[string]string{}
+		m.placements = map[actorRef]string{}
 	}
 }
 
 // Await waits for the response to a Promise.
 func (m *Mesh) Await(ctx context.Context, id string) (*Envelope, error) {
 	m.mu.Lock()
-	c := m.pending[id]
+	c, ok := m.pending[id]
 	m.mu.Unlock()
-	if c == nil {
+	if !ok {
 		return nil, ErrUnknownRequest
 	}
 	// An await that gives up leaves the promise awaitable again.
@@ -254,7 +271,7 @@ func (m *Mesh) start(ctx context.Context, req *Envelope) (string, chan *Envelope
 	m.newRequest(req)
 	ch := make(chan *Envelope, 1)
 	m.mu.Lock()
-	m.pending[req.ID] = &call{ch: ch, req: req}
+	m.pending[req.ID] = call{ch: ch, req: req}
 	m.mu.Unlock()
 	if err := m.send(ctx, req); err != nil {
 		m.forget(req.ID)

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 )
 
 // Kinds of envelope.
@@ -130,7 +131,11 @@ const (
 )
 
 // Encode renders e as a record value.
-func (e *Envelope) Encode() ([]byte, error) {
+func (e *Envelope) Encode() ([]byte, error) { return e.AppendEncoded(nil) }
+
+// AppendEncoded renders e as a record value appended to b, which it grows
+// once to the size needed.
+func (e *Envelope) AppendEncoded(b []byte) ([]byte, error) {
 	var kind byte
 	switch e.Kind {
 	case KindRequest:
@@ -164,7 +169,7 @@ func (e *Envelope) Encode() ([]byte, error) {
 			size += len(v) + binary.MaxVarintLen32
 		}
 	}
-	b := make([]byte, 0, size)
+	b = slices.Grow(b, size)
 	b = append(b, wireMagic, wireVersion, kind, flags)
 	b = binary.BigEndian.AppendUint32(b, uint32(e.FromPart))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Deadline))
@@ -217,7 +222,7 @@ func Decode(b []byte) (*Envelope, error) {
 	e.Status = int(binary.BigEndian.Uint16(b[16:]))
 	// The strings (names and headers) are read out of one string made of
 	// their part of the record: one allocation rather than one each.
-	end, err := stringsEnd(b)
+	end, values, err := stringsEnd(b)
 	if err != nil {
 		return nil, err
 	}
@@ -227,14 +232,17 @@ func Decode(b []byte) (*Envelope, error) {
 	}
 	if n := r.uvarint(); n > 0 && r.err == nil {
 		e.Header = make(http.Header, n)
+		// Every key's values are cut from one slice (capped, so that
+		// appending to one copies it rather than running into the next).
+		all := make([]string, 0, values)
 		for i := uint64(0); i < n && r.err == nil; i++ {
 			k := r.str()
 			m := r.uvarint()
-			vs := make([]string, 0, m)
+			from := len(all)
 			for j := uint64(0); j < m && r.err == nil; j++ {
-				vs = append(vs, r.str())
+				all = append(all, r.str())
 			}
-			e.Header[k] = vs
+			e.Header[k] = all[from:len(all):len(all)]
 		}
 	}
 	if r.err != nil {
@@ -245,28 +253,29 @@ func Decode(b []byte) (*Envelope, error) {
 }
 
 // stringsEnd checks the strings and headers of record b and returns where
-// they end (where the body starts).
-func stringsEnd(b []byte) (int, error) {
+// they end (where the body starts) and how many header values there are.
+func stringsEnd(b []byte) (end, values int, err error) {
 	r := reader{b: b, i: 18}
 	for range 12 {
 		r.skip()
 	}
 	if n := r.uvarint(); n > 0 && r.err == nil {
 		if n > uint64(len(b)) {
-			return 0, errBadRecord
+			return 0, 0, errBadRecord
 		}
 		for i := uint64(0); i < n && r.err == nil; i++ {
 			r.skip()
 			m := r.uvarint()
 			if m > uint64(len(b)) {
-				return 0, errBadRecord
+				return 0, 0, errBadRecord
 			}
 			for j := uint64(0); j < m && r.err == nil; j++ {
 				r.skip()
+				values++
 			}
 		}
 	}
-	return r.i, r.err
+	return r.i, values, r.err
 }
 
 type reader struct {

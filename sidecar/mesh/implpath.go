@@ -34,14 +34,27 @@ func ImplInstancePath(actorType, id string) (string, error) {
 
 // ImplPath is the path that invokes method on an actor instance.
 func ImplPath(actorType, id, method string) (string, error) {
-	base, err := ImplInstancePath(actorType, id)
-	if err != nil {
+	if err := httpx.CheckName("actor type", actorType); err != nil {
+		return "", err
+	}
+	if err := httpx.CheckName("actor id", id); err != nil {
 		return "", err
 	}
 	if err := httpx.CheckMethod(method); err != nil {
 		return "", err
 	}
-	return base + "/" + httpx.EscapeSegment(method), nil
+	// Built in one piece: every actor call makes one (concatenating the
+	// instance path first was two allocations).
+	t, i, m := httpx.EscapeSegment(actorType), httpx.EscapeSegment(id), httpx.EscapeSegment(method)
+	var b strings.Builder
+	b.Grow(len(implActorPrefix) + len(t) + len(i) + len(m) + 2)
+	b.WriteString(implActorPrefix)
+	b.WriteString(t)
+	b.WriteByte('/')
+	b.WriteString(i)
+	b.WriteByte('/')
+	b.WriteString(m)
+	return b.String(), nil
 }
 
 // implPaths returns the instance path of an actor request and, unless it

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,7 +73,7 @@ type Mesh struct {
 	// buried: members found dead by adopting their partition (adopt.go),
 	// by id, with that partition; left out of the view.
 	buried  map[string]int32
-	pending map[string]*call
+	pending map[string]call
 	// promised: when each promise (Pragma: promise) was issued, so that
 	// promises nobody awaits do not pile up.
 	promised map[string]time.Time
@@ -80,14 +81,22 @@ type Mesh struct {
 	// strays: responses for callers that moved, waiting to be passed on.
 	strays []*stray
 	// instances hosted here; placements caches where instances live.
-	instances  map[string]*instance
-	placements map[string]string
+	instances  map[actorRef]*instance
+	placements map[actorRef]string
 	// running: the chain steps (and possible redeliveries) being run here.
 	running map[string]chan struct{}
 	// sessions: per session, the requests this sidecar's component runs,
 	// innermost last (orchestrate.go).
 	sessions map[string][]string
-	leaving  bool
+	// serviceRuns: the service requests the component runs, by id (a
+	// service request has no session: its id stands for one), and how
+	// many runs of each (a redelivery may overlap).
+	serviceRuns map[string]int
+	// methodHeader is the header of an actor method call whose caller
+	// sent none: one map for all of them, never changed (the component
+	// client copies what it sends).
+	methodHeader http.Header
+	leaving      bool
 	// withdrawn: no longer announced (drain.go); requests still arriving
 	// go elsewhere, except those for the actor instances still active here.
 	withdrawn bool
@@ -132,27 +141,29 @@ func New(opts Options, rdb redis.UniversalClient, kc *kafka.Client) (*Mesh, erro
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	m := &Mesh{
-		opts:       opts,
-		id:         id,
-		log:        opts.Logger.With("sidecar", id),
-		rdb:        rdb,
-		kc:         kc,
-		topic:      kafka.Topic(opts.App),
-		keys:       store.NewKeys(opts.App),
-		owned:      map[int32]*owned{},
-		buried:     map[string]int32{},
-		pending:    map[string]*call{},
-		promised:   map[string]time.Time{},
-		instances:  map[string]*instance{},
-		placements: map[string]string{},
-		running:    map[string]chan struct{}{},
-		sessions:   map[string][]string{},
-		stopping:   make(chan struct{}),
-		refreshC:   make(chan struct{}, 1),
-		adoptC:     make(chan struct{}, 1),
-		commitC:    make(chan struct{}, 1),
-		heldC:      make(chan struct{}, 1),
-		topicC:     make(chan struct{}, 1),
+		opts:         opts,
+		id:           id,
+		log:          opts.Logger.With("sidecar", id),
+		rdb:          rdb,
+		kc:           kc,
+		topic:        kafka.Topic(opts.App),
+		keys:         store.NewKeys(opts.App),
+		owned:        map[int32]*owned{},
+		buried:       map[string]int32{},
+		pending:      map[string]call{},
+		promised:     map[string]time.Time{},
+		instances:    map[actorRef]*instance{},
+		placements:   map[actorRef]string{},
+		running:      map[string]chan struct{}{},
+		sessions:     map[string][]string{},
+		serviceRuns:  map[string]int{},
+		methodHeader: http.Header{"Content-Type": {"application/kar+json"}},
+		stopping:     make(chan struct{}),
+		refreshC:     make(chan struct{}, 1),
+		adoptC:       make(chan struct{}, 1),
+		commitC:      make(chan struct{}, 1),
+		heldC:        make(chan struct{}, 1),
+		topicC:       make(chan struct{}, 1),
 	}
 	m.workers = newPool(10 * time.Second)
 	m.health = newHealth(opts.LeaseTTL)

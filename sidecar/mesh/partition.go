@@ -124,30 +124,49 @@ func (m *Mesh) fence(o *owned) bool {
 	return true
 }
 
-func (m *Mesh) dispatch(o *owned, epoch int, off int64, value []byte) {
-	finish := func() {
-		o.tr.finish(epoch, off)
-		select {
-		case m.commitC <- struct{}{}:
-		default:
-		}
+// serveRequest serves a request for this sidecar's component.
+func (m *Mesh) serveRequest(env *Envelope, finish func()) {
+	if env.ActorType != "" {
+		m.serveActor(env, finish)
+	} else {
+		m.serve(env, finish)
 	}
+}
+
+// finished marks the record at off of o, read in epoch, finished.
+func (m *Mesh) finished(o *owned, epoch int, off int64) {
+	o.tr.finish(epoch, off)
+	select {
+	case m.commitC <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Mesh) dispatch(o *owned, epoch int, off int64, value []byte) {
 	if o.adopted {
 		m.opts.Metrics.RecordRead(true, false)
 	}
 	env, err := Decode(value)
 	if err != nil {
 		m.log.Warn("dropping a record that is not a kar message", "partition", o.p, "offset", off, "err", err)
-		finish()
+		m.finished(o, epoch, off)
 		return
 	}
 	if env.App != m.opts.App {
 		// Only this application's sidecars write kar records here;
 		// anything else was put there by someone else and is not run.
 		m.log.Warn("dropping a record of another application", "partition", o.p, "offset", off, "app", env.App)
-		finish()
+		m.finished(o, epoch, off)
 		return
 	}
+	if env.Kind == KindResponse && env.To == m.id {
+		// The usual response, finished here: no closure for it.
+		m.complete(env)
+		m.finished(o, epoch, off)
+		return
+	}
+	// The record's finish, for whoever finishes it later.
+	finish := func() { m.finished(o, epoch, off) }
 	if env.Kind == KindResponse {
 		m.onResponse(env, o.p, finish)
 		return
@@ -157,15 +176,7 @@ func (m *Mesh) dispatch(o *owned, epoch int, off int64, value []byte) {
 			m.opts.Metrics.RecordRead(false, true)
 		}
 		m.beginServe()
-		run := func() { m.serve(env, finish) }
-		if env.ActorType != "" {
-			run = func() { m.serveActor(env, finish) }
-		}
-		if isStep(env.ID) || off < o.below || env.MayRepeat {
-			m.workers.Go(func() { m.runOnce(env, finish, run) })
-		} else {
-			m.workers.Go(run)
-		}
+		m.workers.Go(task{m: m, env: env, finish: finish, once: isStep(env.ID) || off < o.below || env.MayRepeat})
 		return
 	}
 	m.route(env, finish)

@@ -7,30 +7,54 @@ import "time"
 // grows and copies its stack every time, a reused one has grown already.
 // A task never waits for a free worker: with none idle, a new one starts.
 type pool struct {
-	tasks chan func()
+	tasks chan task
 	idle  time.Duration
 }
 
-func newPool(idle time.Duration) *pool { return &pool{tasks: make(chan func()), idle: idle} }
+// task is a request for a worker to serve: a value rather than a closure,
+// so that handing one over allocates nothing.
+type task struct {
+	m      *Mesh
+	env    *Envelope
+	finish func()
+	// once: run it through runOnce (it may have run already).
+	once bool
+	// fn, when set, is the task instead.
+	fn func()
+}
 
-// Go runs f on an idle worker, or on a new one.
-func (p *pool) Go(f func()) {
-	select {
-	case p.tasks <- f:
+func (t task) run() {
+	switch {
+	case t.fn != nil:
+		t.fn()
+	case t.once:
+		t.m.runOnce(t.env, t.finish, func() { t.m.serveRequest(t.env, t.finish) })
 	default:
-		go p.work(f)
+		t.m.serveRequest(t.env, t.finish)
 	}
 }
 
-func (p *pool) work(f func()) {
-	t := time.NewTimer(p.idle)
-	defer t.Stop()
+func newPool(idle time.Duration) *pool { return &pool{tasks: make(chan task), idle: idle} }
+
+// Go runs t on an idle worker, or on a new one.
+func (p *pool) Go(t task) {
+	select {
+	case p.tasks <- t:
+	default:
+		go p.work(t)
+	}
+}
+
+func (p *pool) work(t task) {
+	timer := time.NewTimer(p.idle)
+	defer timer.Stop()
 	for {
-		f()
-		t.Reset(p.idle)
+		t.run()
+		t = task{} // hold nothing of it while idle
+		timer.Reset(p.idle)
 		select {
-		case f = <-p.tasks:
-		case <-t.C:
+		case t = <-p.tasks:
+		case <-timer.C:
 			return
 		}
 	}

@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -65,10 +66,35 @@ func (m *Mesh) encode(env *Envelope) ([]byte, error) {
 	return env.Encode()
 }
 
+// valueBufs holds the buffers of record values between produces. A value
+// goes back only once the broker acknowledged it: sarama holds it until
+// then, and a produce that gave up (ctx) leaves it to sarama and the
+// garbage collector.
+var valueBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledValue bounds the values whose buffers are kept for reuse.
+const maxPooledValue = 64 << 10
+
+// encodePooled is encode into a buffer of valueBufs; release gives it back.
+func (m *Mesh) encodePooled(env *Envelope) (val []byte, buf *[]byte, err error) {
+	buf = valueBufs.Get().(*[]byte)
+	env.App = m.opts.App
+	val, err = env.AppendEncoded((*buf)[:0])
+	return val, buf, err
+}
+
+// release returns the buffer of val, acknowledged by the broker, to valueBufs.
+func release(buf *[]byte, val []byte) {
+	if cap(val) <= maxPooledValue {
+		*buf = val[:0]
+		valueBufs.Put(buf)
+	}
+}
+
 // produceRetry writes env to partition p, retrying while Kafka is
 // unreachable; it gives up only when the sidecar leaves.
 func (m *Mesh) produceRetry(env *Envelope, p int32) bool {
-	val, err := m.encode(env)
+	val, buf, err := m.encodePooled(env)
 	if err != nil {
 		m.log.Error("cannot encode message", "err", err)
 		return true
@@ -76,6 +102,7 @@ func (m *Mesh) produceRetry(env *Envelope, p int32) bool {
 	for attempt := 0; ; attempt++ {
 		err := m.produce(context.Background(), p, val)
 		if err == nil {
+			release(buf, val)
 			return true
 		}
 		if attempt%10 == 0 {

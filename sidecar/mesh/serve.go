@@ -15,9 +15,9 @@ func (m *Mesh) serve(env *Envelope, finish func()) {
 	// bounds its wait for deliveries itself.
 	// A service request has no session: its own id stands for one, so a
 	// call its run makes may be traced to it (orchestrate.go).
-	m.enter("\x00"+env.ID, env.ID)
+	m.enterService(env.ID)
 	resp, err := m.deliver(context.Background(), env)
-	m.leave("\x00"+env.ID, env.ID)
+	m.leaveService(env.ID)
 	if err != nil {
 		m.handOver(env, finish, err)
 		return

@@ -65,9 +65,16 @@ func (t *tracker) finish(epoch int, off int64) {
 		n++
 	}
 	if n > 0 {
-		t.q = t.q[n:]
-		if cap(t.q) > 1024 && len(t.q) < cap(t.q)/4 {
-			t.q = append([]trackEntry(nil), t.q...)
+		switch q := t.q[n:]; {
+		case cap(q) > 1024 && len(q) < cap(q)/4:
+			t.q = append([]trackEntry(nil), q...) // a backlog's array goes
+		case len(q) <= 64:
+			// The few records left move to the front: add reuses the
+			// array, where slicing past the finished ones made it
+			// allocate a new one each time it reached the end.
+			t.q = t.q[:copy(t.q, q)]
+		default:
+			t.q = q
 		}
 	}
 }
