@@ -152,9 +152,60 @@ func (m *Mesh) Members() []*Member {
 // Logger is the mesh's logger.
 func (m *Mesh) Logger() *slog.Logger { return m.log }
 
-// watchLoop refreshes the view when a sidecar joins, changes or leaves,
-// and each time the subscription is made again (after a lost connection:
-// notices sent meanwhile were lost).
+// notice is a membership change as announced on the members channel:
+// "join ID RECORD" and "update ID RECORD" carry the member's record, so
+// that the others apply it without reading every record again (a join in
+// a mesh of N members would otherwise cost N² record reads); "leave ID".
+type notice struct {
+	id    string
+	leave bool
+	mem   *Member // joined or updated
+}
+
+// parseNotice reads a notice; ok is false for one that does not carry
+// what it changed (a sidecar of an earlier version announces "join ID"):
+// the view is then read again whole.
+func parseNotice(payload string) (n notice, ok bool) {
+	what, rest, _ := strings.Cut(payload, " ")
+	id, rec, _ := strings.Cut(rest, " ")
+	if id == "" {
+		return n, false
+	}
+	switch what {
+	case "leave":
+		return notice{id: id, leave: true}, true
+	case "join", "update":
+		mem := &Member{raw: rec}
+		if rec == "" || json.Unmarshal([]byte(rec), mem) != nil || mem.ID != id {
+			return n, false
+		}
+		return notice{id: id, mem: mem}, true
+	}
+	return n, false
+}
+
+// apply changes the view by one notice, and retries held requests that
+// may now have a target.
+func (m *Mesh) apply(ctx context.Context, n notice) {
+	cur := m.view.Load()
+	ms := make([]*Member, 0, len(cur.byID)+1)
+	for id, mem := range cur.byID {
+		if id != n.id {
+			ms = append(ms, mem)
+		}
+	}
+	if !n.leave {
+		ms = append(ms, n.mem)
+	}
+	m.view.Store(newView(m.withoutBuried(ms)))
+	m.retryHeld(ctx)
+	m.retryStrays()
+}
+
+// watchLoop passes membership notices to refreshLoop, and asks it to read
+// the view again whole for a notice it cannot apply and each time the
+// subscription is made again (after a lost connection: notices sent
+// meanwhile were lost).
 func (m *Mesh) watchLoop(ctx context.Context) {
 	ch := m.sub.ChannelWithSubscriptions(redis.WithChannelHealthCheckInterval(store.PubSubCheck))
 	for {
@@ -165,11 +216,19 @@ func (m *Mesh) watchLoop(ctx context.Context) {
 			if !ok {
 				return
 			}
-			msg, notice := v.(*redis.Message)
-			if notice && strings.HasPrefix(msg.Payload, "leave ") {
-				select {
-				case m.adoptC <- struct{}{}:
-				default:
+			if msg, isMsg := v.(*redis.Message); isMsg {
+				if strings.HasPrefix(msg.Payload, "leave ") {
+					select {
+					case m.adoptC <- struct{}{}:
+					default:
+					}
+				}
+				if n, ok := parseNotice(msg.Payload); ok {
+					select {
+					case m.noticeC <- n:
+						continue
+					default: // refreshLoop is behind: read it all again
+					}
 				}
 			}
 			select {
@@ -188,13 +247,25 @@ func (m *Mesh) watchLoop(ctx context.Context) {
 // until then requests routed to it wait in its partition for the adopter.
 const membershipPoll = 10 * time.Second
 
-// refreshLoop reloads the view on notice (watchLoop), and every
-// membershipPoll.
+// refreshLoop applies notices (watchLoop), and reads the view again whole
+// when asked and every membershipPoll. One goroutine does both, so that a
+// notice is never undone by a whole read that began before it.
 func (m *Mesh) refreshLoop(ctx context.Context) {
-	every(ctx, membershipPoll+time.Duration(mrand.IntN(1000))*time.Millisecond, m.refreshC, func(ctx context.Context) {
+	t := time.NewTicker(membershipPoll + time.Duration(mrand.IntN(1000))*time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n := <-m.noticeC:
+			m.apply(ctx, n)
+			continue
+		case <-t.C:
+		case <-m.refreshC:
+		}
 		if err := m.refresh(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("cannot read membership", "err", err)
 		}
 		m.sweep(time.Now())
-	})
+	}
 }

@@ -110,6 +110,7 @@ type Mesh struct {
 	poisoned atomic.Int64
 	health   *health
 	refreshC chan struct{}
+	noticeC  chan notice // membership changes to apply (members.go)
 	adoptC   chan struct{}
 	// commitC wakes the commit loop when a record is finished.
 	commitC chan struct{}
@@ -160,6 +161,7 @@ func New(opts Options, rdb redis.UniversalClient, kc *kafka.Client) (*Mesh, erro
 		methodHeader: http.Header{"Content-Type": {"application/kar+json"}},
 		stopping:     make(chan struct{}),
 		refreshC:     make(chan struct{}, 1),
+		noticeC:      make(chan notice, 256),
 		adoptC:       make(chan struct{}, 1),
 		commitC:      make(chan struct{}, 1),
 		heldC:        make(chan struct{}, 1),
@@ -268,7 +270,7 @@ func (m *Mesh) register(ctx context.Context, what string) error {
 	pipe := m.rdb.TxPipeline()
 	pipe.Set(ctx, m.keys.Sidecar(m.id), rec, m.opts.LeaseTTL)
 	pipe.SAdd(ctx, m.keys.Sidecars(), m.id)
-	pipe.Publish(ctx, m.keys.Members(), what+" "+m.id)
+	pipe.Publish(ctx, m.keys.Members(), what+" "+m.id+" "+string(rec)) // see notice
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("register sidecar: %w", err)
 	}

@@ -2,6 +2,8 @@ package mesh_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/internal/testenv"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestIdleMeshDoesNotReadEveryMemberEverySecond: idle members of one
@@ -31,19 +34,7 @@ func TestIdleMeshDoesNotReadEveryMemberEverySecond(t *testing.T) {
 		n, _ := rdb.SCard(ctx, keys.Sidecars()).Result()
 		return n == members
 	}, "%d members registered", members)
-	calls := func(cmd string) int {
-		info, err := rdb.Info(ctx, "commandstats").Result()
-		if err != nil {
-			t.Fatalf("redis: %v", err)
-		}
-		for _, line := range strings.Split(info, "\r\n") {
-			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
-				n, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
-				return n
-			}
-		}
-		return 0
-	}
+	calls := func(cmd string) int { return redisCalls(t, rdb, cmd) }
 	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 		t.Fatalf("redis: %v", err)
 	}
@@ -58,4 +49,67 @@ func TestIdleMeshDoesNotReadEveryMemberEverySecond(t *testing.T) {
 	if mget > rounds/2 {
 		t.Errorf("%d multi-key reads in %d rounds of %d idle members; want at most %d", mget, rounds, members, rounds/2)
 	}
+}
+
+// TestJoinsCarryTheirRecord: a member that joins announces its record, and
+// the others add it to their view from the notice. Before, every notice
+// made every member read every record again: N² reads for each join, and
+// a mesh of hundreds of members churning was millions of reads.
+func TestJoinsCarryTheirRecord(t *testing.T) {
+	b := testenv.Backend(t)
+	ctx := context.Background()
+	rdb := redisOf(t, b)
+	const first, later = 4, 4
+	var bases []string
+	for range first {
+		_, base := sidecarAlone(t, b, "joins")
+		bases = append(bases, base)
+	}
+	keys := store.NewKeys("joins")
+	members := func(n int) func() bool {
+		return func() bool { c, _ := rdb.SCard(ctx, keys.Sidecars()).Result(); return int(c) == n }
+	}
+	testenv.Eventually(t, 20*time.Second, members(first), "%d members registered", first)
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	start := time.Now()
+	for range later {
+		_, base := sidecarAlone(t, b, "joins")
+		bases = append(bases, base)
+	}
+	// Every member sees every other.
+	for _, base := range bases {
+		testenv.Eventually(t, 20*time.Second, func() bool {
+			resp, got := do(t, "GET", base+"/kar/v1/system/information/sidecars", http.Header{"Accept": {"application/json"}}, "")
+			var info map[string]any
+			return resp.StatusCode == 200 && json.Unmarshal([]byte(got), &info) == nil && len(info) == first+later
+		}, "%s sees %d members", base, first+later)
+	}
+	reads := redisCalls(t, rdb, "smembers")
+	took := time.Since(start)
+	// Each joiner reads the members once or twice as it starts, and
+	// everyone reloads every 10 s; a whole reload per notice would be
+	// 4+5+6+7 = 22 more.
+	polls := (first + later) * (int(took/(10*time.Second)) + 1)
+	t.Logf("%d joins over %v: %d member-set reads (%d allowed)", later, took.Round(time.Millisecond), reads, 2*later+polls)
+	if reads > 2*later+polls {
+		t.Errorf("%d member-set reads for %d joins to %d members", reads, later, first)
+	}
+}
+
+// redisCalls is how many times Redis ran cmd since its statistics were
+// reset.
+func redisCalls(t *testing.T, rdb redis.UniversalClient, cmd string) int {
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
+			return n
+		}
+	}
+	return 0
 }
