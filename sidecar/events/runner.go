@@ -76,11 +76,7 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-metadata.C:
 			// Once for every topic being read, not once per session:
 			// sessions compare their partitions with it.
-			if ts := r.feeds.topics(); len(ts) > 0 {
-				if err := s.kc.RefreshMetadata(ts...); err != nil {
-					s.log.Debug("events: cannot refresh the metadata of the event topics", "err", err)
-				}
-			}
+			r.refreshMetadata()
 			continue
 		case <-notices:
 			wait.Drain(notices)
@@ -102,6 +98,46 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ticker.C:
 		}
 		r.reconcile(ctx)
+	}
+}
+
+// refreshMetadata reads the metadata of the topics being read once for
+// all their sessions, and tells the sessions of a topic whose partitions
+// changed (or that it sees for the first time: a session may have started
+// on older metadata).
+func (r *runner) refreshMetadata() {
+	s := r.s
+	ts := r.feeds.topics()
+	if len(ts) == 0 {
+		return
+	}
+	if err := s.kc.RefreshMetadata(ts...); err != nil {
+		s.log.Debug("events: cannot refresh the metadata of the event topics", "err", err)
+		return
+	}
+	parts := make(map[string]int, len(ts))
+	changed := map[string]bool{}
+	for _, t := range ts {
+		ps, err := s.kc.Partitions(t)
+		if err != nil {
+			continue
+		}
+		parts[t] = len(ps)
+		if before, seen := r.partitions[t]; !seen || before != len(ps) {
+			changed[t] = true
+		}
+	}
+	r.partitions = parts
+	if len(changed) == 0 {
+		return
+	}
+	for _, w := range r.workers {
+		if changed[s.kafkaTopic(w.topic)] {
+			select {
+			case w.remeta <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -138,6 +174,9 @@ type runner struct {
 	stale     bool
 	polls     int
 	last      time.Time // when reconcile last ran
+	// partitions counts each topic's partitions as refreshMetadata last
+	// saw them.
+	partitions map[string]int
 }
 
 func newRunner(s *Service) *runner {
@@ -334,7 +373,7 @@ func (r *runner) start(ctx context.Context, unit string, seen []member) {
 	wctx, cancel := context.WithCancel(ctx)
 	w := &worker{r: r, unit: unit, leaseKey: r.leaseKeys[unit], groupKey: groupKey(r.s.keys, unit),
 		topic: seen[0].sub.Topic, cancel: cancel, done: make(chan struct{}),
-		yield: make(chan struct{}), refresh: make(chan struct{}, 1)}
+		yield: make(chan struct{}), refresh: make(chan struct{}, 1), remeta: make(chan struct{}, 1)}
 	w.seen.Store(&seen)
 	none := "" // no version yet: the first renewal finds it changed
 	w.version.Store(&none)
@@ -424,6 +463,9 @@ type worker struct {
 	// what it has (a change, or a subscription to adopt).
 	seen    atomic.Pointer[[]member]
 	refresh chan struct{}
+	// remeta says that the topic's partitions changed (or were first
+	// seen by Run): the session compares them with what it reads.
+	remeta chan struct{}
 	// validUntil is when (runner.now) the lease may have expired for all
 	// we know: deliveries pause past it.
 	validUntil atomic.Int64
@@ -763,8 +805,6 @@ func (w *worker) session(ctx context.Context) error {
 		taps = append(taps, w.r.feeds.join(kt, p, off, w.unit, msgs, sctx.Done()))
 	}
 
-	check := time.NewTicker(5 * s.opts.Poll)
-	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -775,9 +815,10 @@ func (w *worker) session(ctx context.Context) error {
 			if err := w.load(ctx); err != nil {
 				return err
 			}
-		case <-check.C:
+		case <-w.remeta:
 			// Partitions added by any sidecar: read them too (Run
-			// refreshes the metadata of the topics being read).
+			// refreshes the metadata of the topics being read and says
+			// when a topic's partitions changed).
 			if ps, err := s.kc.Partitions(kt); err == nil && len(ps) != len(parts) {
 				return errPartitionsChanged
 			}
