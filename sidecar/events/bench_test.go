@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,6 +137,7 @@ func BenchmarkIdleSubscriptions(b *testing.B) {
 		b.Fatalf("%d subscriptions failed", failed)
 	}
 	created := time.Since(start)
+	mem0 := inUse()
 	run(b, s1)
 	run(b, s2)
 	run(b, s3)
@@ -148,6 +150,7 @@ func BenchmarkIdleSubscriptions(b *testing.B) {
 	}
 	first := time.Since(start) - created
 	time.Sleep(2 * time.Second) // the last commits
+	perSub := float64(inUse()-mem0) / float64(n)
 	b.ResetTimer()
 	ctx := context.Background()
 	window := 10 * time.Second
@@ -160,8 +163,9 @@ func BenchmarkIdleSubscriptions(b *testing.B) {
 	sec := window.Seconds()
 	b.ReportMetric(cpu.Seconds()/sec, "cores")
 	b.ReportMetric(float64(cmds1-cmds0)/sec, "redis-cmds/s")
-	b.Logf("%d subscriptions: created in %v, all delivering in %v; idle: this process %.3f cores, Redis %.0f commands/s and %.3f cores",
-		n, created.Round(time.Millisecond), first.Round(time.Millisecond), cpu.Seconds()/sec, float64(cmds1-cmds0)/sec, (rcpu1-rcpu0)/sec)
+	b.ReportMetric(perSub, "B/subscription")
+	b.Logf("%d subscriptions: created in %v, all delivering in %v, %.0f B of heap and stacks each; idle: this process %.3f cores, Redis %.0f commands/s and %.3f cores",
+		n, created.Round(time.Millisecond), first.Round(time.Millisecond), perSub, cpu.Seconds()/sec, float64(cmds1-cmds0)/sec, (rcpu1-rcpu0)/sec)
 }
 
 // redisCommands reads the commands Redis has run (INFO commandstats, the
@@ -188,6 +192,14 @@ func redisCommands(ctx context.Context, b *testing.B, rdb redis.UniversalClient)
 		}
 	}
 	return calls, cpu
+}
+
+// inUse is the heap and goroutine stacks in use after a collection.
+func inUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse + ms.StackInuse
 }
 
 // processCPU is this process's CPU time so far.

@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -293,6 +294,65 @@ func TestEventSubscription(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, 30*time.Second, func() bool { return value(t, base, "sub", "get") == 15.0 }, "5 events delivered (count 15)")
+}
+
+// TestSubscriptionsSurviveAKilledRunner: subscriptions of one topic,
+// delivered by three sidecars (which read the topic once each for all the
+// subscriptions they deliver), lose no event when one of them is killed
+// (-9) mid-stream: its subscriptions go on elsewhere from their committed
+// offsets, and every subscription gets every event.
+func TestSubscriptionsSurviveAKilledRunner(t *testing.T) {
+	b := testenv.Backend(t)
+	victim := startActors(t, b, "h1", "evkill")
+	startActors(t, b, "h2", "evkill")
+	_, base := sidecarAlone(t, b, "evkill")
+	const subs, events = 9, 40
+	for i := range subs {
+		resp, got := do(t, "PUT", fmt.Sprintf("%s/kar/v1/actor/Counter/s%d/events/sub%d", base, i, i), http.Header{"Content-Type": {"application/json"}},
+			`{"path": "/seen", "topic": "kill", "contentType": "application/json"}`)
+		if resp.StatusCode >= 300 {
+			t.Fatalf("subscribe: %d %s", resp.StatusCode, got)
+		}
+	}
+	// missing lists the events subscription i has not had yet.
+	missing := func(i int) []int {
+		_, got := do(t, "GET", fmt.Sprintf("%s/kar/v1/actor/Counter/s%d/state", base, i), nil, "")
+		var st map[string]any
+		json.Unmarshal([]byte(got), &st)
+		var out []int
+		for n := 1; n <= events; n++ {
+			if c, _ := st["e"+strconv.Itoa(n)].(float64); c < 1 {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	publish := func(n int) {
+		resp, got := do(t, "POST", base+"/kar/v1/event/kill/publish", http.Header{"Content-Type": {"application/json"}}, strconv.Itoa(n))
+		if resp.StatusCode >= 300 {
+			t.Fatalf("publish %d: %d %s", n, resp.StatusCode, got)
+		}
+	}
+	// The subscriptions start delivering (each runner has its share).
+	publish(1)
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		for i := range subs {
+			if m := missing(i); len(m) > 0 && m[0] == 1 {
+				return false
+			}
+		}
+		return true
+	}, "the first event delivered to every subscription")
+	for n := 2; n <= events; n++ {
+		publish(n)
+		if n == events/2 {
+			victim.Kill()
+		}
+	}
+	for i := range subs {
+		testenv.Eventually(t, 60*time.Second, func() bool { return len(missing(i)) == 0 },
+			"subscription %d gets every event after a runner was killed (missing %v)", i, missing(i))
+	}
 }
 
 // TestServiceTailCallsAndActorTimers: tail calls actor → service and

@@ -64,6 +64,12 @@ class Counter {
     return actor.tailCall(actor.proxy('Counter', ids[i + 1]), 'relay', ids, i + 1, ms)
   }
 
+  // Counts the deliveries of event n (TestSubscriptionsSurviveAKilledRunner).
+  async seen (n) {
+    const key = `e${n}`
+    await actor.state.set(this, key, ((await actor.state.get(this, key)) || 0) + 1)
+  }
+
   // A chain on this instance whose steps wait first and then record
   // themselves: a step killed while waiting has done nothing yet.
   async slowChain (n, i, ms) {
