@@ -27,9 +27,11 @@ import (
 // Any number of sidecars run Run against the same Redis. Each group of
 // subscriptions (group.go; a subscription without a group is a group of
 // one) is delivered by exactly one of them at a time: the one holding its
-// lease (a Redis key with a TTL, renewed every LeaseTTL/3). The holder
-// reads the topic with a kafka.PartitionReader per partition from the
-// group's committed offsets (in Redis), delivers one event at a time to one
+// lease (a Redis key with a TTL, renewed every LeaseTTL/3, all of a
+// sidecar's leases in a few script calls: renewLeases). The holder reads
+// the topic from the group's committed offsets (in Redis) through its
+// sidecar's feed of each partition (feed.go: one reader for all the groups
+// of a topic that the sidecar delivers), delivers one event at a time to one
 // member (the next only after the actor method returned for the previous
 // one), retrying a failed delivery with backoff up to MaxAttempts, and
 // commits the offset after each success or dead letter — only while it
