@@ -250,6 +250,13 @@ func (r *runner) reconcile(ctx context.Context) {
 		}
 	}
 	groups := r.groups
+	if len(groups) == 0 && len(r.workers) == 0 {
+		// Nothing to deliver: no heartbeat either (most applications have
+		// no subscription, and it was a quarter of an idle member's Redis
+		// commands). The first subscription is announced, and every runner
+		// is back at once.
+		return
+	}
 	// Spread the groups over the live runners: each takes at most a fair
 	// share, more only of those left free for a grace period (the other
 	// runners may be gone or slow), and gives back what it holds beyond

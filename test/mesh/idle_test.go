@@ -42,8 +42,13 @@ func TestIdleMeshDoesNotReadEveryMemberEverySecond(t *testing.T) {
 	// (250 ms here): 40 rounds are about 10 s.
 	const rounds = 40
 	testenv.Eventually(t, 60*time.Second, func() bool { return calls("eval") >= members*rounds }, "%d renewal rounds", rounds)
-	mget, smembers := calls("mget"), calls("smembers")
-	t.Logf("over %d renewal rounds of %d idle members: %d MGET, %d SMEMBERS", rounds, members, mget, smembers)
+	mget, smembers, zadd := calls("mget"), calls("smembers"), calls("zadd")
+	t.Logf("over %d renewal rounds of %d idle members: %d MGET, %d SMEMBERS, %d ZADD", rounds, members, mget, smembers, zadd)
+	// Without a subscription the event runners keep no heartbeat (it was
+	// a ZADD a second per member).
+	if zadd != 0 {
+		t.Errorf("%d event runner heartbeats in an application without subscriptions", zadd)
+	}
 	// About one orphan scan a second (10) and a reload every 10 s per
 	// member (5); every member every second would be 100.
 	if mget > rounds/2 {
