@@ -66,7 +66,6 @@ type tap struct {
 	done  <-chan struct{} // closed when the session ends: a blocked hand-over gives up
 	next  int64           // offset of the next record the session wants
 	own   *ownReader      // non-nil while the tap reads on its own
-	ended bool
 }
 
 // ownReader is a tap's reader of its own (its identity tells a stale
@@ -112,7 +111,6 @@ func (fs *feeds) leave(t *tap) {
 	f := t.f
 	fs.mu.Lock()
 	f.mu.Lock()
-	t.ended = true
 	delete(f.taps, t)
 	own := t.own
 	t.own = nil
