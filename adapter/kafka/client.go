@@ -31,8 +31,11 @@ type Client struct {
 	// producer is swapped by ResetProducer; Produce reads it under mu.
 	mu       sync.RWMutex
 	producer sarama.AsyncProducer
-	done     chan struct{}
-	wg       sync.WaitGroup
+	// w writes Produce's records (writer.go); nil for a cluster older
+	// than Kafka 0.11, which sarama's producer then serves.
+	w    *writer
+	done chan struct{}
+	wg   sync.WaitGroup
 	// meshTopic gets meshConfig (-kafka_topic_config) when kar creates it.
 	meshTopic  string
 	meshConfig map[string]*string
@@ -153,6 +156,13 @@ func Connect(ctx context.Context, cfg config.Backend, app string) (*Client, erro
 	c := &Client{Client: rs[0].c, producer: p, done: make(chan struct{}), meshTopic: Topic(app), replicas: int16(cfg.KafkaReplicationFactor)}
 	c.meshConfig, _ = cfg.TopicConfig() // checked by cfg.Validate
 	c.watch(p)
+	if sc.Version.IsAtLeast(sarama.V0_11_0_0) {
+		c.w = newWriter(c, sc)
+		if err := c.w.start(); err != nil {
+			c.Close()
+			return nil, explain(cfg, err)
+		}
+	}
 	return c, nil
 }
 
@@ -201,6 +211,9 @@ func (c *Client) ResetProducer() error {
 	c.mu.Unlock()
 	c.watch(p)
 	go old.AsyncClose()
+	if c.w != nil {
+		return c.w.reset()
+	}
 	return nil
 }
 
@@ -235,6 +248,14 @@ func explain(cfg config.Backend, err error) error {
 // Produce writes value to topic/partition and returns once the broker has
 // acknowledged it (acks=all): a request is accepted only when it is durable.
 func (c *Client) Produce(ctx context.Context, topic string, partition int32, value []byte) error {
+	if c.w != nil {
+		err := c.write(ctx, topic, partition, value)
+		if producerReset(err) {
+			// The writer took a new producer id before it said so.
+			err = c.write(ctx, topic, partition, value)
+		}
+		return err
+	}
 	op := produceOps.Get().(*produceOp)
 	op.val = value
 	op.msg = sarama.ProducerMessage{Topic: topic, Partition: partition, Value: &op.val, Metadata: op.done}
@@ -250,6 +271,22 @@ func (c *Client) Produce(ctx context.Context, topic string, partition int32, val
 	}
 	return err
 }
+
+// write has the writer produce value and waits for the outcome.
+func (c *Client) write(ctx context.Context, topic string, partition int32, value []byte) error {
+	done := writeDone.Get().(chan error)
+	c.w.produce(topic, partition, value, done)
+	select {
+	case err := <-done:
+		writeDone.Put(done)
+		return err
+	case <-ctx.Done():
+		// The writer still holds done: it is not reused.
+		return ctx.Err()
+	}
+}
+
+var writeDone = sync.Pool{New: func() any { return make(chan error, 1) }}
 
 // produceOp is what Produce hands to sarama for one record, kept in a pool
 // (three allocations per record otherwise). It goes back to the pool only
@@ -462,6 +499,9 @@ func (c *Client) DeleteTopics(topics ...string) error {
 // Close stops the producer (flushing what it holds) and the client.
 func (c *Client) Close() error {
 	close(c.done)
+	if c.w != nil {
+		c.w.close()
+	}
 	c.mu.RLock()
 	p := c.producer
 	c.mu.RUnlock()

@@ -150,15 +150,8 @@ func (r *PartitionReader) connect() (*sarama.Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := sarama.NewBroker(leader.Addr())
-	if err := b.Open(r.c.Config()); err != nil {
-		return nil, err
-	}
-	if ok, err := b.Connected(); !ok {
-		b.Close()
-		if err == nil {
-			err = errors.New("not connected")
-		}
+	b, err := dial(leader.Addr(), r.c.Config())
+	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -177,6 +170,22 @@ func (r *PartitionReader) connect() (*sarama.Broker, error) {
 // would fail as out of range only while the new log is shorter, and once
 // it has grown past it would silently skip the new log's beginning. So a
 // new topic id sends the reader to the new log's start, as OutOfRange says.
+// dial opens a connection of its own to the broker at addr.
+func dial(addr string, conf *sarama.Config) (*sarama.Broker, error) {
+	b := sarama.NewBroker(addr)
+	if err := b.Open(conf); err != nil {
+		return nil, err
+	}
+	if ok, err := b.Connected(); !ok {
+		b.Close()
+		if err == nil {
+			err = errors.New("not connected")
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
 func (r *PartitionReader) checkIncarnation(b *sarama.Broker) error {
 	resp, err := b.GetMetadata(sarama.NewMetadataRequest(r.c.Config().Version, []string{r.topic}))
 	if err != nil {
