@@ -453,6 +453,41 @@ func TestLateRunnerGetsItsShare(t *testing.T) {
 	}
 }
 
+// TestLateRunnerGetsItsShareOfAMissingTopic: a runner that took every
+// subscription of a topic that does not exist yet (its workers wait for
+// it) hands the excess over to a runner that joins, as for a topic that
+// exists: a worker between failed sessions heard no hand-off and kept its
+// lease, renewed, for as long as the topic was missing.
+func TestLateRunnerGetsItsShareOfAMissingTopic(t *testing.T) {
+	w := newWorld(t)
+	noop := func(context.Context, string, string, string, string, []byte) error { return nil }
+	a, _ := w.service(t, "A", noop)
+	run(t, a)
+	ctx := context.Background()
+	const n = 4
+	for i := range n {
+		// Written straight to Redis: subscribing through the API would
+		// create the topic.
+		sub := Subscription{Actor: Actor{Type: "Sub", ID: fmt.Sprintf("a%d", i)}, ID: fmt.Sprintf("s%d", i), Path: "/m", Topic: "nowhere"}
+		raw, _ := json.Marshal(sub)
+		w.rdb.HSet(ctx, a.keys.Subscriptions(), sub.field(), raw)
+	}
+	a.notify(ctx)
+	leased := func(holder string) int {
+		c := 0
+		for i := range n {
+			if w.rdb.Get(ctx, groupLeaseKey(a.keys, unitOf("nowhere", fmt.Sprintf("s%d", i)))).Val() == holder {
+				c++
+			}
+		}
+		return c
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return leased("A") == n }, "A takes every subscription")
+	b, _ := w.service(t, "B", noop)
+	run(t, b)
+	testenv.Eventually(t, 20*time.Second, func() bool { return leased("A") == n/2 && leased("B") == n/2 }, "B gets its share")
+}
+
 // TestRedisRestartDuringDelivery: with Redis killed, the runner pauses
 // (it can neither check its lease nor commit); when Redis is back it goes
 // on where it was, nothing lost.

@@ -531,11 +531,25 @@ func (w *worker) run(ctx context.Context) {
 		if ctx.Err() != nil || errors.Is(err, errLeaseLost) || errors.Is(err, errHandedOff) || errors.Is(err, errNoMembers) {
 			return
 		}
+		// A session that ended without reading (its topic is missing,
+		// Kafka or Redis failed) never reached the select that hears a
+		// hand-off: the worker gives the lease back here, or it would hold
+		// it, renewed, for as long as the failure lasts.
+		if w.handingOff() {
+			return
+		}
 		backoff = min(max(2*backoff, s.opts.RetryMin), s.opts.RetryMax)
 		if err != nil {
 			s.log.Warn("events: subscription paused; retrying", "group", w.unit, "topic", w.topic, "err", err, "retry_in", backoff)
 		}
-		if !wait.Sleep(ctx, backoff) {
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-w.yield:
+			t.Stop()
 			return
 		}
 	}
