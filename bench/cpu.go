@@ -25,6 +25,11 @@ type usage struct {
 	// callerSys, serverSys: read and write system calls (/proc/PID/io),
 	// a count the machine's load does not blur.
 	callerSys, serverSys float64
+	// callerSleeps, serverSleeps: the times a thread of the sidecar went
+	// to sleep (voluntary context switches of all its threads): each is
+	// paid again by the wake-up that follows, so they count the
+	// goroutine hand-offs that found no thread awake.
+	callerSleeps, serverSleeps float64
 }
 
 type memCount struct{ mallocs, bytes, gcs float64 }
@@ -42,6 +47,7 @@ func (e *env) snapshot(s sidecars) usage {
 		u.component += procCPU(pid)
 	}
 	u.callerSys, u.serverSys = syscalls(s.caller), syscalls(s.server)
+	u.callerSleeps, u.serverSleeps = sleeps(s.caller), sleeps(s.server)
 	u.callerAllocs = e.memCount(s.callerURL)
 	u.serverAllocs = e.memCount(s.serverURL)
 	return u
@@ -82,6 +88,7 @@ func (u usage) sub(o usage) usage {
 		caller: u.caller - o.caller, server: u.server - o.server, component: u.component - o.component,
 		client: u.client - o.client, backend: u.backend - o.backend,
 		callerSys: u.callerSys - o.callerSys, serverSys: u.serverSys - o.serverSys,
+		callerSleeps: u.callerSleeps - o.callerSleeps, serverSleeps: u.serverSleeps - o.serverSleeps,
 		callerAllocs: memCount{u.callerAllocs.mallocs - o.callerAllocs.mallocs, u.callerAllocs.bytes - o.callerAllocs.bytes, u.callerAllocs.gcs - o.callerAllocs.gcs},
 		serverAllocs: memCount{u.serverAllocs.mallocs - o.serverAllocs.mallocs, u.serverAllocs.bytes - o.serverAllocs.bytes, u.serverAllocs.gcs - o.serverAllocs.gcs},
 	}
@@ -102,7 +109,28 @@ func (u usage) print(calls int64, floorCPU float64) {
 	fmt.Printf("  allocations per call: caller sidecar %.0f (%.1f KB), server sidecar %.0f (%.1f KB); GC cycles per 1,000 calls: %.1f, %.1f\n",
 		u.callerAllocs.mallocs/n, u.callerAllocs.bytes/n/1024, u.serverAllocs.mallocs/n, u.serverAllocs.bytes/n/1024,
 		u.callerAllocs.gcs/n*1000, u.serverAllocs.gcs/n*1000)
-	fmt.Printf("  read and write system calls per call: caller sidecar %.1f, server sidecar %.1f\n", u.callerSys/n, u.serverSys/n)
+	fmt.Printf("  read and write system calls per call: caller sidecar %.1f, server sidecar %.1f; threads put to sleep per call: %.2f, %.2f\n",
+		u.callerSys/n, u.serverSys/n, u.callerSleeps/n, u.serverSleeps/n)
+}
+
+// sleeps is the count of voluntary context switches of every thread of
+// process pid.
+func sleeps(pid int) float64 {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var n float64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				n += f
+			}
+		}
+	}
+	return n
 }
 
 // syscalls is the count of read and write system calls process pid made.

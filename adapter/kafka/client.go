@@ -249,12 +249,7 @@ func explain(cfg config.Backend, err error) error {
 // acknowledged it (acks=all): a request is accepted only when it is durable.
 func (c *Client) Produce(ctx context.Context, topic string, partition int32, value []byte) error {
 	if c.w != nil {
-		err := c.write(ctx, topic, partition, value)
-		if producerReset(err) {
-			// The writer took a new producer id before it said so.
-			err = c.write(ctx, topic, partition, value)
-		}
-		return err
+		return c.write(ctx, topic, partition, value)
 	}
 	op := produceOps.Get().(*produceOp)
 	op.val = value
@@ -274,19 +269,42 @@ func (c *Client) Produce(ctx context.Context, topic string, partition int32, val
 
 // write has the writer produce value and waits for the outcome.
 func (c *Client) write(ctx context.Context, topic string, partition int32, value []byte) error {
-	done := writeDone.Get().(chan error)
-	c.w.produce(topic, partition, value, done)
+	w := writeWaits.Get().(*writeWait)
+	c.w.produce(topic, partition, value, w.tell)
 	select {
-	case err := <-done:
-		writeDone.Put(done)
+	case err := <-w.done:
+		writeWaits.Put(w)
 		return err
 	case <-ctx.Done():
-		// The writer still holds done: it is not reused.
+		// The writer still holds w: it is not reused.
 		return ctx.Err()
 	}
 }
 
-var writeDone = sync.Pool{New: func() any { return make(chan error, 1) }}
+// writeWait is how write waits for the writer, kept in a pool (its
+// channel and its method value would be two allocations per record).
+type writeWait struct {
+	done chan error
+	tell func(error)
+}
+
+var writeWaits = sync.Pool{New: func() any {
+	w := &writeWait{done: make(chan error, 1)}
+	w.tell = func(err error) { w.done <- err }
+	return w
+}}
+
+// ProduceAsync writes value to topic/partition as Produce does, without
+// waiting: done is told the outcome on the goroutine that read the
+// broker's answer, so it must not block. It saves the producer a wake-up
+// (its goroutine need not wait for the acknowledgement).
+func (c *Client) ProduceAsync(topic string, partition int32, value []byte, done func(error)) {
+	if c.w == nil {
+		go func() { done(c.Produce(context.Background(), topic, partition, value)) }()
+		return
+	}
+	c.w.produce(topic, partition, value, done)
+}
 
 // produceOp is what Produce hands to sarama for one record, kept in a pool
 // (three allocations per record otherwise). It goes back to the pool only

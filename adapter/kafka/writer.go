@@ -84,8 +84,13 @@ type wpart struct {
 
 // wrecord is one record waiting for its acknowledgement.
 type wrecord struct {
-	val  []byte
-	done chan error
+	val []byte
+	// done is told the outcome: on the goroutine that reads the answer,
+	// so it must not block.
+	done func(error)
+	// again marks a record sent once more after its partition's sequence
+	// was lost: a second such failure is the producer's to hear.
+	again bool
 }
 
 type wbatch struct {
@@ -202,9 +207,9 @@ func (w *writer) renewID() error {
 	return nil
 }
 
-// produce queues one record for topic/partition; its outcome arrives on
-// done (buffered).
-func (w *writer) produce(topic string, partition int32, val []byte, done chan error) {
+// produce queues one record for topic/partition; done is told its outcome
+// (see wrecord).
+func (w *writer) produce(topic string, partition int32, val []byte, done func(error)) {
 	tp := topicPartition{topic, partition}
 	w.mu.Lock()
 	p := w.parts[tp]
@@ -216,7 +221,7 @@ func (w *writer) produce(topic string, partition int32, val []byte, done chan er
 			err = sarama.ErrInvalidPartition
 		}
 		if err != nil {
-			done <- err
+			done(err)
 			return
 		}
 		w.mu.Lock()
@@ -227,7 +232,7 @@ func (w *writer) produce(topic string, partition int32, val []byte, done chan er
 	}
 	if w.closed {
 		w.mu.Unlock()
-		done <- errClosed
+		done(errClosed)
 		return
 	}
 	p.pending = append(p.pending, &wrecord{val: val, done: done})
@@ -397,6 +402,17 @@ func (w *writer) answered(s *sending, resp *sarama.ProduceResponse, err error) {
 			p.failures++
 			p.conn = nil // the leader may have moved: look for it again
 			retry = append(retry, p)
+		case w.idempotent && sequenceLost(perr) && !b.recs[0].again:
+			// The partition is new to the broker (its topic was deleted
+			// and created again, or lost with a broker that came back
+			// empty) or the id was fenced: nothing was written. Under a
+			// new id the records go once more.
+			for _, r := range b.recs {
+				r.again = true
+			}
+			p.pending = append(b.recs, p.pending...)
+			p.batch, p.failures = nil, 0
+			renew = true
 		default:
 			p.batch = nil
 			p.failures = 0
@@ -419,7 +435,10 @@ func (w *writer) answered(s *sending, resp *sarama.ProduceResponse, err error) {
 		p.locating = true
 		return false
 	})
-	next := w.next(c)
+	var next *sending
+	if !renew {
+		next = w.next(c)
+	}
 	closed := w.closed
 	w.mu.Unlock()
 	wait := w.backoff
@@ -433,12 +452,19 @@ func (w *writer) answered(s *sending, resp *sarama.ProduceResponse, err error) {
 	}
 	if renew {
 		// Before the failures are told: a caller that produces again at
-		// once does so under the new id.
+		// once does so under the new id. The records sent once more go
+		// under it as well.
 		w.renewAfterLoss()
+		w.mu.Lock()
+		for _, p := range s.parts {
+			w.ready(p)
+		}
+		next = w.next(c)
+		w.mu.Unlock()
 	}
 	for _, o := range done {
 		for _, r := range o.recs {
-			r.done <- o.err
+			r.done(o.err)
 		}
 	}
 	w.send(next)
@@ -474,7 +500,7 @@ func (w *writer) locate(p *wpart, wait time.Duration) {
 		p.pending, p.failures, p.locating = nil, 0, false
 		w.mu.Unlock()
 		for _, r := range recs {
-			r.done <- err
+			r.done(err)
 		}
 		return
 	}
@@ -592,7 +618,7 @@ func (w *writer) close() {
 	}
 	w.mu.Unlock()
 	for _, r := range recs {
-		r.done <- errClosed
+		r.done(errClosed)
 	}
 }
 

@@ -493,12 +493,47 @@ func (m *Mesh) answer(env *Envelope, resp *Envelope, finish func()) {
 		resp.Kind = KindResponse
 		resp.ID = rootID(env.ID)
 		resp.To = env.From
-		if !m.produceRetry(resp, m.partitionOf(env.From, env.FromPart)) {
+		p := m.partitionOf(env.From, env.FromPart)
+		if env.Parent == "" {
+			// Nothing to note in Redis once the answer is durable
+			// (callDone): the record is finished when the broker
+			// acknowledges it, and this goroutine does not wait.
+			m.answerAsync(resp, p, finish)
+			return
+		}
+		if !m.produceRetry(resp, p) {
 			return
 		}
 	}
 	m.callDone(env)
 	finish()
+}
+
+// answerAsync writes resp to partition p and finishes its request once the
+// broker has it, retrying while Kafka is unreachable, as produceRetry
+// does. Until then it counts as work (Drain waits for it).
+func (m *Mesh) answerAsync(resp *Envelope, p int32, finish func()) {
+	val, buf, err := m.encodePooled(resp)
+	if err != nil {
+		m.log.Error("cannot encode message", "err", err)
+		finish()
+		return
+	}
+	m.work.Add(1)
+	m.produceAsync(p, val, func(err error) {
+		release(buf, val)
+		if err == nil {
+			finish()
+			m.work.Done()
+			return
+		}
+		go func() {
+			defer m.work.Done()
+			if m.produceRetry(resp, p) {
+				finish()
+			}
+		}()
+	})
 }
 
 func (m *Mesh) selfPartition() int32 {

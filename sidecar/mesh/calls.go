@@ -169,18 +169,9 @@ func (m *Mesh) newRequest(req *Envelope) {
 // send makes req durable in Kafka: on the partition of a sidecar serving
 // it, or on this sidecar's own partition to wait there for one to join.
 func (m *Mesh) send(ctx context.Context, req *Envelope) error {
-	p := req.FromPart
-	if t := m.routeTo(ctx, req, ""); t != nil {
-		req.To = t.ID
-		p = t.Partition
-	}
-	val, buf, err := m.encodePooled(req)
+	p, val, buf, err := m.prepare(ctx, req)
 	if err != nil {
 		return err
-	}
-	if len(val) > kafka.MaxMessageBytes {
-		release(buf, val)
-		return ErrTooLarge
 	}
 	if err := m.produce(ctx, p, val); err != nil {
 		return err
@@ -189,17 +180,85 @@ func (m *Mesh) send(ctx context.Context, req *Envelope) error {
 	return nil
 }
 
+// sendAsync is send without waiting for the broker: done is told whether
+// req is durable, on the Kafka client's goroutine (it must not block).
+// The error is for a request that was not sent at all.
+func (m *Mesh) sendAsync(ctx context.Context, req *Envelope, done func(error)) error {
+	p, val, buf, err := m.prepare(ctx, req)
+	if err != nil {
+		return err
+	}
+	m.produceAsync(p, val, func(err error) {
+		release(buf, val)
+		done(err)
+	})
+	return nil
+}
+
+// prepare chooses req's partition and encodes it.
+func (m *Mesh) prepare(ctx context.Context, req *Envelope) (p int32, val []byte, buf *[]byte, err error) {
+	p = req.FromPart
+	if t := m.routeTo(ctx, req, ""); t != nil {
+		req.To = t.ID
+		p = t.Partition
+	}
+	val, buf, err = m.encodePooled(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if len(val) > kafka.MaxMessageBytes {
+		release(buf, val)
+		return 0, nil, nil, ErrTooLarge
+	}
+	return p, val, buf, nil
+}
+
 // ErrTooLarge is returned for a request that does not fit in a Kafka record.
 var ErrTooLarge = fmt.Errorf("request larger than %d bytes", kafka.MaxMessageBytes)
 
 // Call sends a request and waits for its response.
+//
+// A call made outside any actor or service request waits for the response
+// alone: should Kafka refuse the request, the failure comes on the call's
+// channel instead (failCall), so the caller's goroutine wakes once, not
+// also for the broker's acknowledgement. A nested call is recorded with
+// its parent only once it is durable (orchestrate.go), so it waits for
+// the acknowledgement first.
 func (m *Mesh) Call(ctx context.Context, req *Envelope) (*Envelope, error) {
-	id, ch, err := m.start(ctx, req)
+	m.newRequest(req)
+	if req.Parent != "" {
+		ch, err := m.start(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		defer m.forget(req.ID)
+		return m.wait(ctx, ch)
+	}
+	ch := m.addPending(req)
+	defer m.forget(req.ID)
+	id := req.ID
+	err := m.sendAsync(ctx, req, func(err error) {
+		if err != nil {
+			m.failCall(id, err)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer m.forget(id)
 	return m.wait(ctx, ch)
+}
+
+// failCall ends the call id with err, unless it was answered already.
+func (m *Mesh) failCall(id string, err error) {
+	m.mu.Lock()
+	c, ok := m.pending[id]
+	m.mu.Unlock()
+	if ok {
+		select {
+		case c.ch <- &Envelope{Kind: kindFailed, failure: err}:
+		default: // answered
+		}
+	}
 }
 
 // Tell sends a request whose response nobody waits for; it returns once
@@ -213,13 +272,14 @@ func (m *Mesh) Tell(ctx context.Context, req *Envelope) error {
 // Promise sends a request and returns its id for Await. A promise not
 // awaited within PromiseTTL is forgotten.
 func (m *Mesh) Promise(ctx context.Context, req *Envelope) (string, error) {
-	id, _, err := m.start(ctx, req)
-	if err == nil {
-		m.mu.Lock()
-		m.promised[id] = time.Now()
-		m.mu.Unlock()
+	m.newRequest(req)
+	if _, err := m.start(ctx, req); err != nil {
+		return "", err
 	}
-	return id, err
+	m.mu.Lock()
+	m.promised[req.ID] = time.Now()
+	m.mu.Unlock()
+	return req.ID, nil
 }
 
 // PromiseTTL bounds how long an unawaited promise is kept.
@@ -267,23 +327,32 @@ func (m *Mesh) forget(id string) {
 	m.mu.Unlock()
 }
 
-func (m *Mesh) start(ctx context.Context, req *Envelope) (string, chan *Envelope, error) {
-	m.newRequest(req)
+// addPending makes req (newRequest done) a call waiting for its response.
+func (m *Mesh) addPending(req *Envelope) chan *Envelope {
 	ch := make(chan *Envelope, 1)
 	m.mu.Lock()
 	m.pending[req.ID] = call{ch: ch, req: req}
 	m.mu.Unlock()
+	return ch
+}
+
+// start registers req (newRequest done) and returns once it is durable.
+func (m *Mesh) start(ctx context.Context, req *Envelope) (chan *Envelope, error) {
+	ch := m.addPending(req)
 	if err := m.send(ctx, req); err != nil {
 		m.forget(req.ID)
-		return "", nil, err
+		return nil, err
 	}
 	m.recordCall(ctx, req)
-	return req.ID, ch, nil
+	return ch, nil
 }
 
 func (m *Mesh) wait(ctx context.Context, ch chan *Envelope) (*Envelope, error) {
 	select {
 	case resp := <-ch:
+		if resp.Kind == kindFailed {
+			return nil, resp.failure
+		}
 		return resp, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()

@@ -40,6 +40,8 @@ import (
 const (
 	KindRequest  = "req"
 	KindResponse = "resp"
+	// kindFailed is never sent: failCall ends a call with it.
+	kindFailed = "failed"
 )
 
 // Envelope is one record on the application's topic (see Encode for the
@@ -95,6 +97,9 @@ type Envelope struct {
 	// on the instance the previous step holds.
 	releaseLock bool
 	holdsLock   bool
+	// failure is why Kafka refused a call's request (Kind kindFailed, on
+	// the call's channel only; failCall).
+	failure error
 }
 
 // Target names what a request is for, for messages and logs.

@@ -67,9 +67,9 @@ func (m *Mesh) encode(env *Envelope) ([]byte, error) {
 }
 
 // valueBufs holds the buffers of record values between produces. A value
-// goes back only once the broker acknowledged it: sarama holds it until
-// then, and a produce that gave up (ctx) leaves it to sarama and the
-// garbage collector.
+// goes back only once the Kafka client told its outcome: it holds it until
+// then, and a produce that gave up waiting (ctx) leaves it to the client
+// and the garbage collector.
 var valueBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxPooledValue bounds the values whose buffers are kept for reuse.
@@ -115,23 +115,45 @@ func (m *Mesh) produceRetry(env *Envelope, p int32) bool {
 }
 
 func (m *Mesh) produce(ctx context.Context, p int32, val []byte) error {
-	start := time.Now()
-	err := m.kc.Produce(ctx, m.topic, p, val)
-	if errors.Is(err, sarama.ErrInvalidPartition) {
-		// The topic grew since the metadata was read.
-		if rerr := m.kc.RefreshMetadata(m.topic); rerr == nil {
-			err = m.kc.Produce(ctx, m.topic, p, val)
-		}
+	done := make(chan error, 1)
+	m.produceAsync(p, val, func(err error) { done <- err })
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
+}
+
+// produceAsync writes val to partition p without waiting: done is told the
+// outcome on the Kafka client's goroutine, so it must not block.
+func (m *Mesh) produceAsync(p int32, val []byte, done func(error)) {
+	start := time.Now()
+	m.kc.ProduceAsync(m.topic, p, val, func(err error) {
+		if errors.Is(err, sarama.ErrInvalidPartition) {
+			// The topic grew since the metadata was read: read it again,
+			// off the Kafka client's goroutine.
+			go func() {
+				if rerr := m.kc.RefreshMetadata(m.topic); rerr == nil {
+					err = m.kc.Produce(context.Background(), m.topic, p, val)
+				}
+				m.produced(start, err, done)
+			}()
+			return
+		}
+		m.produced(start, err, done)
+	})
+}
+
+// produced records a produce's outcome and tells done.
+func (m *Mesh) produced(start time.Time, err error, done func(error)) {
 	m.opts.Metrics.Produce(time.Since(start), err)
 	if err != nil {
-		if ctx.Err() == nil {
-			m.kafkaFailed(err)
-		}
-		return err
+		m.kafkaFailed(err)
+	} else {
+		m.health.kafkaOK()
 	}
-	m.health.kafkaOK()
-	return nil
+	done(err)
 }
 
 // target chooses the live sidecar for env, or nil when none serves it.

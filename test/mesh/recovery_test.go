@@ -60,6 +60,20 @@ func TestBrokerComesBackEmpty(t *testing.T) {
 		code, _ := health(base)
 		return code == http.StatusServiceUnavailable
 	}, "health to report the broker gone")
+	// A call made meanwhile is refused, saying why, once the producer
+	// has given up: the caller's goroutine waits only for the response,
+	// and the refusal must reach it there (mesh.failCall).
+	refused := time.Now()
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Post(base+"/kar/v1/service/greeter/call/helloText", "text/plain", strings.NewReader("meanwhile"))
+	if err != nil {
+		t.Fatalf("a call while the broker is gone: %v (want a 503)", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "cannot send the request") {
+		t.Errorf("a call while the broker is gone: %d %q, want 503 saying the request cannot be sent", resp.StatusCode, body)
+	}
+	t.Logf("refused after %v", time.Since(refused).Round(time.Millisecond))
 	if err := b.StartKafka(); err != nil {
 		t.Fatal(err)
 	}
