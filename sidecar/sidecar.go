@@ -15,6 +15,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -131,6 +132,11 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		fctx, stop := context.WithCancel(ctx)
 		defer stop()
 		go followLiveHeap(fctx, config.DefaultMemoryLimit, time.Second)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		tctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go followLoad(tctx, runtime.GOMAXPROCS(0), 2*time.Second)
 	}
 	if addr := os.Getenv("KAR_PPROF_ADDR"); addr != "" {
 		// Profiling on demand (net/http/pprof registers on the default mux).

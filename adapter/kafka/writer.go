@@ -290,6 +290,9 @@ func (w *writer) next(c *wconn) *sending {
 		}
 		p.queued = false
 		if p.batch == nil {
+			if len(p.pending) == 0 {
+				continue
+			}
 			p.batch = w.batch(p)
 		}
 		b := p.batch
@@ -477,7 +480,10 @@ func (w *writer) locate(p *wpart, wait time.Duration) {
 	if wait > 0 {
 		time.Sleep(wait)
 	}
-	c, err := w.connFor(p.tp, p.failures > 0)
+	w.mu.Lock()
+	refresh := p.failures > 0
+	w.mu.Unlock()
+	c, err := w.connFor(p.tp, refresh)
 	w.mu.Lock()
 	if w.closed {
 		err = errClosed
