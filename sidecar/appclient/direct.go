@@ -49,7 +49,6 @@ const (
 type conn struct {
 	nc       net.Conn
 	br       *bufio.Reader
-	bw       *bufio.Writer
 	idleAt   time.Time
 	deadline bool // nc has a deadline that the next request must clear
 }
@@ -121,7 +120,25 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, bufSize), bw: bufio.NewWriterSize(nc, bufSize)}, nil
+	return &conn{nc: nc, br: bufio.NewReaderSize(nc, bufSize)}, nil
+}
+
+// writers are the buffers requests are written through. A connection
+// needs one only while it writes a request, not while it waits for the
+// answer: shared, they are as many as the requests being written, where
+// one per connection made 8 KiB for each call in flight (0.5 MB of a
+// sidecar's live heap with 64 in flight).
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
+
+// send writes a request on nc through a pooled writer.
+func send(nc net.Conn, host, method, path, query string, header http.Header, body []byte) error {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(nc)
+	writeRequest(bw, host, method, path, query, header, body)
+	err := bw.Flush()
+	bw.Reset(nil) // hold no connection while pooled
+	writers.Put(bw)
+	return err
 }
 
 // headRequest tells http.ReadResponse that a response has no body; it is
@@ -209,14 +226,10 @@ func (c *Client) exchange(ctx context.Context, pc *conn, method, path, query str
 	if len(body) > concurrentWrite {
 		wrote = make(chan error, 1)
 		go func() {
-			writeRequest(pc.bw, c.host, method, path, query, header, body)
-			wrote <- pc.bw.Flush() // a close of pc by the caller ends it
+			wrote <- send(pc.nc, c.host, method, path, query, header, body) // a close of pc by the caller ends it
 		}()
-	} else {
-		writeRequest(pc.bw, c.host, method, path, query, header, body)
-		if err = pc.bw.Flush(); err != nil {
-			return nil, false, false, err
-		}
+	} else if err = send(pc.nc, c.host, method, path, query, header, body); err != nil {
+		return nil, false, false, err
 	}
 	if wrote != nil {
 		defer func() {
