@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -252,7 +253,15 @@ func (r *PartitionReader) fetchLoop(b *sarama.Broker) error {
 			return block.Err
 		}
 		r.hwm.Store(block.HighWaterMarkOffset)
+		before := r.next.Load()
 		r.deliver(block)
+		if r.next.Load() != before {
+			// The goroutines the records went to run before the next
+			// fetch is written: on a sidecar running one thread
+			// (sidecar/threads.go) the write would otherwise come first,
+			// and every call would wait for it.
+			runtime.Gosched()
+		}
 	}
 	return nil
 }
