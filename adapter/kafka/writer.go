@@ -247,8 +247,9 @@ func (w *writer) produce(topic string, partition int32, val []byte, done func(er
 		}
 		return
 	}
+	c := p.conn
 	w.ready(p)
-	s := w.next(p.conn)
+	s := w.next(c)
 	w.mu.Unlock()
 	w.send(s)
 }
@@ -258,6 +259,16 @@ var errClosed = errors.New("kafka client closed")
 // ready queues p on its connection, if it has something to send. w.mu held.
 func (w *writer) ready(p *wpart) {
 	if p.queued || p.sending || p.conn == nil || (p.batch == nil && len(p.pending) == 0) {
+		return
+	}
+	if p.conn.b == nil {
+		// The connection failed: nothing would write what waits on it.
+		// Look for the leader again (it may have moved) and connect.
+		p.conn = nil
+		if !p.locating && !w.closed {
+			p.locating = true
+			go w.locate(p, 0)
+		}
 		return
 	}
 	p.queued = true
@@ -319,6 +330,9 @@ func (w *writer) next(c *wconn) *sending {
 	}
 	clear(c.ready[len(rest):])
 	c.ready = rest
+	if len(s.parts) == 0 {
+		return nil
+	}
 	c.busy = true
 	return s
 }
@@ -375,6 +389,13 @@ func (w *writer) answered(s *sending, resp *sarama.ProduceResponse, err error) {
 			retry = append(retry, p)
 		}
 		c.ready = nil
+		// Partitions with nothing to send look for their leader when
+		// they next have a record: it may be on another broker now.
+		for _, p := range w.parts {
+			if p.conn == c && !p.sending {
+				p.conn = nil
+			}
+		}
 	}
 	for _, p := range s.parts {
 		p.sending = false

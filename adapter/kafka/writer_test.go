@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -150,4 +151,56 @@ func (w *writer) queuedFor(topic string, p int32) int {
 		return len(wp.pending)
 	}
 	return 0
+}
+
+// A partition that had nothing to send when its connection failed, and
+// whose leader moved meanwhile to a broker nobody writes to yet: its next
+// record finds the new leader. It waited for ever on the failed
+// connection, which nothing opened again once the other partitions had
+// moved away from it.
+func TestWriterIdlePartitionFollowsItsLeaderAfterAFailedConnection(t *testing.T) {
+	const topic = "idlemove"
+	k, c, ctx := onThreeBrokers(t, topic, 2)
+	for p := range int32(2) {
+		if err := k.MoveTopicPartition(topic, p, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.RefreshMetadata(topic); err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(2) {
+		if err := c.Produce(ctx, topic, p, []byte("before")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both partitions move to broker 1; the next request on the
+	// connection to broker 0 (partition 0's) has that connection cut.
+	for p := range int32(2) {
+		if err := k.MoveTopicPartition(topic, p, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cut atomic.Bool
+	k.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if cut.CompareAndSwap(false, true) {
+			return nil, fmt.Errorf("cut"), true
+		}
+		k.KeepControl()
+		return nil, nil, false
+	})
+	if err := c.Produce(ctx, topic, 0, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if !cut.Load() {
+		t.Fatal("no connection was cut")
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.Produce(pctx, topic, 1, []byte("after")); err != nil {
+		t.Fatalf("partition 1, idle when its connection failed: %v", err)
+	}
+	if got := readAll(t, c, topic, 1, 2); !slices.Equal(got, []string{"before", "after"}) {
+		t.Errorf("partition 1 holds %v, want [before after]", got)
+	}
 }
