@@ -585,41 +585,29 @@ func procCPU(pid int) float64 {
 }
 
 func memory(pid int) (hwm, rss float64) {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "VmHWM:":
-			hwm = v / 1024
-		case "VmRSS:":
-			rss = v / 1024
-		}
-	}
-	return
+	st := procStatus(pid)
+	return st["VmHWM"], st["VmRSS"]
 }
 
 // rssParts splits a process's resident memory into its anonymous pages
-// and the pages of files it maps (RssAnon, RssFile of /proc/PID/status).
+// and the pages of files it maps.
 func rssParts(pid int) (anon, file float64) {
+	st := procStatus(pid)
+	return st["RssAnon"], st["RssFile"]
+}
+
+// procStatus reads the kB figures of /proc/PID/status, in MiB by name.
+func procStatus(pid int) map[string]float64 {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	out := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "RssAnon:":
-			anon = v / 1024
-		case "RssFile:":
-			file = v / 1024
+		if len(f) == 3 && f[2] == "kB" {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			out[strings.TrimSuffix(f[0], ":")] = v / 1024
 		}
 	}
-	return
+	return out
 }
 
 func (e *env) startBackend() (func(), error) {

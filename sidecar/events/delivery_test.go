@@ -406,6 +406,18 @@ func TestRunnersShareSubscriptions(t *testing.T) {
 	}, "the runners share the subscriptions")
 }
 
+// leasedBy counts the subscriptions s0..s(n-1) of topic whose group's
+// lease holder is holder.
+func (w *world) leasedBy(ctx context.Context, a *Service, topic string, n int, holder string) int {
+	c := 0
+	for i := range n {
+		if w.rdb.Get(ctx, groupLeaseKey(a.keys, unitOf(topic, fmt.Sprintf("s%d", i)))).Val() == holder {
+			c++
+		}
+	}
+	return c
+}
+
 // TestLateRunnerGetsItsShare: a runner that joins after another took every
 // subscription is handed its share, and no event is lost or delivered twice
 // in the hand-over.
@@ -420,15 +432,7 @@ func TestLateRunnerGetsItsShare(t *testing.T) {
 	}
 	run(t, a)
 	ctx := context.Background()
-	leased := func(holder string) int {
-		c := 0
-		for i := range n {
-			if w.rdb.Get(ctx, groupLeaseKey(a.keys, unitOf("late", fmt.Sprintf("s%d", i)))).Val() == holder {
-				c++
-			}
-		}
-		return c
-	}
+	leased := func(holder string) int { return w.leasedBy(ctx, a, "late", n, holder) }
 	testenv.Eventually(t, 10*time.Second, func() bool { return leased("A") == n }, "A takes every subscription")
 	publishN(t, base, "late", 0, 10)
 	b, _ := w.service(t, "B", rec.deliverAs("B"))
@@ -473,15 +477,7 @@ func TestLateRunnerGetsItsShareOfAMissingTopic(t *testing.T) {
 		w.rdb.HSet(ctx, a.keys.Subscriptions(), sub.field(), raw)
 	}
 	a.notify(ctx)
-	leased := func(holder string) int {
-		c := 0
-		for i := range n {
-			if w.rdb.Get(ctx, groupLeaseKey(a.keys, unitOf("nowhere", fmt.Sprintf("s%d", i)))).Val() == holder {
-				c++
-			}
-		}
-		return c
-	}
+	leased := func(holder string) int { return w.leasedBy(ctx, a, "nowhere", n, holder) }
 	testenv.Eventually(t, 10*time.Second, func() bool { return leased("A") == n }, "A takes every subscription")
 	b, _ := w.service(t, "B", noop)
 	run(t, b)

@@ -226,22 +226,21 @@ var ErrTooLarge = fmt.Errorf("request larger than %d bytes", kafka.MaxMessageByt
 // the acknowledgement first.
 func (m *Mesh) Call(ctx context.Context, req *Envelope) (*Envelope, error) {
 	m.newRequest(req)
-	if req.Parent != "" {
-		ch, err := m.start(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		defer m.forget(req.ID)
-		return m.wait(ctx, ch)
-	}
 	ch := m.addPending(req)
 	defer m.forget(req.ID)
-	id := req.ID
-	err := m.sendAsync(ctx, req, func(err error) {
-		if err != nil {
-			m.failCall(id, err)
+	var err error
+	if req.Parent != "" {
+		if err = m.send(ctx, req); err == nil {
+			m.recordCall(ctx, req)
 		}
-	})
+	} else {
+		id := req.ID
+		err = m.sendAsync(ctx, req, func(err error) {
+			if err != nil {
+				m.failCall(id, err)
+			}
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
