@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"debug/buildinfo"
 	"flag"
 	"fmt"
 	"io"
@@ -183,7 +184,7 @@ func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloo
 		return err
 	}
 	defer stop()
-	fmt.Printf("kar benchmark: %s; redis-server and the Kafka-protocol broker (kfake) in their own process at %s; %d CPUs\n\n", e.kar, e.brokers, numCPU())
+	fmt.Printf("kar benchmark: %s (%s); redis-server and the Kafka-protocol broker (kfake) in their own process at %s; %d CPUs\n\n", e.kar, buildOf(e.kar), e.brokers, numCPU())
 
 	var floor floorResult
 	if withFloor {
@@ -312,6 +313,28 @@ func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloo
 	stall := e.churn(url, reps)
 	fmt.Printf("other members during %d joins and leaves: worst call while joining %s, while leaving %s, vs %s p99 at rest (DESIGN stall ≤ 0.1 s; original 3.3–11 s)\n", reps, ms(stall.worstJoin), ms(stall.worstLeave), ms(stall.p99Rest))
 	return nil
+}
+
+// buildOf says how the kar binary at path was built: the memory figures
+// depend on it (a cgo build maps libc, 2 MiB of a sidecar's RSS).
+func buildOf(path string) string {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return "build unknown: " + err.Error()
+	}
+	cgo, ldflags := "", ""
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "CGO_ENABLED":
+			cgo = s.Value
+		case "-ldflags":
+			ldflags = s.Value
+		}
+	}
+	if cgo == "0" {
+		return "static, as the images build it; ldflags " + strconv.Quote(ldflags)
+	}
+	return "a cgo build, unlike the images: `make build` builds kar as they do"
 }
 
 func karBin() (string, error) {

@@ -170,6 +170,6 @@ func runSoak(dur, every time.Duration, inflight, perID int) error {
 		return err
 	}
 	defer stop()
-	fmt.Printf("kar soak: %s; redis-server and the Kafka-protocol broker (kfake) in their own process at %s; %d CPUs\n", e.kar, e.brokers, numCPU())
+	fmt.Printf("kar soak: %s (%s); redis-server and the Kafka-protocol broker (kfake) in their own process at %s; %d CPUs\n", e.kar, buildOf(e.kar), e.brokers, numCPU())
 	return e.soak(dur, every, inflight, perID)
 }

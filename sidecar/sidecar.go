@@ -141,6 +141,11 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	if addr := os.Getenv("KAR_PPROF_ADDR"); addr != "" {
 		// Profiling on demand (net/http/pprof registers on the default mux).
 		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(addr, nil)) }()
+	} else {
+		// Nobody can ask for a heap profile: the runtime's record of
+		// sampled allocations (a 1.4 MB hash table and a bucket per
+		// call stack) would only hold memory.
+		runtime.MemProfileRate = 0
 	}
 	// Signals are forwarded to the component as they come.
 	sigs := make(chan os.Signal, 4)

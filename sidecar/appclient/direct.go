@@ -45,12 +45,16 @@ const (
 	concurrentWrite = 64 << 10
 )
 
-// conn is one persistent connection to the component.
+// conn is one persistent connection to the component. It holds no read
+// buffer: one comes from readers once the response has begun to arrive
+// (waitReadable), so that a sidecar with 64 calls at its component holds
+// as many buffers as responses being read, not one per call in flight
+// (0.5 MB of its live heap).
 type conn struct {
 	nc       net.Conn
-	br       *bufio.Reader
 	idleAt   time.Time
 	deadline bool // nc has a deadline that the next request must clear
+	readable readiness
 }
 
 // pool keeps idle connections as a stack: the most recently used one is
@@ -120,8 +124,14 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, bufSize)}, nil
+	pc := &conn{nc: nc}
+	pc.readable.init(nc)
+	return pc, nil
 }
+
+// readers are the buffers responses are read through, each taken for the
+// read of one response and given back after it.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
 
 // writers are the buffers requests are written through. A connection
 // needs one only while it writes a request, not while it waits for the
@@ -244,19 +254,32 @@ func (c *Client) exchange(ctx context.Context, pc *conn, method, path, query str
 			}
 		}()
 	}
-	if _, err = pc.br.Peek(1); err != nil {
+	// The component works on the request now; the buffer is needed once
+	// its answer arrives.
+	if err = pc.readable.wait(); err != nil {
+		return nil, false, false, err
+	}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(pc.nc)
+	defer func() {
+		// A connection kept for another request has nothing buffered
+		// (reuse demands it), so nothing of it is lost here.
+		br.Reset(nil)
+		readers.Put(br)
+	}()
+	if _, err = br.Peek(1); err != nil {
 		return nil, false, false, err
 	}
 	var req *http.Request
 	if method == http.MethodHead {
 		req = headRequest
-	} else if resp, closing, ok := readPlain(pc.br); ok {
+	} else if resp, closing, ok := readPlain(br); ok {
 		// Bytes past the response mean we lost the framing, as below.
-		return resp, !closing && pc.br.Buffered() == 0, true, nil
+		return resp, !closing && br.Buffered() == 0, true, nil
 	}
 	var r *http.Response
 	for n := 0; ; n++ {
-		if r, err = http.ReadResponse(pc.br, req); err != nil {
+		if r, err = http.ReadResponse(br, req); err != nil {
 			return nil, false, true, err
 		}
 		// net/http's Transport skips interim responses the same way.
@@ -273,7 +296,7 @@ func (c *Client) exchange(ctx context.Context, pc *conn, method, path, query str
 	}
 	// r.Close covers both Connection: close and a body delimited by the
 	// connection's end; bytes past the response mean we lost the framing.
-	reuse = !r.Close && r.StatusCode != http.StatusSwitchingProtocols && pc.br.Buffered() == 0
+	reuse = !r.Close && r.StatusCode != http.StatusSwitchingProtocols && br.Buffered() == 0
 	for _, k := range hopHeaders {
 		delete(r.Header, k)
 	}
