@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -13,13 +14,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/IBM/sarama"
+	"github.com/cloudevents/sdk-go/v2/binding/format"
 	ce "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
-
-	kafkasarama "github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
-	"github.com/cloudevents/sdk-go/v2/binding"
-	"github.com/cloudevents/sdk-go/v2/binding/format"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 )
 
 const (
@@ -42,11 +39,12 @@ const (
 func Source(app string) string { return "kar://" + app }
 
 // errBadEvent is a client error (400) about the event itself.
-type errBadEvent struct{ msg string }
+type errBadEvent struct{ err error }
 
-func (e errBadEvent) Error() string { return e.msg }
+func (e errBadEvent) Error() string { return e.err.Error() }
+func (e errBadEvent) Unwrap() error { return e.err }
 
-func badEvent(format string, args ...any) error { return errBadEvent{fmt.Sprintf(format, args...)} }
+func badEvent(format string, args ...any) error { return errBadEvent{fmt.Errorf(format, args...)} }
 
 // published is an event ready for Kafka.
 type published struct {
@@ -120,23 +118,21 @@ func looksLikeCloudEvent(body []byte) bool {
 	return json.Unmarshal(b, &probe) == nil && probe.SpecVersion != nil
 }
 
-// decodeHTTP reads one CloudEvent in binary or structured mode and checks
-// its required attributes.
+// decodeHTTP reads one CloudEvent in binary or structured mode
+// (binding.go) and checks its required attributes.
 func decodeHTTP(h http.Header, body []byte) (*ce.Event, error) {
-	msg := cehttp.NewMessage(h, nopCloser{bytes.NewReader(body)})
-	defer msg.Finish(nil)
-	if msg.ReadEncoding() == binding.EncodingUnknown {
-		if v := h.Get("Ce-Specversion"); v != "" {
-			return nil, badEvent("ce-specversion %q is not supported: send CloudEvents 1.0 (or 0.3)", v)
-		}
+	ev, err := readHTTP(h, body)
+	var unsupported versionError
+	switch {
+	case errors.Is(err, errNoEvent):
 		return nil, badEvent("not a CloudEvent: send ce-* headers (binary mode) or Content-Type %s", ContentTypeCloudEvents)
-	}
-	ev, err := binding.ToEvent(context.Background(), msg)
-	if err != nil {
-		return nil, badEvent("not a valid CloudEvent: %v", err)
+	case errors.As(err, &unsupported):
+		return nil, badEvent("%w", err)
+	case err != nil:
+		return nil, badEvent("not a valid CloudEvent: %w", err)
 	}
 	if err := ev.Validate(); err != nil {
-		return nil, badEvent("not a valid CloudEvent: %v", err)
+		return nil, badEvent("not a valid CloudEvent: %w", err)
 	}
 	return ev, nil
 }
@@ -161,15 +157,12 @@ func decodeBatch(body []byte) ([]ce.Event, error) {
 	return out, nil
 }
 
-type nopCloser struct{ *bytes.Reader }
-
-func (nopCloser) Close() error { return nil }
-
-// toRecord writes p into a Kafka record in binary mode: ce_* headers, the
-// data as the value (what Knative's KafkaSource and kcat read).
-func toRecord(ctx context.Context, p published, topic string, partition int32) (*sarama.ProducerMessage, error) {
+// toRecord writes p into a Kafka record in binary mode (binding.go): ce_*
+// headers, the data as the value (what Knative's KafkaSource and kcat
+// read).
+func toRecord(_ context.Context, p published, topic string, partition int32) (*sarama.ProducerMessage, error) {
 	msg := &sarama.ProducerMessage{Topic: topic, Partition: partition}
-	if err := kafkasarama.WriteProducerMessage(ctx, binding.ToMessage(p.ev), msg); err != nil {
+	if err := writeRecord(p.ev, msg); err != nil {
 		return nil, fmt.Errorf("encode the event for Kafka: %w", err)
 	}
 	if p.wrapped {
@@ -179,49 +172,52 @@ func toRecord(ctx context.Context, p published, topic string, partition int32) (
 }
 
 // fromRecord reads a record kar (or any CloudEvents Kafka producer) wrote.
-// A record without CloudEvents headers (written by a plain Kafka client)
-// becomes a wrapped event around its value.
+// A record without CloudEvents headers (written by a plain Kafka client),
+// or of a CloudEvents version kar does not read, becomes a wrapped event
+// around its value.
 func fromRecord(app string, m *sarama.ConsumerMessage) (published, error) {
-	headers := make(map[string][]byte, len(m.Headers))
 	var ct string
 	wrapped := false
 	for _, h := range m.Headers {
-		k := strings.ToLower(string(h.Key))
-		switch k {
-		case "content-type":
+		switch strings.ToLower(string(h.Key)) {
+		case kafkaContentType:
 			ct = string(h.Value)
 		case wrappedHeader:
 			wrapped = true
-			continue
 		}
-		headers[k] = h.Value
 	}
-	msg := kafkasarama.NewMessage(m.Value, ct, headers)
-	if msg.ReadEncoding() == binding.EncodingUnknown {
-		ev := ce.New(ce.CloudEventsVersionV1)
-		ev.SetID(fmt.Sprintf("%s-%d-%d", m.Topic, m.Partition, m.Offset))
-		ev.SetSource(Source(app))
-		ev.SetType(EventType)
-		if !m.Timestamp.IsZero() {
-			ev.SetTime(m.Timestamp.UTC())
-		}
-		if ct == "" {
-			ct = "application/octet-stream"
-			if json.Valid(m.Value) {
-				ct = "application/json"
-			}
-		}
-		ev.SetDataContentType(ct)
-		if len(m.Value) > 0 {
-			ev.DataEncoded = m.Value
-		}
-		return published{ev: &ev, wrapped: true}, nil
-	}
-	ev, err := binding.ToEvent(context.Background(), msg)
-	if err != nil {
+	ev, err := readRecord(m.Headers, m.Value)
+	var unsupported versionError
+	switch {
+	case errors.Is(err, errNoEvent) || errors.As(err, &unsupported):
+		return wrapRecord(app, m, ct), nil
+	case err != nil:
 		return published{}, err
 	}
 	return published{ev: ev, wrapped: wrapped}, nil
+}
+
+// wrapRecord is a new CloudEvent 1.0 around the value of record m, whose
+// content-type header is ct.
+func wrapRecord(app string, m *sarama.ConsumerMessage, ct string) published {
+	ev := ce.New(ce.CloudEventsVersionV1)
+	ev.SetID(fmt.Sprintf("%s-%d-%d", m.Topic, m.Partition, m.Offset))
+	ev.SetSource(Source(app))
+	ev.SetType(EventType)
+	if !m.Timestamp.IsZero() {
+		ev.SetTime(m.Timestamp.UTC())
+	}
+	if ct == "" {
+		ct = "application/octet-stream"
+		if json.Valid(m.Value) {
+			ct = "application/json"
+		}
+	}
+	ev.SetDataContentType(ct)
+	if len(m.Value) > 0 {
+		ev.DataEncoded = m.Value
+	}
+	return published{ev: &ev, wrapped: true}
 }
 
 // structured is the event in JSON structured mode; data that is neither

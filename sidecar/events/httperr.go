@@ -32,7 +32,7 @@ func eventError(w http.ResponseWriter, what string, err error) {
 	var big tooLargeErr
 	switch {
 	case errors.As(err, &bad):
-		http.Error(w, fmt.Sprintf("cannot %s: %s", what, bad.msg), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("cannot %s: %s", what, bad.Error()), http.StatusBadRequest)
 	case errors.As(err, &big):
 		http.Error(w, fmt.Sprintf("cannot %s: %s", what, oneLine(err.Error())), http.StatusRequestEntityTooLarge)
 	default:

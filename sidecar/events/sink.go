@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
-
 	"github.com/kar-runtime/kar/internal/wait"
 )
 
@@ -60,7 +58,7 @@ func retryable(status int) bool {
 
 // post sends the event and returns the status (err: no answer).
 func (s *Service) post(ctx context.Context, url string, p published) (int, error) {
-	req, err := cehttp.NewHTTPRequestFromEvent(ctx, url, *p.ev)
+	req, err := newBinaryRequest(ctx, url, p.ev)
 	if err != nil {
 		return 0, err
 	}
