@@ -95,13 +95,10 @@ func httpField(h http.Header, name string) (string, bool) {
 
 // readHTTPBinary reads an event in binary mode: Content-Type is
 // datacontenttype, each other ce- header an attribute or an extension
-// (percent-decoded), the body the data. Headers are read in name order,
+// (headerText), the body the data. Headers are read in name order,
 // so that of two bad ones the same is reported every time.
 func readHTTPBinary(h http.Header, specversion string, body []byte) (*ce.Event, error) {
-	sv, err := headerText(specversion)
-	if err != nil {
-		return nil, fmt.Errorf("%sspecversion: %w", httpPrefix, err)
-	}
+	sv := headerText(specversion)
 	v := spec.VS.Version(sv)
 	if v == nil {
 		return nil, versionError{httpPrefix + "specversion", sv}
@@ -136,11 +133,7 @@ func readHTTPHeader(ev *ce.Event, v spec.Version, name string, values []string) 
 	case attr == "datacontenttype":
 		return fmt.Errorf("%s must not be sent in binary mode: Content-Type carries datacontenttype", name)
 	}
-	text, err := headerText(values[0])
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	return setAttribute(ev, v, name, attr, text)
+	return setAttribute(ev, v, name, attr, headerText(values[0]))
 }
 
 // setAttribute sets the attribute name of ev to text, read from header:
@@ -196,7 +189,7 @@ func readStructured(body []byte) (*ce.Event, error) {
 
 // newBinaryRequest is a POST of ev to url in binary mode: the data as the
 // body, datacontenttype as Content-Type and every other attribute and
-// extension as a ce- header, percent-encoded.
+// extension as a ce- header (percentEncode).
 func newBinaryRequest(ctx context.Context, url string, ev *ce.Event) (*http.Request, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, err
@@ -340,14 +333,16 @@ func readRecordHeader(ev *ce.Event, v spec.Version, name, value string) error {
 	return setAttribute(ev, v, name, attr, value)
 }
 
-// upperHex are the digits of percent-encoding, upper case as the HTTP
-// binding asks.
+// upperHex are the digits of percent-encoding.
 const upperHex = "0123456789ABCDEF"
 
-// percentEncode encodes an attribute's string for an HTTP header (HTTP
-// binding 3.1.3.2): each UTF-8 byte of a space, '"', '%', a control
-// character or a character outside printable ASCII becomes %XX, so any
-// string survives HTTP, which allows only printable ASCII in headers.
+// percentEncode makes an attribute's string fit an HTTP header: the
+// control characters HTTP cannot carry become %XX (HTTP binding 3.1.3.2);
+// everything else goes as it is. The binding asks for spaces, '"', '%'
+// and non-ASCII to be encoded too, but sdk-go, which Knative's sinks run,
+// neither encodes nor decodes (sdk-go issue 1331): encoded, "order 17"
+// would reach them as "order%2017". Unencoded, they read what kar wrote
+// before it had bindings of its own, and so does a reader that decodes.
 func percentEncode(s string) string {
 	n := 0
 	for i := 0; i < len(s); i++ {
@@ -370,64 +365,20 @@ func percentEncode(s string) string {
 	return string(b)
 }
 
-// mustEncode tells a byte that percentEncode encodes: outside U+0021 to
-// U+007E (every byte of a multi-byte UTF-8 sequence is), '"' or '%'.
+// mustEncode tells the bytes no HTTP header value may hold: control
+// characters other than tab, and DEL.
 func mustEncode(c byte) bool {
-	return c <= ' ' || c >= 0x7f || c == '"' || c == '%'
+	return c < ' ' && c != '\t' || c == 0x7f
 }
 
-// headerText is the attribute string a ce- header value carries (HTTP
-// binding 3.1.3.2): double-quoted strings unescaped first (older
-// versions of the binding let senders quote values rather than encode
-// them), then one round of percent-decoding. The result must be UTF-8.
-// Characters that need no encoding are taken as they come, so a sender
-// that writes UTF-8 unencoded, as sdk-go does, is read as it meant.
-func headerText(v string) (string, error) {
-	s, err := unquote(v)
-	if err != nil {
-		return "", err
-	}
-	if s, err = percentDecode(s); err != nil {
-		return "", err
-	}
-	if !utf8.ValidString(s) {
-		return "", fmt.Errorf("%q is not UTF-8 once percent-decoded (percent-encode each byte of a character's UTF-8 encoding)", v)
-	}
-	return s, nil
-}
-
-// unquote removes the double quotes of RFC 7230 quoted strings in v and
-// the backslashes that escape a character within them.
-func unquote(v string) (string, error) {
-	if strings.IndexByte(v, '"') < 0 {
-		return v, nil
-	}
-	b := make([]byte, 0, len(v))
-	quoted := false
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '"':
-			quoted = !quoted
-		case c == '\\' && quoted:
-			i++
-			if i == len(v) {
-				return "", fmt.Errorf("%q ends inside a quoted string", v)
-			}
-			b = append(b, v[i])
-		default:
-			b = append(b, c)
-		}
-	}
-	if quoted {
-		return "", fmt.Errorf("%q ends inside a quoted string", v)
-	}
-	return string(b), nil
-}
-
-// percentDecode replaces each %XX of v (either case) by the byte XX.
-func percentDecode(v string) (string, error) {
+// headerText is the attribute string a ce- header value carries. A value
+// that is a valid percent-encoding of UTF-8 (HTTP binding 3.1.3.2) is
+// decoded; any other is taken as it came, as sdk-go takes every value:
+// "50% off" from an sdk-go publisher stays "50% off", and "caf%C3%A9"
+// from a publisher that encodes is "café".
+func headerText(v string) string {
 	if strings.IndexByte(v, '%') < 0 {
-		return v, nil
+		return v
 	}
 	b := make([]byte, 0, len(v))
 	for i := 0; i < len(v); i++ {
@@ -436,13 +387,15 @@ func percentDecode(v string) (string, error) {
 			continue
 		}
 		if i+2 >= len(v) || !isHex(v[i+1]) || !isHex(v[i+2]) {
-			return "", fmt.Errorf("bad percent-encoding %q at byte %d of %q: '%%' must start %%XX, XX two hex digits (send '%%' itself as %%25)",
-				v[i:min(i+3, len(v))], i, v)
+			return v
 		}
 		b = append(b, unhex(v[i+1])<<4|unhex(v[i+2]))
 		i += 2
 	}
-	return string(b), nil
+	if !utf8.Valid(b) {
+		return v
+	}
+	return string(b)
 }
 
 func isHex(c byte) bool {
