@@ -16,6 +16,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"debug/buildinfo"
 	"flag"
@@ -157,8 +158,43 @@ type env struct {
 	brokers string
 	backend *exec.Cmd
 	procs   []*exec.Cmd
+	logs    []*bytes.Buffer // each kar process's stderr, for waitCall's error
 	client  *http.Client
 	bare    bareClient
+}
+
+// logTo keeps the last of cmd's stderr, so that a mesh that does not come
+// up says why.
+func (e *env) logTo(cmd *exec.Cmd) {
+	b := &bytes.Buffer{}
+	cmd.Stderr = &tailWriter{b: b, max: 16 << 10}
+	e.logs = append(e.logs, b)
+}
+
+// tailWriter keeps about the last max bytes written.
+type tailWriter struct {
+	mu  sync.Mutex
+	b   *bytes.Buffer
+	max int
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b.Write(p)
+	if over := w.b.Len() - w.max; over > 0 {
+		w.b.Next(over)
+	}
+	return len(p), nil
+}
+
+// tails is the end of each kar process's log.
+func (e *env) tails() string {
+	var out strings.Builder
+	for i, b := range e.logs {
+		fmt.Fprintf(&out, "\n--- kar process %d, last of its log:\n%s", i, b.String())
+	}
+	return out.String()
 }
 
 // startEnv starts the backend (redis-server and the broker) for a run of
@@ -359,6 +395,7 @@ func (e *env) startKar(app string, flags []string, component bool) (*exec.Cmd, e
 	}
 	cmd := exec.Command(e.kar, args...)
 	cmd.Env = append(os.Environ(), e.beEnv...)
+	e.logTo(cmd)
 	if component && os.Getenv("BENCH_PPROF_SERVER") != "" && len(e.procs) == 0 {
 		cmd.Env = append(cmd.Env, "KAR_PPROF_ADDR="+os.Getenv("BENCH_PPROF_SERVER"))
 	}
@@ -374,6 +411,7 @@ func (e *env) startSidecar(app string) (*exec.Cmd, string, error) {
 	port, _ := freePort()
 	cmd := exec.Command(e.kar, "run", "-app", app, "-runtime_port", strconv.Itoa(port))
 	cmd.Env = append(os.Environ(), e.beEnv...)
+	e.logTo(cmd)
 	if a := os.Getenv("BENCH_PPROF_CALLER"); a != "" {
 		cmd.Env = append(cmd.Env, "KAR_PPROF_ADDR="+a)
 	}
@@ -433,12 +471,12 @@ func (e *env) stopAll() {
 
 // call makes one call with the bare HTTP/1.1 client, as the floor's hops do.
 func (e *env) call(url string) error {
-	status, _, err := e.bare.post(url, "application/json", `[1]`)
+	status, body, err := e.bare.post(url, "application/json", `[1]`)
 	if err != nil {
 		return err
 	}
 	if status >= 300 {
-		return fmt.Errorf("status %d", status)
+		return fmt.Errorf("status %d: %.200s", status, body)
 	}
 	return nil
 }
@@ -452,7 +490,7 @@ func (e *env) waitCall(url string, timeout time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("%s not answering: %v", url, err)
+	return fmt.Errorf("%s not answering: %v%s", url, err, e.tails())
 }
 
 func (e *env) sequential(url string, n int) []time.Duration {
