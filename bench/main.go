@@ -358,17 +358,10 @@ func buildOf(path string) string {
 	if err != nil {
 		return "build unknown: " + err.Error()
 	}
-	cgo, ldflags := "", ""
 	for _, s := range bi.Settings {
-		switch s.Key {
-		case "CGO_ENABLED":
-			cgo = s.Value
-		case "-ldflags":
-			ldflags = s.Value
+		if s.Key == "CGO_ENABLED" && s.Value == "0" {
+			return "static, as the images build it"
 		}
-	}
-	if cgo == "0" {
-		return "static, as the images build it; ldflags " + strconv.Quote(ldflags)
 	}
 	return "a cgo build, unlike the images: `make build` builds kar as they do"
 }
