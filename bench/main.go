@@ -21,9 +21,9 @@ import (
 	"debug/buildinfo"
 	"flag"
 	"fmt"
+	"github.com/kar-runtime/kar/internal/ports"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -797,14 +797,9 @@ func (e *env) measureFloor(n int) (time.Duration, error) {
 	return percentile(lat, 50), nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a loopback port for a process the bench starts (package
+// ports: below the ephemeral range, which the sidecars' connections use).
+func freePort() (int, error) { return ports.Pick(nil, nil) }
 
 func percentile(d []time.Duration, p int) time.Duration {
 	if len(d) == 0 {

@@ -28,6 +28,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/kar-runtime/kar/internal/ports"
 	"io"
 	"log/slog"
 	"net"
@@ -161,13 +162,14 @@ func (b *bench) stopAll() {
 	b.procs = nil
 }
 
+// freePort is a loopback port for a process the bench starts (package
+// ports: below the ephemeral range, which the sidecars' connections use).
 func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.Pick(nil, nil)
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/kar-runtime/kar/internal/ports"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -456,11 +456,6 @@ func (e *Env) RedisClients(ctx context.Context) (int, error) {
 	return n - int(e.rdb.PoolStats().TotalConns), nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a loopback port for a process the bench starts (package
+// ports: below the ephemeral range, which the sidecars' connections use).
+func freePort() (int, error) { return ports.Pick(nil, nil) }

@@ -24,14 +24,13 @@ package testenv
 import (
 	"context"
 	"fmt"
-	mrand "math/rand/v2"
+	"github.com/kar-runtime/kar/internal/ports"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -74,35 +73,18 @@ func Backend(t testing.TB, opts ...Option) *devenv.Backend {
 	return b
 }
 
-// FreePort returns a loopback TCP port for a process the test starts.
-//
-// A port the kernel picks (listen on :0) comes from its ephemeral range,
-// the range every outgoing connection takes its port from too, and the
-// tests make thousands of them: between the probe and the child's bind,
-// one sometimes took the port ("address already in use"). So the port is
-// drawn from below that range, where no connection takes ports, and
-// claimed with a lock file, so that no other test process on the machine
-// (go test runs packages side by side) is given it while this test runs.
+// FreePort returns a loopback TCP port for a process the test starts:
+// one below the kernel's ephemeral range (package ports says why), claimed
+// with a lock file so that no other test process on the machine (go test
+// runs packages side by side) is given it while this test runs.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	dir := filepath.Join(os.TempDir(), "kar-test-ports")
-	if lo, hi := portRange(); hi > lo && os.MkdirAll(dir, 0o777) == nil {
-		for range 500 {
-			port := lo + mrand.IntN(hi-lo)
-			if port == 31093 || port == 31379 {
-				continue // kar dev's default ports, which a test may use
-			}
-			lock := filepath.Join(dir, strconv.Itoa(port))
-			if !claim(lock) {
-				continue
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-			if err != nil {
-				os.Remove(lock)
-				continue
-			}
-			ln.Close()
-			t.Cleanup(func() { os.Remove(lock) })
+	if err := os.MkdirAll(dir, 0o777); err == nil {
+		lock := func(port int) string { return filepath.Join(dir, strconv.Itoa(port)) }
+		port, err := ports.Pick(func(p int) bool { return claim(lock(p)) }, func(p int) { os.Remove(lock(p)) })
+		if err == nil {
+			t.Cleanup(func() { os.Remove(lock(port)) })
 			return port
 		}
 	}
@@ -112,20 +94,6 @@ func FreePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// portRange is where FreePort draws ports: from 20000 up to the kernel's
-// ephemeral range (empty when that range starts lower).
-func portRange() (lo, hi int) {
-	lo, hi = 20000, 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				hi = n
-			}
-		}
-	}
-	return lo, hi
 }
 
 // claim creates the lock file of a port unless another test process holds

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"github.com/kar-runtime/kar/internal/ports"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,7 +217,7 @@ func TestKillReachesOtherProcessGroups(t *testing.T) {
 // outgoing connection can take (below the kernel's ephemeral range), each
 // once at a time across the machine's test processes (a lock file).
 func TestFreePortBelowEphemeralRange(t *testing.T) {
-	lo, hi := portRange()
+	lo, hi := ports.Range()
 	if hi <= lo {
 		t.Skipf("the ephemeral range starts at %d: FreePort falls back to a kernel pick", hi)
 	}

@@ -16,7 +16,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"net"
+	"github.com/kar-runtime/kar/internal/ports"
 	"net/http"
 	"os"
 	"os/exec"
@@ -280,14 +280,15 @@ func waitHTTP(url string, ca []byte, token string, timeout time.Duration) error 
 	}
 }
 
+// freePort is a loopback port for etcd or kube-apiserver (package ports:
+// below the ephemeral range, which the test's connections take ports from).
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.Pick(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func tail(path string) string {
