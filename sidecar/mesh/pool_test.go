@@ -1,6 +1,8 @@
 package mesh
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -32,6 +34,49 @@ func TestPoolRetiresWorkersALoadNoLongerNeeds(t *testing.T) {
 		}
 		p.Go(task{fn: func() { done <- struct{}{} }})
 		<-done
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Every task runs exactly once while workers retire and are handed tasks
+// at the same moment (an idle time of a few microseconds makes each timer
+// race Go's hand-off).
+func TestPoolRunsEveryTaskOnceWhileWorkersRetire(t *testing.T) {
+	p := newPool(5 * time.Microsecond)
+	const senders, each = 8, 2000
+	var ran [senders * each]atomic.Int32
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				n := s*each + i
+				wg.Add(1)
+				p.Go(task{fn: func() { ran[n].Add(1); wg.Done() }})
+				if i%64 == 0 {
+					time.Sleep(20 * time.Microsecond) // let workers go idle and retire
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("tasks still not run after 30 s: one was lost")
+	}
+	for n := range ran {
+		if c := ran[n].Load(); c != 1 {
+			t.Fatalf("task %d ran %d times", n, c)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.live.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers still alive with nothing to do", p.live.Load())
+		}
 		time.Sleep(time.Millisecond)
 	}
 }
