@@ -47,7 +47,7 @@ const (
 
 // conn is one persistent connection to the component. It holds no read
 // buffer: one comes from readers once the response has begun to arrive
-// (waitReadable), so that a sidecar with 64 calls at its component holds
+// (readiness.wait), so that a sidecar with 64 calls at its component holds
 // as many buffers as responses being read, not one per call in flight
 // (0.5 MB of its live heap).
 type conn struct {
