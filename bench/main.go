@@ -16,12 +16,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"debug/buildinfo"
 	"flag"
 	"fmt"
 	"github.com/kar-runtime/kar/internal/ports"
+	"github.com/kar-runtime/kar/internal/tail"
 	"io"
 	"log/slog"
 	"net/http"
@@ -158,7 +158,7 @@ type env struct {
 	brokers string
 	backend *exec.Cmd
 	procs   []*exec.Cmd
-	logs    []*bytes.Buffer // each kar process's stderr, for waitCall's error
+	logs    []*tail.Buffer // each kar process's stderr, for waitCall's error
 	client  *http.Client
 	bare    bareClient
 }
@@ -166,26 +166,9 @@ type env struct {
 // logTo keeps the last of cmd's stderr, so that a mesh that does not come
 // up says why.
 func (e *env) logTo(cmd *exec.Cmd) {
-	b := &bytes.Buffer{}
-	cmd.Stderr = &tailWriter{b: b, max: 16 << 10}
+	b := &tail.Buffer{Max: 16 << 10}
+	cmd.Stderr = b
 	e.logs = append(e.logs, b)
-}
-
-// tailWriter keeps about the last max bytes written.
-type tailWriter struct {
-	mu  sync.Mutex
-	b   *bytes.Buffer
-	max int
-}
-
-func (w *tailWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.b.Write(p)
-	if over := w.b.Len() - w.max; over > 0 {
-		w.b.Next(over)
-	}
-	return len(p), nil
 }
 
 // tails is the end of each kar process's log.

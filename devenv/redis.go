@@ -1,10 +1,10 @@
 package devenv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kar-runtime/kar/internal/tail"
 	"net"
 	"os"
 	"os/exec"
@@ -41,7 +41,7 @@ type redisProcess struct {
 	version string
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd has been waited for
-	out     *tailBuffer
+	out     *tail.Buffer
 }
 
 func newRedisProcess(opts *Options, path string) *redisProcess {
@@ -125,7 +125,7 @@ func (r *redisProcess) spawn(ctx context.Context) error {
 			return fmt.Errorf("cannot make the Redis data directory: %w", err)
 		}
 	}
-	out := &tailBuffer{max: 8 << 10}
+	out := &tail.Buffer{Max: 8 << 10} // redis-server's log, for error messages
 	cmd := exec.Command(r.path, conf)
 	cmd.Dir = r.tmpDir
 	cmd.Stdout = out
@@ -394,30 +394,6 @@ func probeFree(host string, port int) error {
 
 func isAddrInUse(err error) bool {
 	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
-}
-
-// tailBuffer keeps the last max bytes written: redis-server's log, for
-// error messages.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf.Write(p)
-	if over := t.buf.Len() - t.max; over > 0 {
-		t.buf.Next(over)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.buf.String()
 }
 
 func lastLines(s string, n int) string {
