@@ -43,6 +43,12 @@ type floorResult struct {
 	kafka, saramaRT, kgoRT time.Duration
 	hop                    time.Duration
 	hops                   []hopResult
+	// idleHop is a bare hop to a server idle for idleGap before it (the
+	// client idle too), as every hop of a sequential call through the
+	// mesh is; chain is the chain floor (chain.go), the quicker of
+	// chainSarama and chainKgo.
+	idleHop                      time.Duration
+	chain, chainSarama, chainKgo time.Duration
 	// cpuKafka is the CPU per round trip of requester and responder
 	// together with inflight round trips in flight; cpuHopServer and
 	// cpuHopClient are those of each side of one hop, likewise.
@@ -91,7 +97,52 @@ func (e *env) measureFloorAll(n, inflight int) (floorResult, error) {
 	if _, f.cpuHopClient, f.cpuHopServer, err = e.hopFloor("bare", "bareserver", 20*n, inflight); err != nil {
 		return f, fmt.Errorf("HTTP hops in flight: %w", err)
 	}
+	if f.idleHop, err = e.idleHopFloor(n); err != nil {
+		return f, fmt.Errorf("HTTP hop after an idle spell: %w", err)
+	}
+	if f.chainSarama, err = e.chainFloor("sarama", n); err != nil {
+		return f, fmt.Errorf("chain floor (sarama): %w", err)
+	}
+	if f.chainKgo, err = e.chainFloor("kgo", n); err != nil {
+		return f, fmt.Errorf("chain floor (kgo): %w", err)
+	}
+	f.chain = min(f.chainSarama, f.chainKgo)
 	return f, nil
+}
+
+// idleGap is how long the two ends of idleHopFloor's hop rest before each
+// request: about what each process of the mesh's path rests between its
+// turns in a sequential call.
+const idleGap = 500 * time.Microsecond
+
+// idleHopFloor times n bare hops from this process to a bare server, each
+// after both have rested idleGap.
+func (e *env) idleHopFloor(n int) (time.Duration, error) {
+	port, _ := freePort()
+	srv := exec.Command(e.self, "bareserver")
+	srv.Env = append(os.Environ(), "KAR_APP_PORT="+strconv.Itoa(port))
+	if err := srv.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	if err := waitListening(addr, 10*time.Second); err != nil {
+		return 0, err
+	}
+	var bc bareClient
+	url := "http://" + addr + "/"
+	lat := make([]time.Duration, 0, n)
+	for i := 0; i < n+100; i++ {
+		time.Sleep(idleGap)
+		start := time.Now()
+		if _, _, err := bc.post(url, "application/json", hopBody); err != nil {
+			return 0, err
+		}
+		if i >= 100 { // warm-up
+			lat = append(lat, time.Since(start))
+		}
+	}
+	return percentile(lat, 50), nil
 }
 
 func (f floorResult) print(inflight int) {
@@ -103,8 +154,11 @@ func (f floorResult) print(inflight int) {
 	}
 	fmt.Printf("  loopback HTTP hop, kept alive, p50: %s → %s\n", strings.Join(hs, ", "), ms(f.hop))
 	fmt.Printf("  floor = %s + 2 × %s = %s\n", ms(f.kafka), ms(f.hop), ms(f.total()))
+	fmt.Printf("  the same bare hop after both ends rested %s, p50: %s\n", idleGap, ms(f.idleHop))
 	fmt.Printf("  floor CPU per round trip, %d in flight: Kafka requester+responder (kgo) %s + HTTP server side %s + HTTP client side %s = %s\n",
 		inflight, us(f.cpuKafka), us(f.cpuHopServer), us(f.cpuHopClient), us(f.cpu()))
+	fmt.Printf("chain floor (a sequential call through bare parts in the mesh's five processes), p50: sarama %s, kgo %s → %s = %.2f× floor\n",
+		ms(f.chainSarama), ms(f.chainKgo), ms(f.chain), float64(f.chain)/float64(f.total()))
 }
 
 // kafkaFloor runs n round trips with lib ("kgo") between a requester and
@@ -478,7 +532,32 @@ func (c *bareClient) post(url, contentType, body string) (int, []byte, error) {
 // connection, and hosts the actor type Counter (activation, deactivation,
 // and methods that return their first argument).
 func bareServer() {
-	ln, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("KAR_APP_PORT"))
+	serveBare("127.0.0.1:"+os.Getenv("KAR_APP_PORT"), func(start string, body []byte) (string, string, []byte) {
+		status, ctype := "200 OK", "application/json"
+		// "METHOD /kar/impl/v1/actor/{type}/{id}[/{method}]?... HTTP/1.1"
+		method, rest, _ := strings.Cut(start, " ")
+		path, _, _ := strings.Cut(rest, " ")
+		path, _, _ = strings.Cut(path, "?")
+		if p, ok := strings.CutPrefix(path, "/kar/impl/v1/actor/"); ok {
+			switch {
+			case strings.Count(p, "/") >= 2:
+				ctype = "application/kar+json"
+				body = []byte(`{"value":` + strings.TrimSuffix(strings.TrimPrefix(string(body), "["), "]") + `}`)
+			case method == "GET":
+				status, body = "201 Created", nil
+			default:
+				body = nil
+			}
+		}
+		return status, ctype, body
+	})
+}
+
+// serveBare serves HTTP/1.1 written and read by hand on addr: handle gets
+// each request's start line and body and returns the answer's status
+// ("200 OK"), content type and body.
+func serveBare(addr string, handle func(start string, body []byte) (status, ctype string, answer []byte)) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -497,26 +576,11 @@ func bareServer() {
 				if err != nil {
 					return
 				}
-				status, ctype := "200 OK", "application/json"
-				// "METHOD /kar/impl/v1/actor/{type}/{id}[/{method}]?... HTTP/1.1"
-				method, rest, _ := strings.Cut(start, " ")
-				path, _, _ := strings.Cut(rest, " ")
-				path, _, _ = strings.Cut(path, "?")
-				if p, ok := strings.CutPrefix(path, "/kar/impl/v1/actor/"); ok {
-					switch {
-					case strings.Count(p, "/") >= 2:
-						ctype = "application/kar+json"
-						body = []byte(`{"value":` + strings.TrimSuffix(strings.TrimPrefix(string(body), "["), "]") + `}`)
-					case method == "GET":
-						status, body = "201 Created", nil
-					default:
-						body = nil
-					}
-				}
+				status, ctype, answer := handle(start, body)
 				bw.WriteString("HTTP/1.1 " + status + "\r\nContent-Type: " + ctype + "\r\nContent-Length: ")
-				bw.WriteString(strconv.Itoa(len(body)))
+				bw.WriteString(strconv.Itoa(len(answer)))
 				bw.WriteString("\r\n\r\n")
-				bw.Write(body)
+				bw.Write(answer)
 				if bw.Flush() != nil {
 					return
 				}

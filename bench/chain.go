@@ -1,0 +1,206 @@
+package main
+
+// The chain floor: a sequential call's whole path built from bare parts,
+// in as many processes as the mesh's: the bench's client calls a bare
+// caller over HTTP, which produces the request and waits for its response
+// on another partition; a bare responder reads the request, calls the
+// bare component over HTTP and produces the response. Each part is the
+// fastest of its kind (the bare HTTP client and server, the quicker of
+// sarama and kgo), and the bench times it with the same client and loop as
+// kar's sequential calls.
+//
+// Why it is measured besides the floor of parts (floor.go): each hop of a
+// sequential call reaches a process that has been idle since the call
+// before it, and on a virtual machine waking an idle process costs far
+// more than a ping-pong that never lets its two processes sleep, which is
+// how the floor times a hop. The floor prints a hop after an idle spell
+// too (idleHop), to show that cost. Nothing can serve a call below the
+// chain floor on this machine; the floor of parts is a sum no chain of
+// processes reaches.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// chainKafka is one end's Kafka client in the chain: it produces to one
+// partition of the topic and reads another.
+type chainKafka struct {
+	// produce writes a record and waits for its acknowledgement.
+	produce func(key, value []byte) error
+	// each calls fn for every record read, for ever.
+	each func(fn func(key, value []byte))
+}
+
+func newChainKafka(lib, brokers, topic string, produceTo, consume int32) (*chainKafka, error) {
+	ctx := context.Background()
+	switch lib {
+	case "sarama":
+		cfg := floorConfig()
+		cons, err := sarama.NewConsumer([]string{brokers}, cfg)
+		if err != nil {
+			return nil, err
+		}
+		// Each chain has a fresh topic: reading it from the start misses
+		// nothing produced before the first fetch.
+		pc, err := cons.ConsumePartition(topic, consume, sarama.OffsetOldest)
+		if err != nil {
+			return nil, err
+		}
+		prod, err := sarama.NewSyncProducer([]string{brokers}, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &chainKafka{
+			produce: func(key, value []byte) error {
+				_, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: produceTo, Key: sarama.ByteEncoder(key), Value: sarama.ByteEncoder(value)})
+				return err
+			},
+			each: func(fn func(key, value []byte)) {
+				for m := range pc.Messages() {
+					fn(m.Key, m.Value)
+				}
+			},
+		}, nil
+	case "kgo":
+		cl, err := kgoClient(brokers, topic, consume)
+		if err != nil {
+			return nil, err
+		}
+		return &chainKafka{
+			produce: func(key, value []byte) error {
+				return cl.ProduceSync(ctx, &kgo.Record{Partition: produceTo, Key: key, Value: value}).FirstErr()
+			},
+			each: func(fn func(key, value []byte)) {
+				for {
+					cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { fn(r.Key, r.Value) })
+				}
+			},
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown library %q", lib)
+}
+
+// chainResponder is the chain's serving end: every request read on
+// partition 0 is posted to the component at componentAddr, and its answer
+// produced on partition 1 under the request's key.
+func chainResponder(lib, brokers, topic, componentAddr string) {
+	if err := createFloorTopic(brokers, topic); err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	k, err := newChainKafka(lib, brokers, topic, 1, 0)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	go func() { io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
+	fmt.Println("ready")
+	var bc bareClient
+	url := "http://" + componentAddr + "/"
+	k.each(func(key, value []byte) {
+		_, answer, err := bc.post(url, "application/json", string(value))
+		if err != nil {
+			answer = []byte(err.Error())
+		}
+		k.produce(key, answer)
+	})
+}
+
+// chainCaller is the chain's calling end: a bare HTTP server on addr that
+// produces each request's body on partition 0 and answers with the
+// response read on partition 1.
+func chainCaller(lib, brokers, topic, addr string) {
+	k, err := newChainKafka(lib, brokers, topic, 0, 1)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var seq int64
+	waiting := map[string]chan []byte{}
+	go k.each(func(key, value []byte) {
+		mu.Lock()
+		ch := waiting[string(key)]
+		delete(waiting, string(key))
+		mu.Unlock()
+		if ch != nil {
+			ch <- value
+		}
+	})
+	go func() { io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
+	go func() {
+		if err := waitListening(addr, 10*time.Second); err == nil {
+			fmt.Println("ready")
+		}
+	}()
+	serveBare(addr, func(_ string, body []byte) (string, string, []byte) {
+		ch := make(chan []byte, 1)
+		mu.Lock()
+		seq++
+		key := strconv.FormatInt(seq, 36)
+		waiting[key] = ch
+		mu.Unlock()
+		if err := k.produce([]byte(key), body); err != nil {
+			return "502 Bad Gateway", "text/plain", []byte(err.Error())
+		}
+		select {
+		case answer := <-ch:
+			return "200 OK", "application/json", answer
+		case <-time.After(10 * time.Second):
+			return "504 Gateway Timeout", "text/plain", nil
+		}
+	})
+}
+
+// chainFloor times n sequential calls through a chain whose Kafka ends
+// use lib, and returns their p50.
+func (e *env) chainFloor(lib string, n int) (time.Duration, error) {
+	topic := "chain-" + lib
+	componentPort, _ := freePort()
+	callerPort, _ := freePort()
+	componentAddr := "127.0.0.1:" + strconv.Itoa(componentPort)
+	callerAddr := "127.0.0.1:" + strconv.Itoa(callerPort)
+
+	component := exec.Command(e.self, "bareserver")
+	component.Env = append(os.Environ(), "KAR_APP_PORT="+strconv.Itoa(componentPort))
+	if err := component.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { component.Process.Kill(); component.Wait() }()
+	if err := waitListening(componentAddr, 10*time.Second); err != nil {
+		return 0, err
+	}
+	// The responder creates the topic, so it starts first.
+	for _, args := range [][]string{
+		{"chainresponder", lib, e.brokers, topic, componentAddr},
+		{"chaincaller", lib, e.brokers, topic, callerAddr},
+	} {
+		cmd := exec.Command(e.self, args...)
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		defer func() { stdin.Close(); cmd.Wait() }()
+		if line, err := readLine(stdout); err != nil || line != "ready" {
+			return 0, fmt.Errorf("%s: %v %s", args[0], err, line)
+		}
+	}
+	url := "http://" + callerAddr + "/"
+	if err := e.waitCall(url, 30*time.Second); err != nil {
+		return 0, err
+	}
+	e.sequential(url, 200) // warm-up
+	return percentile(e.sequential(url, n), 50), nil
+}
