@@ -11,20 +11,20 @@ import (
 )
 
 // tuneMemory sets the garbage collector of a sidecar: collect when the heap
-// grew by 150% (GOGC, when set, wins), and harder as Go's memory nears the
-// soft limit: -memory_limit, else GOMEMLIMIT when set, else
+// grew by Go's default 100% (GOGC, when set, wins), and harder as Go's
+// memory nears the soft limit: -memory_limit, else GOMEMLIMIT when set, else
 // config.DefaultMemoryLimit. limit was checked by config.Run.Validate. It
 // reports whether the default applies, which followLiveHeap then adapts.
 //
-// Go's default 100% was measured against 150% (go run ./bench, 6 runs of
-// each alternated, issue 16): a loaded server sidecar's peak RSS 22.2
-// against 24.3 MiB, but 1.5 against 0.8 collections per 1,000 calls and
-// 68.5 against 62.2 us of CPU per service call for both sidecars (their
-// live heaps are 2-3 MB; a collection scans ~100 goroutine stacks).
+// 100% against 150% (go run ./bench, two windows of 4 runs of each
+// alternated, issue 16): a loaded server sidecar's peak RSS 22.15 against
+// 24.25 MiB (Go's heap goal is at least 4 MB times GOGC/100, and a
+// sidecar's live heap is 2-3 MB, so 150% kept 2 MB more garbage), for 3.6
+// against 2.0 collections per 1,000 calls of both sidecars and CPU per
+// call within the run-to-run spread (service 60.0 against 61.0 us, actor
+// 63.6 against 60.3, medians of 8). 75% took 0.65 MiB more off at 5.5
+// collections per 1,000 calls and 4-7 us more CPU per call.
 func tuneMemory(limit string) (byDefault bool) {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(150)
-	}
 	switch {
 	case limit != "":
 		n, _ := config.ParseMemoryLimit(limit)
