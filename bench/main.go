@@ -11,6 +11,9 @@
 // saves CPU profiles of both over each load (service-caller.pprof, ...)
 // and their allocation profiles after it (service-caller-allocs.pprof).
 //
+// With -callpath the bench also traces both sidecars over sequential calls
+// and prints where a call's time goes, step by step (callpath.go).
+//
 // Figures are medians over repeated runs; the machine is noisy, so compare
 // ratios taken in the same run.
 package main
@@ -89,6 +92,7 @@ func main() {
 	soakFor := flag.Duration("soak", 0, "instead of the figures, load a server sidecar this long and sample its memory (soak.go)")
 	soakEvery := flag.Duration("soak.every", 5*time.Second, "how often -soak samples the server sidecar's memory")
 	soakPerID := flag.Int("soak.per_id", 100, "calls of an actor worker to one id before -soak moves it to a new one (0: never)")
+	callPath := flag.Bool("callpath", false, "also trace both sidecars over sequential calls and print where a call's time goes (callpath.go)")
 	flag.Parse()
 	if *soakFor > 0 {
 		if err := runSoak(*soakFor, *soakEvery, *inflight, *soakPerID); err != nil {
@@ -97,7 +101,16 @@ func main() {
 		}
 		return
 	}
-	if err := run(*n, *dur, *inflight, *reps, *actors, *startup, *withFloor, *scrape); err != nil {
+	if *callPath {
+		// The traces are taken from the sidecars' pprof.
+		for _, name := range []string{"BENCH_PPROF_CALLER", "BENCH_PPROF_SERVER"} {
+			if os.Getenv(name) == "" {
+				port, _ := freePort()
+				os.Setenv(name, "127.0.0.1:"+strconv.Itoa(port))
+			}
+		}
+	}
+	if err := run(*n, *dur, *inflight, *reps, *actors, *startup, *withFloor, *callPath, *scrape); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -203,7 +216,7 @@ func startEnv() (e *env, stop func(), err error) {
 	return e, func() { e.stopAll(); stopBackend() }, nil
 }
 
-func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloor bool, scrape time.Duration) error {
+func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloor, callPath bool, scrape time.Duration) error {
 	e, stop, err := startEnv()
 	if err != nil {
 		return err
@@ -244,6 +257,11 @@ func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloo
 	lat := e.sequential(url, n)
 	p50 := percentile(lat, 50)
 	fmt.Printf("sequential service call: p50 %s, p99 %s = %.2f× floor (issue 16: ≤ 1.2×; original 2.4×), %.2f× chain floor\n", ms(p50), ms(percentile(lat, 99)), float64(p50)/float64(floorTotal), float64(p50)/float64(floor.chain))
+	if callPath {
+		if err := e.callPath(url, os.Getenv("BENCH_PPROF_CALLER"), os.Getenv("BENCH_PPROF_SERVER")); err != nil {
+			fmt.Printf("where a sequential call's time goes: not measured (%v)\n", err)
+		}
+	}
 
 	s0 := e.snapshot(sides)
 	stopProf := profileLoad("service", dur)
