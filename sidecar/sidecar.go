@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -128,48 +129,21 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		return ExitConfig
 	}
 	store.RouteLogs(log)
-	if tuneMemory(cfg.MemoryLimit) {
-		fctx, stop := context.WithCancel(ctx)
-		defer stop()
-		go followLiveHeap(fctx, config.DefaultMemoryLimit, time.Second)
-	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		tctx, stop := context.WithCancel(ctx)
-		defer stop()
-		go followLoad(tctx, runtime.GOMAXPROCS(0), 2*time.Second)
-	}
-	if addr := os.Getenv("KAR_PPROF_ADDR"); addr != "" {
-		// Profiling on demand (net/http/pprof registers on the default mux).
-		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(addr, nil)) }()
-	} else {
-		// Nobody can ask for a heap profile: the runtime's record of
-		// sampled allocations (a 1.4 MB hash table and a bucket per
-		// call stack) would only hold memory.
-		runtime.MemProfileRate = 0
-	}
+	defer tuneRuntime(ctx, cfg, log)()
 	// Signals are forwarded to the component as they come.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(cfg.RuntimePort))
+	ln, metricsLn, err := listen(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "kar run: cannot listen on runtime port %d: %v\n", cfg.RuntimePort, err)
+		fmt.Fprintln(stderr, "kar run:", err)
 		return ExitConfig
 	}
-	runtimePort := ln.Addr().(*net.TCPAddr).Port
-	var metricsLn net.Listener
-	if cfg.MetricsPort > 0 {
-		// The REST API has no authentication, so it stays on the
-		// loopback; a Prometheus in the cluster reaches the Pod's IP, so
-		// /metrics (read-only: names and counts) may be served there too.
-		if metricsLn, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.MetricsPort)); err != nil {
-			ln.Close()
-			fmt.Fprintf(stderr, "kar run: cannot listen on metrics port %d: %v\n", cfg.MetricsPort, err)
-			return ExitConfig
-		}
+	if metricsLn != nil {
 		defer metricsLn.Close()
 	}
+	runtimePort := ln.Addr().(*net.TCPAddr).Port
 
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	be, err := Connect(cctx, cfg.Backend, cfg.App)
@@ -303,71 +277,127 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	if err := dropStartupPages(); err != nil {
 		log.Debug("cannot drop the executable's startup pages", "err", err)
 	}
-	// Every sidecar fires due reminders: the scheduler claims each one in
-	// Redis, so exactly one fires it, and the mesh routes the call.
-	remCtx, remStop := context.WithCancel(context.Background())
-	remDone := make(chan struct{})
-	go func() {
-		defer close(remDone)
-		// Every sidecar also runs event subscriptions: each one is leased
-		// to one sidecar at a time, which delivers its events in order.
-		evDone := make(chan struct{})
-		go func() {
-			defer close(evDone)
-			if err := evs.Run(remCtx); err != nil {
-				log.Error("event subscriptions stopped", "err", err)
-			}
-		}()
-		loadDone := make(chan struct{})
-		go func() {
-			defer close(loadDone)
-			met.PublishLoad(remCtx, be.Redis, keys.Load(m.ID()), keys.LoadWake(), log)
-		}()
-		if err := rems.Run(remCtx, fireReminder(m, met, tr)); err != nil {
+	stopLoops := runLoops(m, rems, evs, met, be.Redis, keys, tr, log)
+	if cfg.Service != "" || len(cfg.Actors) > 0 {
+		go announceWhenListening(m, app, cfg, log)
+	}
+	code := waitForExit(m, proc, sigs, shutdown, log)
+	stopLoops()
+	lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	m.Leave(lctx)
+	srv.Close(lctx)
+	lcancel()
+	return code
+}
+
+// tuneRuntime sets Go's runtime for a sidecar (memory.go, threads.go) and
+// serves pprof when KAR_PPROF_ADDR asks for it; stop ends what it started.
+func tuneRuntime(ctx context.Context, cfg *config.Run, log *slog.Logger) (stop func()) {
+	ctx, stop = context.WithCancel(ctx)
+	if tuneMemory(cfg.MemoryLimit) {
+		go followLiveHeap(ctx, config.DefaultMemoryLimit, time.Second)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		go followLoad(ctx, runtime.GOMAXPROCS(0), 2*time.Second)
+	}
+	if addr := os.Getenv("KAR_PPROF_ADDR"); addr != "" {
+		// Profiling on demand (net/http/pprof registers on the default mux).
+		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(addr, nil)) }()
+	} else {
+		// Nobody can ask for a heap profile: the runtime's record of
+		// sampled allocations (a 1.4 MB hash table and a bucket per
+		// call stack) would only hold memory.
+		runtime.MemProfileRate = 0
+	}
+	return stop
+}
+
+// listen opens the REST API's port on the loopback and, when asked for,
+// the metrics port.
+func listen(cfg *config.Run) (api, metrics net.Listener, err error) {
+	if api, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(cfg.RuntimePort)); err != nil {
+		return nil, nil, fmt.Errorf("cannot listen on runtime port %d: %v", cfg.RuntimePort, err)
+	}
+	if cfg.MetricsPort > 0 {
+		// The REST API has no authentication, so it stays on the
+		// loopback; a Prometheus in the cluster reaches the Pod's IP, so
+		// /metrics (read-only: names and counts) may be served there too.
+		if metrics, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.MetricsPort)); err != nil {
+			api.Close()
+			return nil, nil, fmt.Errorf("cannot listen on metrics port %d: %v", cfg.MetricsPort, err)
+		}
+	}
+	return api, metrics, nil
+}
+
+// runLoops runs what every sidecar does besides serving calls, once it has
+// joined, until stop (which waits for them):
+//   - it fires due reminders: the scheduler claims each one in Redis, so
+//     exactly one sidecar fires it, and the mesh routes the call;
+//   - it runs event subscriptions: each one is leased to one sidecar at a
+//     time, which delivers its events in order;
+//   - it publishes its load, for the autoscaler.
+func runLoops(m *mesh.Mesh, rems *reminders.Store, evs *events.Service, met *metrics.Metrics, rdb redis.UniversalClient, keys store.Keys, tr *tracing.Tracer, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := rems.Run(ctx, fireReminder(m, met, tr)); err != nil {
 			log.Error("reminders stopped", "err", err)
 		}
-		<-evDone
-		<-loadDone
-	}()
+	})
+	wg.Go(func() {
+		if err := evs.Run(ctx); err != nil {
+			log.Error("event subscriptions stopped", "err", err)
+		}
+	})
+	wg.Go(func() { met.PublishLoad(ctx, rdb, keys.Load(m.ID()), keys.LoadWake(), log) })
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
 
+// announceWhenListening announces the sidecar's service and actor types
+// once its component listens, so that no request routed here waits on a
+// component still starting.
+func announceWhenListening(m *mesh.Mesh, app *appclient.Client, cfg *config.Run, log *slog.Logger) {
+	wctx, wcancel := context.WithTimeout(context.Background(), cfg.AppReadyTimeout)
+	if err := app.WaitListening(wctx); err != nil {
+		log.Warn("component not listening yet; joining anyway", "port", cfg.AppPort)
+	}
+	wcancel()
 	var services []string
 	if cfg.Service != "" {
 		services = []string{cfg.Service}
 	}
-	if len(services) > 0 || len(cfg.Actors) > 0 {
-		go func() {
-			// Announce only once the component listens, so that no request
-			// routed here waits on a component still starting.
-			wctx, wcancel := context.WithTimeout(context.Background(), cfg.AppReadyTimeout)
-			if err := app.WaitListening(wctx); err != nil {
-				log.Warn("component not listening yet; joining anyway", "port", cfg.AppPort)
-			}
-			wcancel()
-			if err := m.Announce(context.Background(), services, cfg.Actors); err != nil {
-				log.Error("cannot announce services", "err", err)
-			}
-		}()
+	if err := m.Announce(context.Background(), services, cfg.Actors); err != nil {
+		log.Error("cannot announce services", "err", err)
 	}
+}
 
-	code := 0
-	var procDone <-chan struct{}
-	if proc != nil {
-		procDone = proc.Done()
+// waitForExit waits for the component to exit, or, without one, for a
+// signal or a shutdown request, and returns the exit code. The first
+// signal drains the sidecar and then reaches the component; a second one
+// reaches it at once. A shutdown the component asked for (kar-sdk's
+// sys.shutdown) drains the sidecar and leaves the component shutdownGrace
+// to exit by itself before SIGTERM; asked again while stopping, kar
+// leaves at once.
+func waitForExit(m *mesh.Mesh, proc *launcher.Process, sigs <-chan os.Signal, shutdown <-chan struct{}, log *slog.Logger) int {
+	if proc == nil {
+		select {
+		case <-sigs:
+		case <-shutdown:
+		}
+		return 0
 	}
 	stopping := false
-wait:
 	for {
 		select {
-		case <-procDone:
+		case <-proc.Done():
 			forwardPending(sigs, proc)
-			code = proc.ExitCode()
-			break wait
+			return proc.ExitCode()
 		case sig := <-sigs:
-			if proc == nil {
-				break wait
-			}
 			if stopping {
-				// A second signal reaches the component at once.
 				proc.Signal(sig)
 				continue
 			}
@@ -378,31 +408,21 @@ wait:
 				proc.Signal(sig)
 			}()
 		case <-shutdown:
-			if proc == nil || stopping {
-				break wait
+			if stopping {
+				return 0 // asked again while stopping: kar leaves now
 			}
 			stopping = true
 			go func() {
-				// A component that asked for the shutdown (kar-sdk's
-				// sys.shutdown) is about to exit by itself; others get
-				// SIGTERM once drained.
 				grace := time.After(shutdownGrace)
 				drain(m, log)
 				select {
-				case <-procDone:
+				case <-proc.Done():
 				case <-grace:
 					proc.Signal(syscall.SIGTERM)
 				}
 			}()
 		}
 	}
-	remStop()
-	<-remDone
-	lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
-	m.Leave(lctx)
-	srv.Close(lctx)
-	lcancel()
-	return code
 }
 
 // forwardPending forwards the signals kar received but has not forwarded
