@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,9 +75,11 @@ func StartRedisCluster(t testing.TB, primaries int, opts ...ClusterOption) *Redi
 	for i := range primaries * (1 + c.opts.replicas) {
 		c.startNode(t, i)
 	}
-	// redis-cli makes the first nodes listed the primaries.
+	// redis-cli makes the first nodes listed the primaries. Each list
+	// gets an array of its own, full: whoever appends to one (go-redis
+	// does, to the Addrs it is given) must not write over the other.
 	all := c.Addrs
-	c.Addrs, c.Replicas = all[:primaries], all[primaries:]
+	c.Addrs, c.Replicas = slices.Clip(all[:primaries]), slices.Clone(all[primaries:])
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	args := append([]string{"--cluster", "create"}, all...)
@@ -212,7 +215,8 @@ func (c *RedisCluster) node(addr string) *redis.Client {
 
 // Client returns a cluster client, closed when the test ends.
 func (c *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
-	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, TLSConfig: c.tls(), Username: c.opts.user, Password: c.opts.password})
+	// A copy: the client appends the nodes it finds to its Addrs.
+	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: slices.Clone(c.Addrs), TLSConfig: c.tls(), Username: c.opts.user, Password: c.opts.password})
 	t.Cleanup(func() { cl.Close() })
 	return cl
 }
