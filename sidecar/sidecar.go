@@ -395,6 +395,7 @@ func waitForExit(m *mesh.Mesh, proc *launcher.Process, sigs <-chan os.Signal, sh
 		select {
 		case <-proc.Done():
 			forwardPending(sigs, proc)
+			awaitOwnCopy(sigs, proc)
 			return proc.ExitCode()
 		case sig := <-sigs:
 			if stopping {
@@ -422,6 +423,28 @@ func waitForExit(m *mesh.Mesh, proc *launcher.Process, sigs <-chan os.Signal, sh
 				}
 			}()
 		}
+	}
+}
+
+// ownCopyWait is how long kar waits for its own copy of the signal that
+// ended its component (awaitOwnCopy).
+const ownCopyWait = 500 * time.Millisecond
+
+// awaitOwnCopy: a Ctrl-C in a terminal signals kar and the component
+// together, and the component can be gone, and kar told so, before kar's
+// own copy of the signal has come through the runtime's signal relay (a
+// loaded machine delays it). When the component ended from a signal kar
+// listens for and has not had, kar waits a moment for it, so that the
+// exit code counts it as one the component was asked to end from.
+func awaitOwnCopy(sigs <-chan os.Signal, proc *launcher.Process) {
+	s, ok := proc.Signaled()
+	if !ok || s != syscall.SIGINT && s != syscall.SIGTERM || proc.ExitCode() == 0 {
+		return
+	}
+	select {
+	case sig := <-sigs:
+		proc.Intend(sig)
+	case <-time.After(ownCopyWait):
 	}
 }
 

@@ -105,6 +105,18 @@ func (p *Process) exitCode(err error) int {
 	return 1
 }
 
+// Signaled tells the signal the component ended from, if it ended from
+// one. It is valid after Done.
+func (p *Process) Signaled() (syscall.Signal, bool) {
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return ws.Signal(), true
+		}
+	}
+	return 0, false
+}
+
 // PID of the component.
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 
