@@ -183,21 +183,13 @@ func callSteps(marks []mark) [][numSteps]time.Duration {
 // (pprof at callerPprof and serverPprof) for a second, and prints the
 // median of each step of a call.
 func (e *env) callPath(url, callerPprof, serverPprof string) error {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
+	// One call at a time for longer than the traces take.
+	calling := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				e.call(url)
-			}
-		}
+		defer close(calling)
+		e.load(func(int) string { return url }, 1, 1500*time.Millisecond)
 	}()
-	defer func() { close(stop); wg.Wait() }()
+	defer func() { <-calling }()
 	time.Sleep(200 * time.Millisecond) // into the rhythm of the calls
 	traces := make([][]byte, 2)
 	errs := make([]error, 2)
