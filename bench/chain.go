@@ -166,20 +166,13 @@ func chainCaller(lib, brokers, topic, addr string) {
 // use lib, and returns their p50.
 func (e *env) chainFloor(lib string, n int) (time.Duration, error) {
 	topic := "chain-" + lib
-	componentPort, _ := freePort()
 	callerPort, _ := freePort()
-	componentAddr := "127.0.0.1:" + strconv.Itoa(componentPort)
 	callerAddr := "127.0.0.1:" + strconv.Itoa(callerPort)
-
-	component := exec.Command(e.self, "bareserver")
-	component.Env = append(os.Environ(), "KAR_APP_PORT="+strconv.Itoa(componentPort))
-	if err := component.Start(); err != nil {
+	componentAddr, _, stop, err := e.startServer("bareserver")
+	if err != nil {
 		return 0, err
 	}
-	defer func() { component.Process.Kill(); component.Wait() }()
-	if err := waitListening(componentAddr, 10*time.Second); err != nil {
-		return 0, err
-	}
+	defer stop()
 	// The responder creates the topic, so it starts first.
 	for _, args := range [][]string{
 		{"chainresponder", lib, e.brokers, topic, componentAddr},

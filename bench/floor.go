@@ -118,17 +118,11 @@ const idleGap = 500 * time.Microsecond
 // idleHopFloor times n bare hops from this process to a bare server, each
 // after both have rested idleGap.
 func (e *env) idleHopFloor(n int) (time.Duration, error) {
-	port, _ := freePort()
-	srv := exec.Command(e.self, "bareserver")
-	srv.Env = append(os.Environ(), "KAR_APP_PORT="+strconv.Itoa(port))
-	if err := srv.Start(); err != nil {
+	addr, _, stop, err := e.startServer("bareserver")
+	if err != nil {
 		return 0, err
 	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	if err := waitListening(addr, 10*time.Second); err != nil {
-		return 0, err
-	}
+	defer stop()
 	var bc bareClient
 	url := "http://" + addr + "/"
 	lat := make([]time.Duration, 0, n)
@@ -184,19 +178,30 @@ func (e *env) kafkaFloor(lib string, n, inflight int) (time.Duration, float64, e
 // server process of kind server, inflight at a time, and returns the p50
 // and the CPU per request of each side.
 func (e *env) hopFloor(client, server string, n, inflight int) (time.Duration, float64, float64, error) {
+	addr, pid, stop, err := e.startServer(server)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer stop()
+	return e.runRequesterCPU(pid, "hopclient", client, addr, strconv.Itoa(n), strconv.Itoa(inflight))
+}
+
+// startServer starts this program as an HTTP server of kind ("bareserver",
+// "component") on a free port and waits until it listens; stop kills it.
+func (e *env) startServer(kind string) (addr string, pid int, stop func(), err error) {
 	port, _ := freePort()
-	srv := exec.Command(e.self, server)
+	srv := exec.Command(e.self, kind)
 	srv.Env = append(os.Environ(), "KAR_APP_PORT="+strconv.Itoa(port))
 	if err := srv.Start(); err != nil {
-		return 0, 0, 0, err
+		return "", 0, nil, err
 	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	stop = func() { srv.Process.Kill(); srv.Wait() }
+	addr = "127.0.0.1:" + strconv.Itoa(port)
 	if err := waitListening(addr, 10*time.Second); err != nil {
-		return 0, 0, 0, err
+		stop()
+		return "", 0, nil, err
 	}
-	p50, cpuClient, cpuServer, err := e.runRequesterCPU(srv.Process.Pid, "hopclient", client, addr, strconv.Itoa(n), strconv.Itoa(inflight))
-	return p50, cpuClient, cpuServer, err
+	return addr, srv.Process.Pid, stop, nil
 }
 
 func (e *env) runRequester(peer int, args ...string) (time.Duration, float64, error) {

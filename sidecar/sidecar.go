@@ -314,20 +314,20 @@ func tuneRuntime(ctx context.Context, cfg *config.Run, log *slog.Logger) (stop f
 
 // listen opens the REST API's port on the loopback and, when asked for,
 // the metrics port.
-func listen(cfg *config.Run) (api, metrics net.Listener, err error) {
-	if api, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(cfg.RuntimePort)); err != nil {
+func listen(cfg *config.Run) (apiLn, metricsLn net.Listener, err error) {
+	if apiLn, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(cfg.RuntimePort)); err != nil {
 		return nil, nil, fmt.Errorf("cannot listen on runtime port %d: %v", cfg.RuntimePort, err)
 	}
 	if cfg.MetricsPort > 0 {
 		// The REST API has no authentication, so it stays on the
 		// loopback; a Prometheus in the cluster reaches the Pod's IP, so
 		// /metrics (read-only: names and counts) may be served there too.
-		if metrics, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.MetricsPort)); err != nil {
-			api.Close()
+		if metricsLn, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.MetricsPort)); err != nil {
+			apiLn.Close()
 			return nil, nil, fmt.Errorf("cannot listen on metrics port %d: %v", cfg.MetricsPort, err)
 		}
 	}
-	return api, metrics, nil
+	return apiLn, metricsLn, nil
 }
 
 // runLoops runs what every sidecar does besides serving calls, once it has
