@@ -6,6 +6,9 @@
 #                  or run as `kar run ...`)
 #   kar-injector   the admission webhook: /kar/bin/kar-injector
 #   kar-scaler     KEDA's external scaler over the mesh's load: /kar/bin/kar-scaler
+#   kar-dev        `kar dev` in a container: /kar/bin/kar and /kar/bin/kar-dev
+#                  (a Kafka-protocol broker and Redis for development; the
+#                  sidecar image leaves kar-dev out)
 #   kar-js         base image for Node.js components: node + /kar/bin/kar
 #   kar-go         base image for Go components (static binaries): /kar/bin/kar
 #   example-js     an example on kar-js     (--build-arg EXAMPLE=service-hello-js)
@@ -47,7 +50,7 @@ COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
-      -o /out/ ./cmd/kar ./cmd/kar-injector ./cmd/kar-scaler
+      -o /out/ ./cmd/kar ./cmd/kar-dev ./cmd/kar-injector ./cmd/kar-scaler
 
 # ---- kar: the sidecar image ----
 FROM ${STATIC_IMAGE} AS kar
@@ -70,6 +73,16 @@ COPY --from=build /out/kar-scaler /kar/bin/kar-scaler
 USER 65532:65532
 EXPOSE 6000
 ENTRYPOINT ["/kar/bin/kar-scaler"]
+
+# ---- kar-dev: kar dev's broker and Redis ----
+# They listen on the container's loopback, as on a laptop: run it with
+# --network=host, or forward a published port to them (the container
+# tests' Kafka stand-in does, with socat).
+FROM ${STATIC_IMAGE} AS kar-dev
+COPY --from=build /out/kar /out/kar-dev /kar/bin/
+USER 65532:65532
+ENTRYPOINT ["/kar/bin/kar"]
+CMD ["dev"]
 
 # ---- kar-js: base image for Node.js components ----
 FROM ${NODE_IMAGE} AS kar-js

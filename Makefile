@@ -1,10 +1,11 @@
 # kar: build, test and container images.
 #
-#   make build     the binaries into bin/ (kar, kar-cloud, kar-injector, kar-scaler), as the images build them
+#   make build     the binaries into bin/ (kar, kar-cloud, kar-dev, kar-injector, kar-scaler), as the images build them
 #   make test      every test (scripts/test.sh)
 #   make docker    build and push the images to $(REGISTRY) (default the
 #                  local registry of scripts/start-local-registry.sh):
 #                    $(REGISTRY)/kar/kar, $(REGISTRY)/kar/kar-injector, $(REGISTRY)/kar/kar-scaler,
+#                    $(REGISTRY)/kar/kar-dev,
 #                    $(REGISTRY)/kar/kar-js, $(REGISTRY)/kar/kar-go,
 #                    $(REGISTRY)/kar/examples/<example>
 #   make docker-build   the same images, without pushing
@@ -20,9 +21,9 @@ BUILD    := $(DOCKER) build --build-arg VERSION=$(VERSION)
 EXAMPLES_JS := $(patsubst examples/%/package.json,%,$(wildcard examples/*/package.json))
 EXAMPLES_GO := $(filter-out $(EXAMPLES_JS),$(sort $(foreach f,$(wildcard examples/*/*.go examples/*/*/*.go),$(word 2,$(subst /, ,$(f))))))
 
-IMAGES := kar kar-injector kar-scaler kar-js kar-go $(addprefix examples/,$(EXAMPLES_JS) $(EXAMPLES_GO))
+IMAGES := kar kar-injector kar-scaler kar-dev kar-js kar-go $(addprefix examples/,$(EXAMPLES_JS) $(EXAMPLES_GO))
 
-.PHONY: build test docker docker-build docker-push docker-kar docker-injector docker-scaler docker-bases docker-examples
+.PHONY: build test docker docker-build docker-push docker-kar docker-injector docker-scaler docker-dev docker-bases docker-examples
 
 # The binaries as the images build them (Dockerfile): static, no symbol
 # table. A static kar maps no libc: 2 MiB less resident per sidecar.
@@ -35,7 +36,7 @@ test:
 
 docker: docker-build docker-push
 
-docker-build: docker-kar docker-injector docker-scaler docker-bases docker-examples
+docker-build: docker-kar docker-injector docker-scaler docker-dev docker-bases docker-examples
 
 docker-kar:
 	$(BUILD) --target kar -t $(REPO)/kar:$(TAG) .
@@ -45,6 +46,9 @@ docker-injector:
 
 docker-scaler:
 	$(BUILD) --target kar-scaler -t $(REPO)/kar-scaler:$(TAG) .
+
+docker-dev:
+	$(BUILD) --target kar-dev -t $(REPO)/kar-dev:$(TAG) .
 
 docker-bases:
 	$(BUILD) --target kar-js -t $(REPO)/kar-js:$(TAG) .

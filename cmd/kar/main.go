@@ -31,15 +31,15 @@ func commands() map[string]command {
 		"purge":      {runPurge, "remove all of an application's state and messages: kar purge -app A"},
 		"drain":      {runDrain, "remove an application's pending messages: kar drain -app A"},
 		"migrate":    {runMigrate, "copy an application's actor state, reminders and subscriptions from KAR 1.3.10's Redis layout: kar migrate -app A [-dry-run]"},
-		"dev":        {runDev, "serve a local Kafka-protocol broker and Redis for development"},
+		"dev":        {handOff("kar-dev", "dev"), "serve a local Kafka-protocol broker and Redis for development"},
 		"autoscale":  {runAutoscale, "run local replicas of a component, scaled on the mesh's load: kar autoscale -app A -service S -max M -- CMD ARGS..."},
 		"version":    {runVersion, "print the version"},
 		"probe":      {runProbe, "check or stop this Pod's sidecar (liveness probe, preStop hook): kar probe health|shutdown"},
 		"entrypoint": {runEntrypoint, "container entrypoint: kar entrypoint [--] CMD ARGS..."},
-		"k8s":        {cloudCommand("k8s"), "install kar in Kubernetes: kar k8s deploy|manifests|undeploy|namespace|scaledobject"},
-		"ce":         {cloudCommand("ce"), "IBM Code Engine: kar ce project|app|autoscale ..."},
-		"knative":    {cloudCommand("knative"), "print a Knative Service: kar knative service ..."},
-		"env":        {cloudCommand("env"), "print backend variables: kar env ibmcloud CREDENTIAL"},
+		"k8s":        {handOff("kar-cloud", "k8s"), "install kar in Kubernetes: kar k8s deploy|manifests|undeploy|namespace|scaledobject"},
+		"ce":         {handOff("kar-cloud", "ce"), "IBM Code Engine: kar ce project|app|autoscale ..."},
+		"knative":    {handOff("kar-cloud", "knative"), "print a Knative Service: kar knative service ..."},
+		"env":        {handOff("kar-cloud", "env"), "print backend variables: kar env ibmcloud CREDENTIAL"},
 	}
 }
 

@@ -19,7 +19,8 @@ var karBuild = sync.OnceValues(buildKar)
 
 // KarBin is the path of the kar binary to test: $KAR_BIN when set (as
 // scripts/test.sh does, having built it once for every package), else
-// ./cmd/kar (with ./cmd/kar-cloud beside it) built once per test binary run.
+// ./cmd/kar (with ./cmd/kar-cloud and ./cmd/kar-dev beside it) built once
+// per test binary run.
 //
 // The build goes to a fixed path under the temporary directory, named by
 // the module's location, and is renamed into place atomically: test
@@ -50,8 +51,9 @@ func buildKar() (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	// kar hands its deployment commands to kar-cloud next to it.
-	for _, name := range []string{"kar-cloud", "kar"} {
+	// kar hands its deployment commands to kar-cloud next to it, and kar
+	// dev to kar-dev.
+	for _, name := range []string{"kar-cloud", "kar-dev", "kar"} {
 		if err := buildInto(root, dir, name); err != nil {
 			return "", err
 		}

@@ -26,6 +26,7 @@ func images() []image {
 		{name: "kar", target: "kar"},
 		{name: "kar-injector", target: "kar-injector"},
 		{name: "kar-scaler", target: "kar-scaler"},
+		{name: "kar-dev", target: "kar-dev"},
 		{name: "kar-js", target: "kar-js", shell: true},
 		{name: "kar-go", target: "kar-go"},
 		{name: "service-hello-js", target: "example-js", example: "service-hello-js", shell: true},
@@ -140,7 +141,7 @@ func TestImages(t *testing.T) {
 
 			var run []string
 			switch i.name {
-			case "kar":
+			case "kar", "kar-dev":
 				run = []string{"version"}
 			case "kar-injector", "kar-scaler":
 				run = []string{"-h"}

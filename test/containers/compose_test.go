@@ -53,7 +53,7 @@ func kafkaStandin(t *testing.T, p *Podman, services string) string {
 	t.Helper()
 	const ref = "localhost/kar-test/kafka-standin:latest"
 	p.Must(t, 10*time.Minute, "build", "--network=host", "--layers", "-t", ref,
-		"--build-arg", "BASE="+services, "--build-arg", "KAR_IMAGE="+ensureImage(t, p, "kar"),
+		"--build-arg", "BASE="+services, "--build-arg", "KAR_DEV_IMAGE="+ensureImage(t, p, "kar-dev"),
 		"testdata/kafka-standin")
 	return ref
 }
