@@ -32,7 +32,13 @@ type usage struct {
 	callerSleeps, serverSleeps float64
 }
 
-type memCount struct{ mallocs, bytes, gcs float64 }
+// memCount: allocations, bytes allocated, GC cycles and the CPU seconds
+// the collector took, as the sidecar's runtime counts them.
+type memCount struct{ mallocs, bytes, gcs, gcCPU float64 }
+
+func (m memCount) sub(o memCount) memCount {
+	return memCount{m.mallocs - o.mallocs, m.bytes - o.bytes, m.gcs - o.gcs, m.gcCPU - o.gcCPU}
+}
 
 func (e *env) snapshot(s sidecars) usage {
 	u := usage{
@@ -78,6 +84,8 @@ func (e *env) memCount(url string) memCount {
 			m.bytes = v
 		case "go_gc_duration_seconds_count":
 			m.gcs = v
+		case "go_cpu_classes_gc_total_cpu_seconds_total":
+			m.gcCPU = v
 		}
 	}
 	return m
@@ -89,8 +97,8 @@ func (u usage) sub(o usage) usage {
 		client: u.client - o.client, backend: u.backend - o.backend,
 		callerSys: u.callerSys - o.callerSys, serverSys: u.serverSys - o.serverSys,
 		callerSleeps: u.callerSleeps - o.callerSleeps, serverSleeps: u.serverSleeps - o.serverSleeps,
-		callerAllocs: memCount{u.callerAllocs.mallocs - o.callerAllocs.mallocs, u.callerAllocs.bytes - o.callerAllocs.bytes, u.callerAllocs.gcs - o.callerAllocs.gcs},
-		serverAllocs: memCount{u.serverAllocs.mallocs - o.serverAllocs.mallocs, u.serverAllocs.bytes - o.serverAllocs.bytes, u.serverAllocs.gcs - o.serverAllocs.gcs},
+		callerAllocs: u.callerAllocs.sub(o.callerAllocs),
+		serverAllocs: u.serverAllocs.sub(o.serverAllocs),
 	}
 }
 
@@ -106,9 +114,9 @@ func (u usage) print(calls int64, floorCPU float64) {
 		us(u.caller/n), us(u.server/n), us(both), both/floorCPU, us(floorCPU))
 	fmt.Printf("  CPU per call elsewhere: component %s, load client %s, broker and Redis %s; sidecars + component %.3f ms, all %.3f ms\n",
 		us(u.component/n), us(u.client/n), us(u.backend/n), (u.caller+u.server+u.component)/n*1000, (u.caller+u.server+u.component+u.client+u.backend)/n*1000)
-	fmt.Printf("  allocations per call: caller sidecar %.0f (%.1f KB), server sidecar %.0f (%.1f KB); GC cycles per 1,000 calls: %.1f, %.1f\n",
+	fmt.Printf("  allocations per call: caller sidecar %.0f (%.1f KB), server sidecar %.0f (%.1f KB); GC cycles per 1,000 calls: %.1f, %.1f; GC CPU per call: %s, %s\n",
 		u.callerAllocs.mallocs/n, u.callerAllocs.bytes/n/1024, u.serverAllocs.mallocs/n, u.serverAllocs.bytes/n/1024,
-		u.callerAllocs.gcs/n*1000, u.serverAllocs.gcs/n*1000)
+		u.callerAllocs.gcs/n*1000, u.serverAllocs.gcs/n*1000, us(u.callerAllocs.gcCPU/n), us(u.serverAllocs.gcCPU/n))
 	// /proc/PID/io counts read and write calls only: the server sidecar's
 	// peek for its component's answer (recvfrom, appclient's readiness)
 	// replaced a read that returned EAGAIN and is not in the count.

@@ -214,11 +214,13 @@ func New(app string) *Metrics {
 	for _, b := range []string{"redis", "kafka"} {
 		m.reconnects.WithLabelValues(b)
 	}
-	// The Go collector's defaults, and the live heap as of the last
-	// collection (go_gc_heap_live_bytes): what a sidecar really holds, where
-	// the heap's in-use figures swing with the garbage made since.
+	// The Go collector's defaults; the live heap as of the last collection
+	// (go_gc_heap_live_bytes): what a sidecar really holds, where the heap's
+	// in-use figures swing with the garbage made since; and the CPU time
+	// the collector took (go_cpu_classes_gc_total_cpu_seconds_total), the
+	// price of a smaller heap.
 	goColl := collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
-		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}))
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$|^/cpu/classes/gc/total:cpu-seconds$`)}))
 	reg.MustRegister(goColl, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.userCode, m.redis, m.cancelledReminders,
 		m.sent, m.served, m.callDuration, m.produceDuration, m.produceErrors, m.partitionsAdopt, m.recordsAdopted,

@@ -131,7 +131,7 @@ func TestHandlerUncompressedWithLiveHeap(t *testing.T) {
 	if enc := resp.Header.Get("Content-Encoding"); enc != "" {
 		t.Errorf("Content-Encoding %q, want none", enc)
 	}
-	for _, name := range []string{"go_gc_heap_live_bytes ", "go_memstats_heap_inuse_bytes "} {
+	for _, name := range []string{"go_gc_heap_live_bytes ", "go_memstats_heap_inuse_bytes ", "go_cpu_classes_gc_total_cpu_seconds_total "} {
 		if !strings.Contains(string(b), "\n"+name) {
 			t.Errorf("no %s in /metrics", name)
 		}
