@@ -14,6 +14,7 @@ import (
 	"github.com/kar-runtime/kar/sidecar/actorstate"
 	"github.com/kar-runtime/kar/sidecar/api"
 	"github.com/kar-runtime/kar/sidecar/config"
+	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 	"github.com/redis/go-redis/v9"
 )
@@ -50,7 +51,7 @@ func Invoke(ctx context.Context, cfg *config.Client, args []string, stdout, stde
 	}
 	resp, err := o.Mesh.Call(ctx, &mesh.Envelope{
 		ActorType: args[0], ActorID: args[1], Method: http.MethodPost, Path: "/" + args[2],
-		Header: http.Header{"Content-Type": {"application/kar+json"}}, Body: body,
+		Header: httpx.Fields{"Content-Type", "application/kar+json"}, Body: body,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "kar invoke: %s/%s.%s: %v\n", args[0], args[1], args[2], err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/sidecar/config"
+	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 	"github.com/kar-runtime/kar/sidecar/metrics"
 )
@@ -97,10 +98,10 @@ func Rest(ctx context.Context, cfg *config.Client, args []string, stdout, stderr
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	req := &mesh.Envelope{Service: args[1], Method: method, Path: path, Query: query, Header: http.Header{}}
+	req := &mesh.Envelope{Service: args[1], Method: method, Path: path, Query: query}
 	if len(args) == 4 {
 		req.Body = []byte(args[3])
-		req.Header.Set("Content-Type", cfg.ContentType)
+		req.Header = httpx.Fields{"Content-Type", cfg.ContentType}
 	}
 	o, err := JoinOneShot(ctx, cfg)
 	if err != nil {

@@ -1,17 +1,17 @@
 package sidecar
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 )
 
 // printAsKAR prints as KAR 1.3.10's kar invoke and kar rest print.
 func TestPrintAsKAR(t *testing.T) {
 	const void = "Method completed normally with void result."
-	karJSON := http.Header{"Content-Type": {"application/kar+json; charset=utf-8"}}
+	karJSON := httpx.Fields{"Content-Type", "application/kar+json; charset=utf-8"}
 	cases := []struct {
 		name      string
 		resp      mesh.Envelope

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -29,6 +28,7 @@ import (
 	"github.com/kar-runtime/kar/sidecar/appclient"
 	"github.com/kar-runtime/kar/sidecar/config"
 	"github.com/kar-runtime/kar/sidecar/events"
+	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/launcher"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 	"github.com/kar-runtime/kar/sidecar/metrics"
@@ -508,7 +508,7 @@ func fireReminder(m *mesh.Mesh, met *metrics.Metrics, tr *tracing.Tracer) remind
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
-		h := http.Header{"Content-Type": {"application/kar+json"}}
+		h := httpx.Fields{"Content-Type", "application/kar+json"}
 		span := tr.Start(nil, &h, tracing.Send, "actor", r.Actor.Type, http.MethodPost, path)
 		err := m.Tell(ctx, &mesh.Envelope{
 			ActorType: r.Actor.Type, ActorID: r.Actor.ID, Method: http.MethodPost, Path: path,
@@ -532,7 +532,7 @@ func deliverEvent(m *mesh.Mesh, met *metrics.Metrics, tr *tracing.Tracer) events
 			path = "/" + path
 		}
 		start := time.Now()
-		h := http.Header{"Content-Type": {contentType}}
+		h := httpx.Fields{"Content-Type", contentType}
 		// The delivery continues the publisher's trace, when the event
 		// carries one (CloudEvents' distributed tracing extension).
 		span := tr.Start(events.TraceContext(ctx), &h, tracing.Call, "actor", actorType, http.MethodPost, path)
@@ -578,7 +578,7 @@ func serviceHandler(app *appclient.Client, met *metrics.Metrics, trp **tracing.T
 				// The component's request continues the caller's span in
 				// a span of this sidecar's; the envelope keeps the
 				// caller's context for a delivery again.
-				header = maps.Clone(req.Header)
+				header = req.Header.Clone()
 				span = tr.Start(req.Header, &header, serveKind(req), targetType(req), req.TargetName(), req.Method, req.Path)
 				span.Redelivery(req.MayRepeat)
 			}

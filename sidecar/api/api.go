@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -221,20 +220,11 @@ func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-// passHeaders are the request headers not carried to the component.
+// dropHeaders are the request headers not carried to the component.
 var dropHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Content-Length", "Pragma", "Host", "Accept-Encoding"}
 
-// passHeaders is h without dropHeaders. The values are shared, not
-// copied: the request's header is not changed after it is read.
-func passHeaders(h http.Header) http.Header {
-	out := make(http.Header, len(h))
-	for k, vs := range h {
-		if !slices.Contains(dropHeaders, k) {
-			out[k] = vs
-		}
-	}
-	return out
-}
+// passHeaders is h without dropHeaders, as the fields an envelope carries.
+func passHeaders(h http.Header) httpx.Fields { return httpx.FieldsOf(h, dropHeaders...) }
 
 func (s *Server) serviceCall(w http.ResponseWriter, r *http.Request) {
 	s.callService(w, r, r.PathValue("service"))
@@ -350,10 +340,10 @@ func (s *Server) startSpan(r *http.Request, req *mesh.Envelope, mode string, act
 		if req.Header == nil {
 			// The host gives a method call without headers this
 			// Content-Type; one with headers must carry it.
-			req.Header = http.Header{"Content-Type": {"application/kar+json"}}
+			req.Header = httpx.Fields{"Content-Type", "application/kar+json"}
 		}
 	}
-	return s.Tracer.Start(r.Header, &req.Header, kind, typ, target, req.Method, req.Path)
+	return s.Tracer.Start(httpx.FieldsOf(r.Header), &req.Header, kind, typ, target, req.Method, req.Path)
 }
 
 // pragma reads how a call is made from its Pragma header: "async",
@@ -395,11 +385,15 @@ func (s *Server) sendError(w http.ResponseWriter, req *mesh.Envelope, err error)
 
 // WriteResponse writes a response that came through the mesh.
 func WriteResponse(w http.ResponseWriter, resp *mesh.Envelope) {
-	for k, vs := range resp.Header {
-		if k == "Content-Length" {
-			continue
+	h, wh := resp.Header, w.Header()
+	for i := 0; i+1 < len(h); i += 2 {
+		switch k := h[i]; {
+		case k == "Content-Length":
+		case wh[k] == nil:
+			wh[k] = h[i+1 : i+2 : i+2] // the value in place: no slice of its own
+		default:
+			wh[k] = append(wh[k], h[i+1])
 		}
-		w.Header()[k] = vs
 	}
 	if resp.Error && w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -445,8 +439,8 @@ func (s *Server) await(w http.ResponseWriter, r *http.Request) {
 	var span tracing.Span
 	if s.Tracer != nil {
 		// A span of the wait for the answer, in the component's trace.
-		var to http.Header
-		span = s.Tracer.Start(r.Header, &to, tracing.Await, "promise", "", r.Method, r.URL.Path)
+		var to httpx.Fields
+		span = s.Tracer.Start(httpx.FieldsOf(r.Header), &to, tracing.Await, "promise", "", r.Method, r.URL.Path)
 		span.SetAttribute("kar.request_id", id)
 	}
 	resp, err := s.Mesh.Await(ctx, id)

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 // Client calls the component at 127.0.0.1:port.
@@ -48,7 +50,7 @@ func New(port int, h2c bool) *Client {
 // Response is what the component answered.
 type Response struct {
 	Status int
-	Header http.Header
+	Header httpx.Fields
 	Body   []byte
 }
 
@@ -63,7 +65,7 @@ func (u *Unreachable) Unwrap() error { return u.Err }
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Content-Length", "Pragma", "Host"}
 
 // Do sends one request to the component.
-func (c *Client) Do(ctx context.Context, method, path, query string, header http.Header, body []byte) (*Response, error) {
+func (c *Client) Do(ctx context.Context, method, path, query string, header httpx.Fields, body []byte) (*Response, error) {
 	if c.direct {
 		return c.doDirect(ctx, method, path, query, header, body)
 	}
@@ -79,8 +81,8 @@ func (c *Client) Do(ctx context.Context, method, path, query string, header http
 	if err != nil {
 		return nil, fmt.Errorf("bad request to component: %w", err)
 	}
-	for k, vs := range header {
-		req.Header[k] = vs
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header[header[i]] = append(req.Header[header[i]], header[i+1])
 	}
 	for _, h := range hopHeaders {
 		req.Header.Del(h)
@@ -94,11 +96,7 @@ func (c *Client) Do(ctx context.Context, method, path, query string, header http
 	if err != nil {
 		return nil, &Unreachable{Err: err}
 	}
-	h := resp.Header.Clone()
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
-	return &Response{Status: resp.StatusCode, Header: h, Body: b}, nil
+	return &Response{Status: resp.StatusCode, Header: httpx.FieldsOf(resp.Header, hopHeaders...), Body: b}, nil
 }
 
 // WaitListening returns once the component accepts connections, or when

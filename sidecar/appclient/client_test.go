@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 // echo is what echoHandler saw.
@@ -101,7 +103,7 @@ func TestRoundTrip(t *testing.T) {
 	for name, c := range clients(srv.port) {
 		for _, tt := range tests {
 			t.Run(name+"/"+tt.name, func(t *testing.T) {
-				resp, err := c.Do(context.Background(), tt.method, tt.path, tt.query, tt.header, []byte(tt.body))
+				resp, err := c.Do(context.Background(), tt.method, tt.path, tt.query, httpx.FieldsOf(tt.header), []byte(tt.body))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -129,11 +131,11 @@ func TestRoundTrip(t *testing.T) {
 						t.Errorf("server saw hop header %s: %q", k, v)
 					}
 				}
-				if resp.Header.Get("X-Reply") != "yes" || !slicesEqual(resp.Header["X-Multi-Reply"], []string{"a", "b"}) {
+				if resp.Header.Get("X-Reply") != "yes" || !slicesEqual(resp.Header.Header()["X-Multi-Reply"], []string{"a", "b"}) {
 					t.Errorf("response header %v", resp.Header)
 				}
 				for _, k := range []string{"Content-Length", "Pragma", "Connection", "Transfer-Encoding"} {
-					if _, ok := resp.Header[k]; ok {
+					if resp.Header.Has(k) {
 						t.Errorf("response kept hop header %s", k)
 					}
 				}
@@ -307,8 +309,8 @@ func TestRawResponses(t *testing.T) {
 					t.Fatalf("got %d %q, want %d %q", resp.Status, resp.Body, tt.status, tt.body)
 				}
 				for k, v := range tt.header {
-					if !slicesEqual(resp.Header[k], v) {
-						t.Errorf("header %s: %q, want %q", k, resp.Header[k], v)
+					if got := resp.Header.Header()[k]; !slicesEqual(got, v) {
+						t.Errorf("header %s: %q, want %q", k, got, v)
 					}
 				}
 				if pooled := idle(c) == 1; pooled != tt.pooled {
@@ -341,7 +343,8 @@ func TestRequestBytes(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	})
 	c := New(s.port, false)
-	h := http.Header{"x-lower": {"1"}, "X-Multi": {"a", "b"}, "pragma": {"async"}, "content-length": {"7"}, "User-Agent": {"sdk"}}
+	// Names as a client may send them: hop headers in lower case too.
+	h := httpx.Fields{"x-lower", "1", "X-Multi", "a", "X-Multi", "b", "pragma", "async", "content-length", "7", "User-Agent", "sdk"}
 	if _, err := c.Do(context.Background(), "POST", "/p", "q=1", h, []byte("body")); err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +381,7 @@ func TestBadRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := c.Do(context.Background(), tt.method, tt.path, "", tt.header, nil)
+			_, err := c.Do(context.Background(), tt.method, tt.path, "", httpx.FieldsOf(tt.header), nil)
 			var u *Unreachable
 			if err == nil || errors.As(err, &u) {
 				t.Errorf("got %v, want a bad request error", err)
@@ -626,7 +629,7 @@ func BenchmarkDo(b *testing.B) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"greeting":"Hello John Doe!"}`)
 	}))
-	header := http.Header{"Content-Type": {"application/json"}, "Accept": {"*/*"}}
+	header := httpx.Fields{"Content-Type", "application/json", "Accept", "*/*"}
 	body := []byte(`{"name":"John Doe"}`)
 	for _, name := range []string{"direct", "net-http"} {
 		b.Run(name, func(b *testing.B) {

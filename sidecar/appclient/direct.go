@@ -141,7 +141,7 @@ var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSiz
 var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
 
 // send writes a request on nc through a pooled writer.
-func send(nc net.Conn, host, method, path, query string, header http.Header, body []byte) error {
+func send(nc net.Conn, host, method, path, query string, header httpx.Fields, body []byte) error {
 	bw := writers.Get().(*bufio.Writer)
 	bw.Reset(nc)
 	writeRequest(bw, host, method, path, query, header, body)
@@ -158,7 +158,7 @@ var headRequest = &http.Request{Method: http.MethodHead}
 // aLongTimeAgo is a deadline that makes pending I/O fail at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func (c *Client) doDirect(ctx context.Context, method, path, query string, header http.Header, body []byte) (*Response, error) {
+func (c *Client) doDirect(ctx context.Context, method, path, query string, header httpx.Fields, body []byte) (*Response, error) {
 	if method == "" {
 		method = http.MethodGet
 	}
@@ -213,7 +213,7 @@ func connDropped(err error) bool {
 // exchange writes one request on pc and reads its response. answered
 // tells whether any byte of a response arrived; reuse whether pc can
 // carry another request.
-func (c *Client) exchange(ctx context.Context, pc *conn, method, path, query string, header http.Header, body []byte) (resp *Response, reuse, answered bool, err error) {
+func (c *Client) exchange(ctx context.Context, pc *conn, method, path, query string, header httpx.Fields, body []byte) (resp *Response, reuse, answered bool, err error) {
 	if dl, ok := ctx.Deadline(); ok {
 		pc.nc.SetDeadline(dl)
 		pc.deadline = true
@@ -297,10 +297,7 @@ func (c *Client) exchange(ctx context.Context, pc *conn, method, path, query str
 	// r.Close covers both Connection: close and a body delimited by the
 	// connection's end; bytes past the response mean we lost the framing.
 	reuse = !r.Close && r.StatusCode != http.StatusSwitchingProtocols && br.Buffered() == 0
-	for _, k := range hopHeaders {
-		delete(r.Header, k)
-	}
-	return &Response{Status: r.StatusCode, Header: r.Header, Body: b}, reuse, true, nil
+	return &Response{Status: r.StatusCode, Header: httpx.FieldsOf(r.Header, hopHeaders...), Body: b}, reuse, true, nil
 }
 
 // readPlain reads a plain response whole from br's buffer without
@@ -338,10 +335,9 @@ func readPlain(br *bufio.Reader) (resp *Response, closing, ok bool) {
 		rest = string(buf[len(line) : end+2]) // one string for every header
 	}
 	count := strings.Count(rest, "\r\n")
-	h := make(http.Header, count)
-	vals := make([]string, count)
+	h := make(httpx.Fields, 0, 2*count)
 	length := int64(-1)
-	for i := 0; rest != ""; i++ {
+	for rest != "" {
 		var kv string
 		kv, rest, _ = strings.Cut(rest, "\r\n")
 		k, v, found := strings.Cut(kv, ":")
@@ -369,12 +365,7 @@ func readPlain(br *bufio.Reader) (resp *Response, closing, ok bool) {
 		if slices.Contains(hopHeaders, k) {
 			continue
 		}
-		vals[i] = v
-		if prev, dup := h[k]; dup {
-			h[k] = append(prev, v)
-		} else {
-			h[k] = vals[i : i+1 : i+1]
-		}
+		h = append(h, k, v)
 	}
 	if bodyless {
 		length = 0
@@ -425,7 +416,7 @@ func readBody(r *http.Response) ([]byte, error) {
 
 // writeRequest buffers the request as net/http would write it; write
 // errors stick in bw and come out of its Flush.
-func writeRequest(bw *bufio.Writer, host, method, path, query string, header http.Header, body []byte) {
+func writeRequest(bw *bufio.Writer, host, method, path, query string, header httpx.Fields, body []byte) {
 	bw.WriteString(method)
 	bw.WriteByte(' ')
 	bw.WriteString(path)
@@ -436,19 +427,17 @@ func writeRequest(bw *bufio.Writer, host, method, path, query string, header htt
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(host)
 	bw.WriteString("\r\n")
-	if _, ok := header["User-Agent"]; !ok {
+	if !header.Has("User-Agent") {
 		bw.WriteString("User-Agent: Go-http-client/1.1\r\n")
 	}
-	for k, vs := range header {
-		if isHop(k) {
+	for i := 0; i+1 < len(header); i += 2 {
+		if isHop(header[i]) {
 			continue
 		}
-		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(textproto.TrimString(v))
-			bw.WriteString("\r\n")
-		}
+		bw.WriteString(header[i])
+		bw.WriteString(": ")
+		bw.WriteString(textproto.TrimString(header[i+1]))
+		bw.WriteString("\r\n")
 	}
 	// Like net/http: methods that carry a body say so even when it is empty.
 	if len(body) > 0 || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
@@ -473,15 +462,13 @@ func isHop(k string) bool {
 
 // checkHeader refuses what net/http's Transport refuses, so a header from
 // the mesh cannot inject lines into the request.
-func checkHeader(header http.Header) error {
-	for k, vs := range header {
-		if !httpx.IsToken(k) {
-			return fmt.Errorf("invalid header field name %q", k)
+func checkHeader(header httpx.Fields) error {
+	for i := 0; i+1 < len(header); i += 2 {
+		if !httpx.IsToken(header[i]) {
+			return fmt.Errorf("invalid header field name %q", header[i])
 		}
-		for _, v := range vs {
-			if !httpx.ValidFieldValue(v) {
-				return fmt.Errorf("invalid header field value for %q", k)
-			}
+		if !httpx.ValidFieldValue(header[i+1]) {
+			return fmt.Errorf("invalid header field value for %q", header[i])
 		}
 	}
 	return nil

@@ -61,9 +61,11 @@ func TestReadPlain(t *testing.T) {
 		for _, k := range hopHeaders {
 			delete(r.Header, k)
 		}
-		want := &Response{Status: r.StatusCode, Header: r.Header, Body: b}
-		if !reflect.DeepEqual(resp, want) || closing != r.Close {
-			t.Errorf("%q:\n got %+v closing %v\nwant %+v closing %v", c.raw, resp, closing, want, r.Close)
+		got, gotHeader := *resp, resp.Header.Header()
+		got.Header = nil
+		want := Response{Status: r.StatusCode, Body: b}
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotHeader, r.Header) || closing != r.Close {
+			t.Errorf("%q:\n got %+v %v closing %v\nwant %+v %v closing %v", c.raw, got, gotHeader, closing, want, r.Header, r.Close)
 		}
 		if br.Buffered() != 0 {
 			t.Errorf("%q: %d bytes left", c.raw, br.Buffered())

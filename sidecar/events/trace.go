@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	ce "github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 // The CloudEvents distributed tracing extension's attributes: the W3C
@@ -43,9 +45,9 @@ func withTraceContext(ctx context.Context, ev *ce.Event) context.Context {
 	if !ok || tp == "" {
 		return ctx
 	}
-	h := http.Header{"Traceparent": {tp}}
+	h := httpx.Fields{"Traceparent", tp}
 	if ts, ok := ev.Extensions()[extTracestate].(string); ok && ts != "" {
-		h.Set("Tracestate", ts)
+		h.Add("Tracestate", ts)
 	}
 	return context.WithValue(ctx, traceKey{}, h)
 }
@@ -53,7 +55,7 @@ func withTraceContext(ctx context.Context, ev *ce.Event) context.Context {
 // TraceContext is the W3C trace context (traceparent, tracestate headers)
 // of the event a DeliverFunc delivers, or nil when it has none: the
 // delivery continues the publisher's trace.
-func TraceContext(ctx context.Context) http.Header {
-	h, _ := ctx.Value(traceKey{}).(http.Header)
+func TraceContext(ctx context.Context) httpx.Fields {
+	h, _ := ctx.Value(traceKey{}).(httpx.Fields)
 	return h
 }

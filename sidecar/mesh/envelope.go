@@ -32,8 +32,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 // Kinds of envelope.
@@ -72,7 +73,7 @@ type Envelope struct {
 	Method string
 	Path   string
 	Query  string
-	Header http.Header
+	Header httpx.Fields
 	// Async requests (tell, reminders, events) get no response.
 	Async bool
 	// MayRepeat marks a request passed on by a sidecar other than its
@@ -168,11 +169,8 @@ func (e *Envelope) AppendEncoded(b []byte) ([]byte, error) {
 	for _, s := range strs {
 		size += len(s) + binary.MaxVarintLen32
 	}
-	for k, vs := range e.Header {
-		size += len(k) + 2*binary.MaxVarintLen32
-		for _, v := range vs {
-			size += len(v) + binary.MaxVarintLen32
-		}
+	for _, f := range e.Header {
+		size += len(f) + 2*binary.MaxVarintLen32
 	}
 	b = slices.Grow(b, size)
 	b = append(b, wireMagic, wireVersion, kind, flags)
@@ -182,15 +180,49 @@ func (e *Envelope) AppendEncoded(b []byte) ([]byte, error) {
 	for _, s := range strs {
 		b = appendString(b, s)
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.Header)))
-	for k, vs := range e.Header {
-		b = appendString(b, k)
-		b = binary.AppendUvarint(b, uint64(len(vs)))
-		for _, v := range vs {
-			b = appendString(b, v)
+	return append(appendHeader(b, e.Header), e.Body...), nil
+}
+
+// appendHeader writes h as the wire format has it since it carried an
+// http.Header: the number of names, then each name once with the number
+// of its values and the values, so that every kar reads it.
+func appendHeader(b []byte, h httpx.Fields) []byte {
+	names := 0
+	for i := 0; i+1 < len(h); i += 2 {
+		if firstOf(h, i) {
+			names++
 		}
 	}
-	return append(b, e.Body...), nil
+	b = binary.AppendUvarint(b, uint64(names))
+	for i := 0; i+1 < len(h); i += 2 {
+		if !firstOf(h, i) {
+			continue
+		}
+		n := 0
+		for j := i; j+1 < len(h); j += 2 {
+			if h[j] == h[i] {
+				n++
+			}
+		}
+		b = appendString(b, h[i])
+		b = binary.AppendUvarint(b, uint64(n))
+		for j := i; j+1 < len(h); j += 2 {
+			if h[j] == h[i] {
+				b = appendString(b, h[j+1])
+			}
+		}
+	}
+	return b
+}
+
+// firstOf reports whether the name at i is its first in h.
+func firstOf(h httpx.Fields, i int) bool {
+	for j := 0; j+1 < i; j += 2 {
+		if h[j] == h[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func appendString(b []byte, s string) []byte {
@@ -236,19 +268,16 @@ func Decode(b []byte) (*Envelope, error) {
 		*p = r.str()
 	}
 	if n := r.uvarint(); n > 0 && r.err == nil {
-		e.Header = make(http.Header, n)
-		// Every key's values are cut from one slice (capped, so that
-		// appending to one copies it rather than running into the next).
-		all := make([]string, 0, values)
+		// One slice, capped so that adding a field copies it.
+		h := make(httpx.Fields, 0, 2*values)
 		for i := uint64(0); i < n && r.err == nil; i++ {
 			k := r.str()
 			m := r.uvarint()
-			from := len(all)
 			for j := uint64(0); j < m && r.err == nil; j++ {
-				all = append(all, r.str())
+				h = append(h, k, r.str())
 			}
-			e.Header[k] = all[from:len(all):len(all)]
 		}
+		e.Header = h[:len(h):len(h)]
 	}
 	if r.err != nil {
 		return nil, r.err

@@ -1,15 +1,16 @@
 package mesh
 
 import (
-	"net/http"
 	"reflect"
 	"testing"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 func TestEnvelopeRoundTrip(t *testing.T) {
 	cases := []*Envelope{
 		{Kind: KindRequest, ID: "a-1", From: "a", FromPart: 7, To: "b", Service: "greeter", Method: "POST", Path: "/helloJson", Query: "x=1&y=2",
-			Header: http.Header{"Content-Type": {"application/json"}, "X-Multi": {"1", "2"}}, Deadline: 1700000000000, Body: []byte(`{"name":"x"}`)},
+			Header: httpx.Fields{"Content-Type", "application/json", "X-Multi", "1", "X-Multi", "2"}, Deadline: 1700000000000, Body: []byte(`{"name":"x"}`)},
 		{Kind: KindRequest, ID: "a-2", ActorType: "Counter", ActorID: "c/1", Session: "s", Async: true, MayRepeat: true, Method: "POST", Path: "/incr"},
 		{Kind: KindResponse, ID: "a-1", To: "a", Status: 503, Error: true, Body: []byte("no component")},
 		{Kind: KindResponse, ID: "ü-∑", Status: 204},
@@ -33,8 +34,33 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 }
 
+// The wire format carries each header name once with all its values, as
+// when the envelope held an http.Header: a kar of before reads a record
+// of now with no value lost (it kept the last run of a name only).
+func TestHeaderNamesOnceOnTheWire(t *testing.T) {
+	e := &Envelope{Kind: KindRequest, ID: "x", Header: httpx.Fields{"A", "1", "B", "2", "A", "3"}}
+	b, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := reader{b: b, i: 18}
+	for range 12 {
+		r.skip()
+	}
+	if n := r.uvarint(); n != 2 {
+		t.Errorf("%d names on the wire, want 2", n)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (httpx.Fields{"A", "1", "A", "3", "B", "2"}); !reflect.DeepEqual(got.Header, want) {
+		t.Errorf("decoded %q, want %q", got.Header, want)
+	}
+}
+
 func TestDecodeRejectsGarbage(t *testing.T) {
-	good, _ := (&Envelope{Kind: KindRequest, ID: "x", Header: http.Header{"A": {"b"}}, Body: []byte("body")}).Encode()
+	good, _ := (&Envelope{Kind: KindRequest, ID: "x", Header: httpx.Fields{"A", "b"}, Body: []byte("body")}).Encode()
 	bad := [][]byte{nil, []byte("hello"), []byte(`{"k":"req"}` + "\nbody"), append([]byte{'K', 9}, good[2:]...), good[:20]}
 	for _, b := range bad {
 		if _, err := Decode(b); err == nil {
@@ -47,7 +73,7 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	good, _ := (&Envelope{Kind: KindRequest, ID: "x", Header: http.Header{"A": {"b"}}, Body: []byte("body")}).Encode()
+	good, _ := (&Envelope{Kind: KindRequest, ID: "x", Header: httpx.Fields{"A", "b"}, Body: []byte("body")}).Encode()
 	f.Add(good)
 	f.Add([]byte("K\x01\x01\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {

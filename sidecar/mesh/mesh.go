@@ -7,13 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/adapter/store"
+	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/metrics"
 	"github.com/redis/go-redis/v9"
 )
@@ -95,7 +95,7 @@ type Mesh struct {
 	// methodHeader is the header of an actor method call whose caller
 	// sent none: one map for all of them, never changed (the component
 	// client copies what it sends).
-	methodHeader http.Header
+	methodHeader httpx.Fields
 	leaving      bool
 	// withdrawn: no longer announced (drain.go); requests still arriving
 	// go elsewhere, except those for the actor instances still active here.
@@ -158,7 +158,7 @@ func New(opts Options, rdb redis.UniversalClient, kc *kafka.Client) (*Mesh, erro
 		running:      map[string]chan struct{}{},
 		sessions:     map[string][]string{},
 		serviceRuns:  map[string]int{},
-		methodHeader: http.Header{"Content-Type": {"application/kar+json"}},
+		methodHeader: httpx.Fields{"Content-Type", "application/kar+json"},
 		stopping:     make(chan struct{}),
 		refreshC:     make(chan struct{}, 1),
 		noticeC:      make(chan notice, 256),

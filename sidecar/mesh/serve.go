@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"syscall"
 	"time"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 func (m *Mesh) serve(env *Envelope, finish func()) {
@@ -96,8 +98,8 @@ func failureBackoff(n int) time.Duration {
 	return min(100*time.Millisecond<<min(n-1, 6), 5*time.Second)
 }
 
-func textPlain() map[string][]string {
-	return map[string][]string{"Content-Type": {"text/plain; charset=utf-8"}}
+func textPlain() httpx.Fields {
+	return httpx.Fields{"Content-Type", "text/plain; charset=utf-8"}
 }
 
 // redeliveredTooOften counts the runs of a request that may have run

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/metrics"
 )
 
@@ -69,14 +70,14 @@ func continuation(env, resp *Envelope, step int) *Envelope {
 		Kind: KindRequest, ID: rootID(env.ID) + "." + stepSuffix(env.ID, step),
 		From: env.From, FromPart: env.FromPart, Async: env.Async, Deadline: env.Deadline,
 		Method: http.MethodPost, Path: v.Path, Session: env.Session, Parent: env.Parent,
-		Header: http.Header{"Content-Type": {"application/kar+json"}},
+		Header: httpx.Fields{"Content-Type", "application/kar+json"},
 		Body:   payloadBody(v.Payload),
 	}
 	if !strings.HasPrefix(next.Path, "/") {
 		next.Path = "/" + next.Path
 	}
 	// The chain stays in the caller's trace (W3C trace context).
-	carryTrace(env.Header, next.Header)
+	carryTrace(env.Header, &next.Header)
 	switch {
 	case v.ActorType != "":
 		next.ActorType, next.ActorID = v.ActorType, v.ActorID
@@ -91,8 +92,8 @@ func continuation(env, resp *Envelope, step int) *Envelope {
 		if v.Method != "" {
 			next.Method = strings.ToUpper(v.Method)
 		}
-		next.Header = http.Header{"Content-Type": {"application/json"}}
-		carryTrace(env.Header, next.Header)
+		next.Header = httpx.Fields{"Content-Type", "application/json"}
+		carryTrace(env.Header, &next.Header)
 		// The chain's caller made an actor call when an actor method began
 		// it: the service's answer must reach it as an actor result.
 		next.ActorResult = env.ActorType != "" || env.ActorResult
@@ -103,10 +104,10 @@ func continuation(env, resp *Envelope, step int) *Envelope {
 }
 
 // carryTrace copies the W3C trace context headers of from to to.
-func carryTrace(from, to http.Header) {
-	for _, k := range [...]string{"Traceparent", "Tracestate"} {
-		if v, ok := from[k]; ok {
-			to[k] = v
+func carryTrace(from httpx.Fields, to *httpx.Fields) {
+	for i := 0; i+1 < len(from); i += 2 {
+		if k := from[i]; k == "Traceparent" || k == "Tracestate" {
+			to.Add(k, from[i+1])
 		}
 	}
 }
@@ -144,14 +145,14 @@ func actorResult(env, resp *Envelope) *Envelope {
 		return resp
 	}
 	r := *resp
-	r.Header = http.Header{"Content-Type": {"application/kar+json"}}
+	r.Header = httpx.Fields{"Content-Type", "application/kar+json"}
 	r.Body = b
 	return &r
 }
 
 // isKarJSON reports whether a component answered with the actor
 // protocol's media type.
-func isKarJSON(h http.Header) bool {
+func isKarJSON(h httpx.Fields) bool {
 	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
 	return mt == "application/kar+json"
 }

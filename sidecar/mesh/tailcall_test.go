@@ -1,8 +1,9 @@
 package mesh
 
 import (
-	"net/http"
 	"testing"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 // TestServiceTailCalls: a service's answer is a tail call only with the
@@ -10,12 +11,12 @@ import (
 // an actor result carries over service steps.
 func TestServiceTailCalls(t *testing.T) {
 	tc := []byte(`{"tailCall":true,"value":{"serviceName":"s2","path":"/q","payload":"[1]","method":"POST"}}`)
-	kar := http.Header{"Content-Type": {"application/kar+json; charset=utf-8"}}
-	plain := http.Header{"Content-Type": {"application/json"}}
+	kar := httpx.Fields{"Content-Type", "application/kar+json; charset=utf-8"}
+	plain := httpx.Fields{"Content-Type", "application/json"}
 	cases := []struct {
 		name      string
 		env       *Envelope
-		header    http.Header
+		header    httpx.Fields
 		want      bool // a continuation
 		wantActor bool // its answer becomes an actor result
 	}{
@@ -72,7 +73,7 @@ func TestTailCallKeepsTheTrace(t *testing.T) {
 		"to an actor":  `{"tailCall":true,"value":{"actorType":"A","actorId":"2","path":"m","payload":"[]"}}`,
 		"to a service": `{"tailCall":true,"value":{"serviceName":"s2","path":"/q","payload":"{}"}}`,
 	} {
-		env := &Envelope{ID: "x-1", ActorType: "A", ActorID: "1", Header: http.Header{"Traceparent": {tp}, "Tracestate": {"k=v"}}}
+		env := &Envelope{ID: "x-1", ActorType: "A", ActorID: "1", Header: httpx.Fields{"Traceparent", tp, "Tracestate", "k=v"}}
 		next := continuation(env, &Envelope{Status: 200, Body: []byte(body)}, 0)
 		if next == nil {
 			t.Fatalf("%s: no continuation", name)

@@ -16,6 +16,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"os"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -24,6 +25,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 // Tracer makes one sidecar's spans (nil: tracing is off).
@@ -96,20 +99,16 @@ var spanVerbs = [...]string{"call", "send", "serve", "deliver", "await"}
 
 // Start begins a span of kind for a request to target ("service" or
 // "actor" targetType) continuing the trace context in from (the
-// component's request, or the envelope's headers; nil: a new trace), and
-// writes the span's context into *to for the next hop (a new map when
-// nil). *to must be a map of the caller's own: its entries are replaced,
-// never the slices they hold changed.
-func (t *Tracer) Start(from http.Header, to *http.Header, kind int, targetType, target, method, path string) Span {
+// component's request, or the envelope's headers; none: a new trace), and
+// writes the span's context into *to for the next hop, replacing what it
+// held. *to must be the caller's own: it is changed in place.
+func (t *Tracer) Start(from httpx.Fields, to *httpx.Fields, kind int, targetType, target, method, path string) Span {
 	if t == nil {
 		return Span{}
 	}
 	ctx := context.Background()
-	if from != nil {
-		ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(from))
-	}
-	if *to == nil {
-		*to = http.Header{}
+	if len(from) > 0 {
+		ctx = t.prop.Extract(ctx, &fieldsCarrier{from})
 	}
 	name := spanVerbs[kind] + " " + targetType
 	if target != "" {
@@ -123,8 +122,32 @@ func (t *Tracer) Start(from http.Header, to *http.Header, kind int, targetType, 
 			attribute.String("http.request.method", method),
 			attribute.String("url.path", path),
 		))
-	t.prop.Inject(trace.ContextWithSpan(context.Background(), s), propagation.HeaderCarrier(*to))
+	// A carrier of its own, so that to does not escape: with tracing
+	// off, Start costs no allocation.
+	c := &fieldsCarrier{*to}
+	t.prop.Inject(trace.ContextWithSpan(context.Background(), s), c)
+	*to = c.f
 	return Span{s}
+}
+
+// fieldsCarrier lets the propagators read and write header fields, under
+// their canonical names as http.Header's carrier does.
+type fieldsCarrier struct{ f httpx.Fields }
+
+func (c *fieldsCarrier) Get(key string) string {
+	return c.f.Get(textproto.CanonicalMIMEHeaderKey(key))
+}
+
+func (c *fieldsCarrier) Set(key, value string) {
+	c.f.Set(textproto.CanonicalMIMEHeaderKey(key), value)
+}
+
+func (c *fieldsCarrier) Keys() []string {
+	keys := make([]string, 0, c.f.Len())
+	for i := 0; i < len(c.f); i += 2 {
+		keys = append(keys, c.f[i])
+	}
+	return keys
 }
 
 // SetAttribute adds a string attribute to the span (a promise's request

@@ -2,9 +2,10 @@ package tracing
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/kar-runtime/kar/sidecar/httpx"
 )
 
 // TestOffWithoutEndpoint: with no OTLP endpoint configured there is no
@@ -16,7 +17,7 @@ func TestOffWithoutEndpoint(t *testing.T) {
 	if tr != nil || err != nil {
 		t.Fatalf("New without an endpoint = %v, %v; want nil, nil", tr, err)
 	}
-	h := http.Header{"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
+	h := httpx.Fields{"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 	if n := testing.AllocsPerRun(100, func() {
 		s := tr.Start(h, &h, Call, "service", "svc", "POST", "/x")
 		s.Redelivery(true)
@@ -39,8 +40,8 @@ func TestStartContinuesTheTrace(t *testing.T) {
 	}
 	defer tr.Shutdown(context.Background())
 	const in = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	from := http.Header{"Traceparent": {in}}
-	var to http.Header
+	from := httpx.Fields{"Traceparent", in}
+	var to httpx.Fields
 	s := tr.Start(from, &to, Serve, "actor", "A", "POST", "/m")
 	s.End(200, nil)
 	out := to.Get("Traceparent")

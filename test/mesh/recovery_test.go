@@ -17,6 +17,7 @@ import (
 	"github.com/kar-runtime/kar/adapter/kafka"
 	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/internal/testenv"
+	"github.com/kar-runtime/kar/sidecar/httpx"
 	"github.com/kar-runtime/kar/sidecar/mesh"
 )
 
@@ -236,7 +237,7 @@ func TestOtherApplicationsRecordsIgnored(t *testing.T) {
 	}
 	send := func(app, name string) {
 		env := &mesh.Envelope{Kind: mesh.KindRequest, App: app, ID: "x-" + name, From: "x", Service: "greeter",
-			Method: "POST", Path: "/helloText", Header: http.Header{"Content-Type": {"text/plain"}}, Body: []byte(name), Async: true}
+			Method: "POST", Path: "/helloText", Header: httpx.Fields{"Content-Type", "text/plain"}, Body: []byte(name), Async: true}
 		val, err := env.Encode()
 		if err != nil {
 			t.Fatal(err)
