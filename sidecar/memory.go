@@ -10,21 +10,30 @@ import (
 	"github.com/kar-runtime/kar/sidecar/config"
 )
 
+// defaultGCPercent is how much a sidecar's heap grows between collections
+// when GOGC is not set: 75%, where Go's default is 100.
+//
+// Go's heap goal is at least 4 MB times GOGC/100, and a loaded sidecar's
+// live heap is about 2 MB, so the percentage sets the heap's size. Four
+// runs of each alternated (go run ./bench, issue 16, after kar dev left the
+// binary and envelopes' headers stopped being maps): peak RSS 19.65 MiB at
+// 75% against 20.65 at 100%, for 5.75 against 4.05 us of collector CPU per
+// service call of both sidecars (runtime/metrics' /cpu/classes/gc/total).
+// The headers change had taken more than that off the collector's CPU
+// (4.8 us before it, at 100%). Earlier, 150% had cost 2 MiB more than 100%
+// for CPU within the run-to-run spread. GOGC, when set, wins.
+const defaultGCPercent = 75
+
 // tuneMemory sets the garbage collector of a sidecar: collect when the heap
-// grew by Go's default 100% (GOGC, when set, wins), and harder as Go's
+// grew by defaultGCPercent (GOGC, when set, wins), and harder as Go's
 // memory nears the soft limit: -memory_limit, else GOMEMLIMIT when set, else
 // config.DefaultMemoryLimit. limit was checked by config.Run.Validate. It
-// reports whether the default applies, which followLiveHeap then adapts.
-//
-// 100% against 150% (go run ./bench, two windows of 4 runs of each
-// alternated, issue 16): a loaded server sidecar's peak RSS 22.15 against
-// 24.25 MiB (Go's heap goal is at least 4 MB times GOGC/100, and a
-// sidecar's live heap is 2-3 MB, so 150% kept 2 MB more garbage), for 3.6
-// against 2.0 collections per 1,000 calls of both sidecars and CPU per
-// call within the run-to-run spread (service 60.0 against 61.0 us, actor
-// 63.6 against 60.3, medians of 8). 75% took 0.65 MiB more off at 5.5
-// collections per 1,000 calls and 4-7 us more CPU per call.
+// reports whether the default limit applies, which followLiveHeap then
+// adapts.
 func tuneMemory(limit string) (byDefault bool) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	switch {
 	case limit != "":
 		n, _ := config.ParseMemoryLimit(limit)

@@ -11,6 +11,23 @@ import (
 	"github.com/kar-runtime/kar/sidecar/config"
 )
 
+// A sidecar collects at defaultGCPercent, unless GOGC says otherwise.
+func TestTuneMemoryGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	for _, tc := range []struct {
+		gogc string
+		want int
+	}{{"", defaultGCPercent}, {"123", 123}, {"off", 123}} {
+		debug.SetGCPercent(123) // as the runtime would have read GOGC=123
+		t.Setenv("GOGC", tc.gogc)
+		tuneMemory("")
+		if got := debug.SetGCPercent(123); got != tc.want {
+			t.Errorf("GOGC=%q: collecting at %d%%, want %d%%", tc.gogc, got, tc.want)
+		}
+	}
+}
+
 func TestLimitFor(t *testing.T) {
 	const base = config.DefaultMemoryLimit
 	const MB = 1 << 20
