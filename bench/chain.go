@@ -165,7 +165,7 @@ func chainCaller(lib, brokers, topic, addr string) {
 // chainFloor times n sequential calls through a chain whose Kafka ends
 // use lib, and returns their p50.
 func (e *env) chainFloor(lib string, n int) (time.Duration, error) {
-	topic := "chain-" + lib
+	topic := fmt.Sprintf("chain-%s-%d", lib, e.nextRound())
 	callerPort, _ := freePort()
 	callerAddr := "127.0.0.1:" + strconv.Itoa(callerPort)
 	componentAddr, _, stop, err := e.startServer("bareserver")

@@ -11,6 +11,8 @@ package main
 //   - A loopback HTTP hop on a kept-alive connection is timed with three
 //     client/server pairs (net/http → net/http, a bare HTTP/1.1 client →
 //     net/http, bare client → bare server), and the fastest one counts.
+//   - Each is timed in floorRounds rounds, with processes of their own, and
+//     the fastest round counts (fastest).
 //
 // The floor's CPU per round trip is the work a pair of sidecars cannot
 // avoid, measured with the same number of calls in flight as the load: the
@@ -68,14 +70,16 @@ func (f floorResult) cpu() float64 { return f.cpuKafka + f.cpuHopServer + f.cpuH
 func (e *env) measureFloorAll(n, inflight int) (floorResult, error) {
 	var f floorResult
 	var err error
-	if f.saramaRT, err = e.measureFloor(n); err != nil {
+	if f.saramaRT, err = fastest(n, e.measureFloor); err != nil {
 		return f, fmt.Errorf("sarama round trip: %w", err)
 	}
-	kgoRT, _, err := e.kafkaFloor("kgo", n, 1)
+	f.kgoRT, err = fastest(n, func(n int) (time.Duration, error) {
+		p50, _, err := e.kafkaFloor("kgo", n, 1)
+		return p50, err
+	})
 	if err != nil {
 		return f, fmt.Errorf("kgo round trip: %w", err)
 	}
-	f.kgoRT = kgoRT
 	f.kafka = min(f.saramaRT, f.kgoRT)
 	if _, f.cpuKafka, err = e.kafkaFloor("kgo", 20*n, inflight); err != nil {
 		return f, fmt.Errorf("kgo round trips in flight: %w", err)
@@ -85,7 +89,10 @@ func (e *env) measureFloorAll(n, inflight int) (floorResult, error) {
 		{"bare client → net/http", "bare", "component"},
 		{"bare client → bare server", "bare", "bareserver"},
 	} {
-		p50, _, _, err := e.hopFloor(cfg.client, cfg.server, n, 1)
+		p50, err := fastest(n, func(n int) (time.Duration, error) {
+			p50, _, _, err := e.hopFloor(cfg.client, cfg.server, n, 1)
+			return p50, err
+		})
 		if err != nil {
 			return f, fmt.Errorf("HTTP hop %s: %w", cfg.name, err)
 		}
@@ -100,14 +107,43 @@ func (e *env) measureFloorAll(n, inflight int) (floorResult, error) {
 	if f.idleHop, err = e.idleHopFloor(n); err != nil {
 		return f, fmt.Errorf("HTTP hop after an idle spell: %w", err)
 	}
-	if f.chainSarama, err = e.chainFloor("sarama", n); err != nil {
-		return f, fmt.Errorf("chain floor (sarama): %w", err)
-	}
-	if f.chainKgo, err = e.chainFloor("kgo", n); err != nil {
-		return f, fmt.Errorf("chain floor (kgo): %w", err)
+	for _, c := range []struct {
+		lib string
+		p50 *time.Duration
+	}{{"sarama", &f.chainSarama}, {"kgo", &f.chainKgo}} {
+		if *c.p50, err = fastest(n, func(n int) (time.Duration, error) { return e.chainFloor(c.lib, n) }); err != nil {
+			return f, fmt.Errorf("chain floor (%s): %w", c.lib, err)
+		}
 	}
 	f.chain = min(f.chainSarama, f.chainKgo)
 	return f, nil
+}
+
+// floorRounds is how many times fastest times a part of the floor, each
+// time with processes of its own.
+//
+// Two processes playing ping-pong are fast or about three times slower
+// depending on the CPUs the kernel first puts them on, and they stay
+// there: of five runs of the bench with each part timed once, one found
+// a bare hop of 0.067 ms where the others found 0.021-0.023, and that
+// run's ratios (1.07x, 1.08x) flattered kar. The fastest of three rounds
+// is the path the parts can take.
+const floorRounds = 3
+
+// fastest runs measure floorRounds times, n/floorRounds iterations each
+// (at least 100), and returns the lowest p50.
+func fastest(n int, measure func(n int) (time.Duration, error)) (time.Duration, error) {
+	var best time.Duration
+	for range floorRounds {
+		p50, err := measure(max(n/floorRounds, 100))
+		if err != nil {
+			return 0, err
+		}
+		if best == 0 || p50 < best {
+			best = p50
+		}
+	}
+	return best, nil
 }
 
 // idleGap is how long the two ends of idleHopFloor's hop rest before each
@@ -140,7 +176,7 @@ func (e *env) idleHopFloor(n int) (time.Duration, error) {
 }
 
 func (f floorResult) print(inflight int) {
-	fmt.Printf("floor (bare parts, separate processes, fastest of each):\n")
+	fmt.Printf("floor (bare parts, separate processes, fastest of each, best of %d rounds):\n", floorRounds)
 	fmt.Printf("  Kafka round trip (request+response) p50: sarama %s, kgo %s → %s\n", ms(f.saramaRT), ms(f.kgoRT), ms(f.kafka))
 	var hs []string
 	for _, h := range f.hops {
@@ -159,7 +195,7 @@ func (f floorResult) print(inflight int) {
 // a responder process, inflight at a time, and returns the p50 and the CPU
 // per round trip of both processes together.
 func (e *env) kafkaFloor(lib string, n, inflight int) (time.Duration, float64, error) {
-	topic := fmt.Sprintf("floor-%s-%d", lib, inflight)
+	topic := fmt.Sprintf("floor-%s-%d-%d", lib, inflight, e.nextRound())
 	resp := exec.Command(e.self, "kresponder", lib, e.brokers, topic)
 	rin, _ := resp.StdinPipe()
 	rout, _ := resp.StdoutPipe()

@@ -180,7 +180,13 @@ type env struct {
 	logs    []*tail.Buffer // each kar process's stderr, for waitCall's error
 	client  *http.Client
 	bare    bareClient
+	// topics counts the topics the floor's rounds made: each round
+	// reads its own from the start.
+	topics int
 }
+
+// nextRound numbers a round's topic.
+func (e *env) nextRound() int { e.topics++; return e.topics }
 
 // logTo keeps the last of cmd's stderr, so that a mesh that does not come
 // up says why.
