@@ -154,6 +154,10 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		return ExitConfig
 	}
 	defer be.Close()
+	// One pub/sub connection for the mesh's, the reminders' and the
+	// events' notices.
+	notices := store.NewNotices(be.Redis)
+	defer notices.Close()
 	// One registry per sidecar: several sidecars may share a process (tests).
 	met := metrics.New(cfg.App)
 	be.Redis.AddHook(met.RedisHook())
@@ -178,7 +182,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout,
 		ActorBusyTimeout: cfg.ActorBusyTimeout, ActorCollectorInterval: cfg.ActorCollectorInterval,
 		DeliveryAttempts: cfg.DeliveryAttempts,
-		Handler:          serviceHandler(app, met, &tr), Logger: log, Metrics: met,
+		Handler:          serviceHandler(app, met, &tr), Logger: log, Metrics: met, Notices: notices,
 	}, be.Redis, be.Kafka)
 	if err != nil {
 		fmt.Fprintln(stderr, "kar run:", err)
@@ -202,11 +206,11 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	// Firing a reminder is one produce to Kafka: a short claim lease lets
 	// another sidecar fire a reminder soon when the one that claimed it dies.
 	rems := reminders.New(be.Redis, keys, reminders.Options{Logger: log, Lease: 5 * time.Second, IdlePoll: cfg.ActorReminderInterval, LateAfter: cfg.ActorReminderDelay,
-		Cancelled: met.RemindersCancelled})
+		Cancelled: met.RemindersCancelled, Notices: notices})
 	evs := events.New(events.Options{
 		App: cfg.App, Redis: be.Redis, Kafka: be.Kafka, Keys: keys, Logger: log,
 		SidecarID: m.ID(), Deliver: deliverEvent(m, met, tr), MaxAttempts: cfg.EventAttempts,
-		DeadLettered: met.EventDeadLettered,
+		DeadLettered: met.EventDeadLettered, Notices: notices,
 	})
 	registerGauges(met, m, be.Redis, keys)
 	srv := &api.Server{

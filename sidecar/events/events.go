@@ -87,6 +87,9 @@ type Options struct {
 	// DeadLettered, if set, is told of each event written to the
 	// dead-letter topic (the sidecar's metrics count them).
 	DeadLettered func()
+	// Notices is the sidecar's pub/sub connection Run hears of changed
+	// subscriptions on (nil: Run opens one of its own).
+	Notices *store.Notices
 }
 
 func (o Options) withDefaults() Options {

@@ -44,11 +44,13 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.opts.Deliver == nil || s.opts.SidecarID == "" {
 		return errors.New("events: Run needs Options.Deliver and Options.SidecarID")
 	}
-	ps := s.rdb.Subscribe(ctx, wakeChannel(s.keys))
-	defer ps.Close()
-	// With the subscription confirmations: notices sent while the
-	// connection was down are lost, so a (re)subscription reads again too.
-	notices := ps.ChannelWithSubscriptions(redis.WithChannelHealthCheckInterval(store.PubSubCheck))
+	// Notices sent while the connection was down are lost, so a
+	// re-subscription (a *redis.Subscription on notices) reads again too.
+	notices, unwatch, err := store.Watch(ctx, s.opts.Notices, s.rdb, wakeChannel(s.keys))
+	if err != nil {
+		return nil // ctx ended
+	}
+	defer unwatch()
 
 	r := newRunner(s)
 	defer r.stopAll()

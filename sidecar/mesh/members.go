@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
 	"slices"
@@ -202,12 +203,23 @@ func (m *Mesh) apply(ctx context.Context, n notice) {
 	m.retryStrays()
 }
 
+// watchMembers subscribes to the membership channel before Join claims a
+// partition, so that no notice sent after the claim is missed.
+func (m *Mesh) watchMembers(ctx context.Context) error {
+	ch, stop, err := store.Watch(ctx, m.opts.Notices, m.rdb, m.keys.Members())
+	if err != nil {
+		return fmt.Errorf("subscribe to membership: %w", err)
+	}
+	m.memberNotices, m.unwatch = ch, stop
+	return nil
+}
+
 // watchLoop passes membership notices to refreshLoop, and asks it to read
 // the view again whole for a notice it cannot apply and each time the
 // subscription is made again (after a lost connection: notices sent
 // meanwhile were lost).
 func (m *Mesh) watchLoop(ctx context.Context) {
-	ch := m.sub.ChannelWithSubscriptions(redis.WithChannelHealthCheckInterval(store.PubSubCheck))
+	ch := m.memberNotices
 	for {
 		select {
 		case <-ctx.Done():

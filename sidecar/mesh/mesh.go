@@ -51,6 +51,9 @@ type Options struct {
 	Logger     *slog.Logger
 	// Metrics records what the mesh does (nil: nothing).
 	Metrics *metrics.Metrics
+	// Notices is the sidecar's pub/sub connection, shared with its other
+	// mechanisms (nil: the mesh opens one of its own).
+	Notices *store.Notices
 }
 
 // Mesh is one sidecar's membership in an application's mesh.
@@ -121,7 +124,10 @@ type Mesh struct {
 	loops  sync.WaitGroup
 	work   workCount
 	cancel context.CancelFunc
-	sub    *redis.PubSub
+	// memberNotices are the membership channel's notices (watchLoop);
+	// unwatch ends them, and closes the mesh's own Notices if it has one.
+	memberNotices <-chan any
+	unwatch       func()
 }
 
 // New prepares a mesh member; Join makes it live.
@@ -183,15 +189,20 @@ func (m *Mesh) Poisoned() int64 { return m.poisoned.Load() }
 
 // Join claims a partition, starts reading it and registers this sidecar
 // (with no services yet: see Announce).
-func (m *Mesh) Join(ctx context.Context) error {
+func (m *Mesh) Join(ctx context.Context) (err error) {
 	n, err := m.kc.EnsureTopic(ctx, m.topic, m.opts.Partitions)
 	if err != nil {
 		return err
 	}
-	m.sub = m.rdb.Subscribe(ctx, m.keys.Members())
-	if _, err := m.sub.Receive(ctx); err != nil {
-		return fmt.Errorf("subscribe to membership: %w", err)
+	if err := m.watchMembers(ctx); err != nil {
+		return err
 	}
+	defer func() {
+		if err != nil {
+			m.unwatch()
+			m.unwatch = nil
+		}
+	}()
 	p, err := m.claim(ctx, n)
 	if err != nil {
 		return err
@@ -334,8 +345,8 @@ func (m *Mesh) Leave(ctx context.Context) {
 	if _, err := pipe.Exec(ctx); err != nil {
 		m.log.Warn("cannot deregister", "err", err)
 	}
-	if m.sub != nil {
-		m.sub.Close()
+	if m.unwatch != nil {
+		m.unwatch()
 	}
 	m.log.Info("left", "app", m.opts.App)
 }

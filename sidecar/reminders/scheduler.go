@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/internal/wait"
 )
@@ -36,9 +34,11 @@ type FireFunc func(ctx context.Context, r Reminder) error
 // Schedule announces a change (in this process directly, in others through
 // Redis pub/sub), or after Options.IdlePoll at the latest.
 func (s *Store) Run(ctx context.Context, fire FireFunc) error {
-	sub := s.rdb.Subscribe(ctx, wakeChannel(s.keys))
-	defer sub.Close()
-	notices := sub.Channel(redis.WithChannelHealthCheckInterval(store.PubSubCheck))
+	notices, unwatch, err := store.Watch(ctx, s.opts.Notices, s.rdb, wakeChannel(s.keys))
+	if err != nil {
+		return nil // ctx ended
+	}
+	defer unwatch()
 
 	slots := make(chan struct{}, s.opts.Concurrency) // a token per firing in progress
 	freed := make(chan struct{}, 1)

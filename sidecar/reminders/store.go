@@ -40,6 +40,9 @@ type Options struct {
 	// Cancelled, if set, is told how many reminders each cancellation
 	// removed (KAR's kar_actors_cancelled_reminders_gauge).
 	Cancelled func(n int)
+	// Notices is the sidecar's pub/sub connection Run hears Schedule's
+	// announcements on (nil: Run opens one of its own).
+	Notices *store.Notices
 }
 
 func (o Options) withDefaults() Options {

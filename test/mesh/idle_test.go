@@ -56,6 +56,43 @@ func TestIdleMeshDoesNotReadEveryMemberEverySecond(t *testing.T) {
 	}
 }
 
+// TestOnePubSubConnectionPerSidecar: a sidecar hears membership notices,
+// reminder and subscription wake-ups on one Redis connection (go-redis gives
+// each PubSub its own, with 64 KiB of buffers; a sidecar had three).
+func TestOnePubSubConnectionPerSidecar(t *testing.T) {
+	b := testenv.Backend(t)
+	ctx := context.Background()
+	rdb := redisOf(t, b)
+	const members = 3
+	for range members {
+		sidecarAlone(t, b, "onesub")
+	}
+	// Each subscribed connection, by the number of channels it has.
+	subscribed := func() map[string]int {
+		list, err := rdb.ClientList(ctx).Result()
+		if err != nil {
+			t.Fatalf("redis: %v", err)
+		}
+		conns := map[string]int{}
+		for _, line := range strings.Split(list, "\n") {
+			for _, f := range strings.Fields(line) {
+				if n, ok := strings.CutPrefix(f, "sub="); ok && n != "0" {
+					conns[n]++
+				}
+			}
+		}
+		return conns
+	}
+	var last map[string]int
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		last = subscribed()
+		return last["3"] == members
+	}, "%d connections subscribed to the three channels", members)
+	if len(last) != 1 {
+		t.Errorf("subscribed connections by channel count: %v; want %d with 3 and no other", last, members)
+	}
+}
+
 // TestJoinsCarryTheirRecord: a member that joins announces its record, and
 // the others add it to their view from the notice. Before, every notice
 // made every member read every record again: N² reads for each join, and
