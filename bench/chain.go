@@ -17,6 +17,12 @@ package main
 // too (idleHop), to show that cost. Nothing can serve a call below the
 // chain floor on this machine; the floor of parts is a sum no chain of
 // processes reaches.
+//
+// The chain is also loaded as kar's sidecars are, with the same calls in
+// flight from the same client (chainCPU), and its two relays' CPU per call
+// is the CPU floor of the mesh's path: what the sidecars' places cost when
+// they do nothing but move the bytes, with the libraries' own producer and
+// consumer.
 
 import (
 	"context"
@@ -92,8 +98,11 @@ func newChainKafka(lib, brokers, topic string, produceTo, consume int32) (*chain
 
 // chainResponder is the chain's serving end: every request read on
 // partition 0 is posted to the component at componentAddr, and its answer
-// produced on partition 1 under the request's key.
-func chainResponder(lib, brokers, topic, componentAddr string) {
+// produced on partition 1 under the request's key. With concurrent, each
+// request is served on a goroutine of its own, as a server sidecar serves
+// many at once (chainCPU's load); without, one after the other, the
+// quickest way for sequential calls (chainFloor).
+func chainResponder(lib, brokers, topic, componentAddr string, concurrent bool) {
 	if err := createFloorTopic(brokers, topic); err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -107,12 +116,19 @@ func chainResponder(lib, brokers, topic, componentAddr string) {
 	fmt.Println("ready")
 	var bc bareClient
 	url := "http://" + componentAddr + "/"
-	k.each(func(key, value []byte) {
+	serve := func(key, value []byte) {
 		_, answer, err := bc.post(url, "application/json", string(value))
 		if err != nil {
 			answer = []byte(err.Error())
 		}
 		k.produce(key, answer)
+	}
+	k.each(func(key, value []byte) {
+		if concurrent {
+			go serve(key, value)
+		} else {
+			serve(key, value)
+		}
 	})
 }
 
@@ -162,20 +178,40 @@ func chainCaller(lib, brokers, topic, addr string) {
 	})
 }
 
-// chainFloor times n sequential calls through a chain whose Kafka ends
-// use lib, and returns their p50.
-func (e *env) chainFloor(lib string, n int) (time.Duration, error) {
+// runningChain is a chain started by startChain: the URL its caller
+// serves, the PIDs of its two relays (the processes in the sidecars'
+// places), and stop, which ends its processes.
+type runningChain struct {
+	url               string
+	caller, responder int
+	stop              func()
+}
+
+// startChain starts a chain whose Kafka ends use lib, on a fresh topic,
+// its responder concurrent or not, and waits until it answers a call.
+func (e *env) startChain(lib string, concurrent bool) (c *runningChain, err error) {
 	topic := fmt.Sprintf("chain-%s-%d", lib, e.nextRound())
 	callerPort, _ := freePort()
 	callerAddr := "127.0.0.1:" + strconv.Itoa(callerPort)
-	componentAddr, _, stop, err := e.startServer("bareserver")
+	componentAddr, _, stopComponent, err := e.startServer("bareserver")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer stop()
+	stops := []func(){stopComponent}
+	stop := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	var pids []int
 	// The responder creates the topic, so it starts first.
 	for _, args := range [][]string{
-		{"chainresponder", lib, e.brokers, topic, componentAddr},
+		{"chainresponder", lib, e.brokers, topic, componentAddr, strconv.FormatBool(concurrent)},
 		{"chaincaller", lib, e.brokers, topic, callerAddr},
 	} {
 		cmd := exec.Command(e.self, args...)
@@ -183,17 +219,83 @@ func (e *env) chainFloor(lib string, n int) (time.Duration, error) {
 		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
-			return 0, err
+			return nil, err
 		}
-		defer func() { stdin.Close(); cmd.Wait() }()
+		// Closing its stdin ends the process (chainCaller, chainResponder).
+		stops = append(stops, func() { stdin.Close(); cmd.Wait() })
 		if line, err := readLine(stdout); err != nil || line != "ready" {
-			return 0, fmt.Errorf("%s: %v %s", args[0], err, line)
+			return nil, fmt.Errorf("%s: %v %s", args[0], err, line)
 		}
+		pids = append(pids, cmd.Process.Pid)
 	}
 	url := "http://" + callerAddr + "/"
 	if err := e.waitCall(url, 30*time.Second); err != nil {
-		return 0, err
+		return nil, err
 	}
 	e.sequential(url, 200) // warm-up
-	return percentile(e.sequential(url, n), 50), nil
+	return &runningChain{url: url, responder: pids[0], caller: pids[1], stop: stop}, nil
+}
+
+// chainFloor times n sequential calls through a chain whose Kafka ends
+// use lib, and returns their p50.
+func (e *env) chainFloor(lib string, n int) (time.Duration, error) {
+	c, err := e.startChain(lib, false)
+	if err != nil {
+		return 0, err
+	}
+	defer c.stop()
+	return percentile(e.sequential(c.url, n), 50), nil
+}
+
+// chainLoad is what the chain's two relays spent under the load kar's
+// sidecars get (inflight calls in flight, from the same client, for dur):
+// CPU seconds, read and write system calls and threads put to sleep per
+// call of each, as the bench counts them for the sidecars (cpu.go), and
+// calls per second.
+type chainLoad struct {
+	caller, responder           float64
+	callerSys, responderSys     float64
+	callerSleeps, respondSleeps float64
+	rate                        float64
+}
+
+func (c chainLoad) cpu() float64 { return c.caller + c.responder }
+
+// chainCPU loads a chain whose Kafka ends use lib as the bench loads kar.
+//
+// Why besides the floor's CPU per round trip: the floor's parts are timed
+// in pairs of processes playing ping-pong, which keep each other awake;
+// in the mesh's five processes each one sleeps whenever its turn is done,
+// and every message that wakes it costs its sender a wake-up (on a virtual
+// machine, an interrupt to the other CPU). The chain's relays pay those as
+// the sidecars do, and nothing else: no envelope, no routing, no commits.
+func (e *env) chainCPU(lib string, inflight int, dur time.Duration) (chainLoad, error) {
+	c, err := e.startChain(lib, true)
+	if err != nil {
+		return chainLoad{}, err
+	}
+	defer c.stop()
+	count := func() chainLoad {
+		return chainLoad{
+			caller: procCPU(c.caller), responder: procCPU(c.responder),
+			callerSys: syscalls(c.caller), responderSys: syscalls(c.responder),
+			callerSleeps: sleeps(c.caller), respondSleeps: sleeps(c.responder),
+		}
+	}
+	before := count()
+	calls, elapsed := e.throughput(c.url, inflight, dur)
+	after := count()
+	if calls == 0 {
+		return chainLoad{}, fmt.Errorf("no call answered under load")
+	}
+	n := float64(calls)
+	return chainLoad{
+		caller:        (after.caller - before.caller) / n,
+		responder:     (after.responder - before.responder) / n,
+		callerSys:     (after.callerSys - before.callerSys) / n,
+		responderSys:  (after.responderSys - before.responderSys) / n,
+		callerSleeps:  (after.callerSleeps - before.callerSleeps) / n,
+		respondSleeps: (after.respondSleeps - before.respondSleeps) / n,
+		rate:          n / elapsed.Seconds(),
+	}, nil
 }

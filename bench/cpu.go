@@ -103,15 +103,16 @@ func (u usage) sub(o usage) usage {
 }
 
 // print gives a load's CPU and allocations per call, each sidecar apart,
-// and the sidecars' CPU as a ratio to the floor's CPU per round trip.
-func (u usage) print(calls int64, floorCPU float64) {
+// and the sidecars' CPU as a ratio to the floor's CPU per round trip and
+// to the chain floor's relays under the same load.
+func (u usage) print(calls int64, floorCPU, chainCPU float64) {
 	if calls == 0 {
 		return
 	}
 	n := float64(calls)
 	both := (u.caller + u.server) / n
-	fmt.Printf("  CPU per call: caller sidecar %s + server sidecar %s = %s = %.2f× the floor's %s (issue 16: ≤ 65 µs)\n",
-		us(u.caller/n), us(u.server/n), us(both), both/floorCPU, us(floorCPU))
+	fmt.Printf("  CPU per call: caller sidecar %s + server sidecar %s = %s = %.2f× the floor's %s, %.2f× the chain floor's %s (issue 16: ≤ 65 µs)\n",
+		us(u.caller/n), us(u.server/n), us(both), both/floorCPU, us(floorCPU), both/chainCPU, us(chainCPU))
 	fmt.Printf("  CPU per call elsewhere: component %s, load client %s, broker and Redis %s; sidecars + component %.3f ms, all %.3f ms\n",
 		us(u.component/n), us(u.client/n), us(u.backend/n), (u.caller+u.server+u.component)/n*1000, (u.caller+u.server+u.component+u.client+u.backend)/n*1000)
 	fmt.Printf("  allocations per call: caller sidecar %.0f (%.1f KB), server sidecar %.0f (%.1f KB); GC cycles per 1,000 calls: %.1f, %.1f; GC CPU per call: %s, %s\n",

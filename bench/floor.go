@@ -55,6 +55,10 @@ type floorResult struct {
 	// together with inflight round trips in flight; cpuHopServer and
 	// cpuHopClient are those of each side of one hop, likewise.
 	cpuKafka, cpuHopServer, cpuHopClient float64
+	// chainLoad is what the chain's relays spent per call under the
+	// load's inflight calls (chainCPU), the cheaper of chainLoadSarama
+	// and chainLoadKgo.
+	chainLoad, chainLoadSarama, chainLoadKgo chainLoad
 }
 
 type hopResult struct {
@@ -67,7 +71,7 @@ func (f floorResult) total() time.Duration { return f.kafka + 2*f.hop }
 // cpu is the floor's CPU per round trip of the parts a pair of sidecars plays.
 func (f floorResult) cpu() float64 { return f.cpuKafka + f.cpuHopServer + f.cpuHopClient }
 
-func (e *env) measureFloorAll(n, inflight int) (floorResult, error) {
+func (e *env) measureFloorAll(n, inflight int, dur time.Duration) (floorResult, error) {
 	var f floorResult
 	var err error
 	if f.saramaRT, err = fastest(n, e.measureFloor); err != nil {
@@ -116,6 +120,16 @@ func (e *env) measureFloorAll(n, inflight int) (floorResult, error) {
 		}
 	}
 	f.chain = min(f.chainSarama, f.chainKgo)
+	if f.chainLoadSarama, err = e.chainCPU("sarama", inflight, dur); err != nil {
+		return f, fmt.Errorf("chain under load (sarama): %w", err)
+	}
+	if f.chainLoadKgo, err = e.chainCPU("kgo", inflight, dur); err != nil {
+		return f, fmt.Errorf("chain under load (kgo): %w", err)
+	}
+	f.chainLoad = f.chainLoadSarama
+	if f.chainLoadKgo.cpu() < f.chainLoad.cpu() {
+		f.chainLoad = f.chainLoadKgo
+	}
 	return f, nil
 }
 
@@ -189,6 +203,16 @@ func (f floorResult) print(inflight int) {
 		inflight, us(f.cpuKafka), us(f.cpuHopServer), us(f.cpuHopClient), us(f.cpu()))
 	fmt.Printf("chain floor (a sequential call through bare parts in the mesh's five processes), p50: sarama %s, kgo %s → %s = %.2f× floor\n",
 		ms(f.chainSarama), ms(f.chainKgo), ms(f.chain), float64(f.chain)/float64(f.total()))
+	fmt.Printf("chain floor CPU per call, %d in flight (its caller relay + responder relay, loaded as kar is): sarama %s + %s (%.0f calls/s), kgo %s + %s (%.0f calls/s) → %s = %.2f× the floor's CPU per round trip\n",
+		inflight, us(f.chainLoadSarama.caller), us(f.chainLoadSarama.responder), f.chainLoadSarama.rate,
+		us(f.chainLoadKgo.caller), us(f.chainLoadKgo.responder), f.chainLoadKgo.rate, us(f.chainLoad.cpu()), f.chainLoad.cpu()/f.cpu())
+	for _, c := range []struct {
+		lib string
+		l   chainLoad
+	}{{"sarama", f.chainLoadSarama}, {"kgo", f.chainLoadKgo}} {
+		fmt.Printf("  %s relays: read and write system calls per call %.1f, %.1f; threads put to sleep per call %.2f, %.2f\n",
+			c.lib, c.l.callerSys, c.l.responderSys, c.l.callerSleeps, c.l.respondSleeps)
+	}
 }
 
 // kafkaFloor runs n round trips with lib ("kgo") between a requester and

@@ -74,7 +74,8 @@ func main() {
 			bareServer()
 			return
 		case "chainresponder":
-			chainResponder(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
+			concurrent, _ := strconv.ParseBool(os.Args[6])
+			chainResponder(os.Args[2], os.Args[3], os.Args[4], os.Args[5], concurrent)
 			return
 		case "chaincaller":
 			chainCaller(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
@@ -232,7 +233,7 @@ func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloo
 
 	var floor floorResult
 	if withFloor {
-		if floor, err = e.measureFloorAll(n, inflight); err != nil {
+		if floor, err = e.measureFloorAll(n, inflight, dur); err != nil {
 			return fmt.Errorf("floor: %w", err)
 		}
 		floor.print(inflight)
@@ -276,7 +277,7 @@ func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloo
 	s1 := e.snapshot(sides)
 	rate := float64(calls) / elapsed.Seconds()
 	fmt.Printf("service calls/s, %d in flight: %.0f (original here ~3,800)\n", inflight, rate)
-	s1.sub(s0).print(calls, floor.cpu())
+	s1.sub(s0).print(calls, floor.cpu(), floor.chainLoad.cpu())
 	_, rssService := memory(server.Process.Pid)
 
 	if actors {
@@ -293,7 +294,7 @@ func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloo
 			stopProf()
 			a1 := e.snapshot(sides)
 			fmt.Printf("actor calls/s, %d instances: %.0f (original here ~3,700)\n", inflight, float64(acalls)/aelapsed.Seconds())
-			a1.sub(a0).print(acalls, floor.cpu())
+			a1.sub(a0).print(acalls, floor.cpu(), floor.chainLoad.cpu())
 		}
 	}
 
