@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -63,7 +62,6 @@ func (m *Mesh) renew(ctx context.Context) {
 		m.claimPrimary(ctx)
 	}
 	m.mu.Lock()
-	rec, _ := json.Marshal(m.self)
 	primary := m.self.Partition
 	parts := make([]int32, 0, len(m.owned))
 	for p := range m.owned {
@@ -82,7 +80,7 @@ func (m *Mesh) renew(ctx context.Context) {
 		// known to be still this sidecar's.
 		for i, c := range cmds {
 			if n, _ := c.Int(); parts[i] == primary && n != renewLost {
-				err = m.renewRecord(ctx, rec)
+				err = m.renewRecord(ctx)
 			}
 		}
 	}
@@ -192,11 +190,6 @@ return 0`)
 // set of members: a reader of the set drops ids whose record expired (a
 // Redis outage expires them all), and one that read the set just before
 // this sidecar registered again would otherwise leave it out for good.
-func (m *Mesh) renewRecord(ctx context.Context, rec []byte) error {
-	_, err := m.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, m.keys.Sidecar(m.id), rec, m.opts.LeaseTTL)
-		p.SAdd(ctx, m.keys.Sidecars(), m.id)
-		return nil
-	})
-	return err
+func (m *Mesh) renewRecord(ctx context.Context) error {
+	return m.writeRecord(ctx, "")
 }

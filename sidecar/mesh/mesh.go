@@ -70,9 +70,11 @@ type Mesh struct {
 	rr   atomic.Uint64
 	seq  atomic.Uint64
 
-	mu    sync.Mutex
-	self  Member
-	owned map[int32]*owned
+	mu   sync.Mutex
+	self Member
+	// recordMu orders the writes of this sidecar's record (writeRecord).
+	recordMu sync.Mutex
+	owned    map[int32]*owned
 	// buried: members found dead by adopting their partition (adopt.go),
 	// by id, with that partition; left out of the view.
 	buried  map[string]int32
@@ -275,17 +277,37 @@ func (m *Mesh) Announce(ctx context.Context, services, actors []string) error {
 
 // register writes this sidecar's record and tells the others.
 func (m *Mesh) register(ctx context.Context, what string) error {
+	if err := m.writeRecord(ctx, what); err != nil {
+		return fmt.Errorf("register sidecar: %w", err)
+	}
+	return nil
+}
+
+// writeRecord writes this sidecar's record as it is now, with a lease's
+// time to live, and puts the sidecar in the set of members; with what
+// ("join", "update"), it also tells the others (see notice).
+//
+// The writes follow one another (recordMu), each taking the record when
+// its turn comes: a lease renewal that took the record before an
+// announcement and wrote it after (renew waits for Redis between the two)
+// put the sidecar's former services and actor types back. The members
+// had heard the announcement, but a sidecar joining later read the stale
+// record and routed nothing of the new types here until its next whole
+// read of the members (membershipPoll).
+func (m *Mesh) writeRecord(ctx context.Context, what string) error {
+	m.recordMu.Lock()
+	defer m.recordMu.Unlock()
 	m.mu.Lock()
 	rec, _ := json.Marshal(m.self)
 	m.mu.Unlock()
 	pipe := m.rdb.TxPipeline()
 	pipe.Set(ctx, m.keys.Sidecar(m.id), rec, m.opts.LeaseTTL)
 	pipe.SAdd(ctx, m.keys.Sidecars(), m.id)
-	pipe.Publish(ctx, m.keys.Members(), what+" "+m.id+" "+string(rec)) // see notice
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("register sidecar: %w", err)
+	if what != "" {
+		pipe.Publish(ctx, m.keys.Members(), what+" "+m.id+" "+string(rec))
 	}
-	return nil
+	_, err := pipe.Exec(ctx)
+	return err
 }
 
 func (m *Mesh) isWithdrawn() bool {
