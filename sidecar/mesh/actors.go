@@ -223,9 +223,14 @@ func (m *Mesh) place(ctx context.Context, typ, id string, exclude string) (*Memb
 	}
 	mem := v.byID[host]
 	if mem == nil {
-		// Placed on a sidecar that joined after the last refresh.
-		if err := m.refresh(ctx); err == nil {
-			mem = m.view.Load().byID[host]
+		// Placed on a sidecar that joined after this view: its record says
+		// where it reads, and refreshLoop brings the view up to date. Not
+		// a whole read stored from here: one that began before a notice
+		// and was stored after it would undo the notice (refreshLoop).
+		mem = m.loadMember(ctx, host)
+		select {
+		case m.refreshC <- struct{}{}:
+		default:
 		}
 		if mem == nil {
 			return cand, nil

@@ -122,7 +122,22 @@ func LoadMembers(ctx context.Context, rdb redis.UniversalClient, keys store.Keys
 	return out, nil
 }
 
-// refresh reloads the view and retries held requests that may now have a target.
+// loadMember reads the record of member id, nil when it has none (it left
+// or died) or Redis cannot say.
+func (m *Mesh) loadMember(ctx context.Context, id string) *Member {
+	s, err := m.rdb.Get(ctx, m.keys.Sidecar(id)).Result()
+	if err != nil {
+		return nil
+	}
+	mem := &Member{raw: s}
+	if json.Unmarshal([]byte(s), mem) != nil || mem.ID != id {
+		return nil
+	}
+	return mem
+}
+
+// refresh reloads the view and retries held requests that may now have a
+// target. Only Join (before the loops start) and refreshLoop call it.
 func (m *Mesh) refresh(ctx context.Context) error {
 	ms, err := LoadMembers(ctx, m.rdb, m.keys)
 	if err != nil {
