@@ -106,11 +106,9 @@ func LoadMembers(ctx context.Context, rdb redis.UniversalClient, keys store.Keys
 			gone = append(gone, ids[i])
 			continue
 		}
-		mem := &Member{raw: s}
-		if json.Unmarshal([]byte(s), mem) != nil {
-			continue
+		if mem := decodeMember(s); mem != nil {
+			out = append(out, mem)
 		}
-		out = append(out, mem)
 	}
 	if len(gone) > 0 {
 		pipe := rdb.Pipeline()
@@ -129,8 +127,17 @@ func (m *Mesh) loadMember(ctx context.Context, id string) *Member {
 	if err != nil {
 		return nil
 	}
-	mem := &Member{raw: s}
-	if json.Unmarshal([]byte(s), mem) != nil || mem.ID != id {
+	if mem := decodeMember(s); mem != nil && mem.ID == id {
+		return mem
+	}
+	return nil
+}
+
+// decodeMember reads a member record as stored (register), nil when it is
+// not one.
+func decodeMember(rec string) *Member {
+	mem := &Member{raw: rec}
+	if json.Unmarshal([]byte(rec), mem) != nil {
 		return nil
 	}
 	return mem
@@ -191,8 +198,8 @@ func parseNotice(payload string) (n notice, ok bool) {
 	case "leave":
 		return notice{id: id, leave: true}, true
 	case "join", "update":
-		mem := &Member{raw: rec}
-		if rec == "" || json.Unmarshal([]byte(rec), mem) != nil || mem.ID != id {
+		mem := decodeMember(rec)
+		if mem == nil || mem.ID != id {
 			return n, false
 		}
 		return notice{id: id, mem: mem}, true
