@@ -10,6 +10,9 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/kar-runtime/kar/entrypoint"
+	"github.com/kar-runtime/kar/sidecar"
 )
 
 // exitUsage is the exit code for bad flags, configuration or arguments.
@@ -44,7 +47,29 @@ func commands() map[string]command {
 }
 
 func main() {
-	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	if sidecarProcess(args) {
+		// Here and not in runRun: dispatch runs in tests' processes too.
+		if err := sidecar.ExecQuietSysmon(); err != nil {
+			fmt.Fprintf(os.Stderr, "kar: %v; going on without it\n", err)
+		}
+	}
+	os.Exit(dispatch(args, os.Stdout, os.Stderr))
+}
+
+// sidecarProcess tells whether this process is to run a sidecar: kar run,
+// or kar entrypoint with the sidecar in the container.
+func sidecarProcess(args []string) bool {
+	switch {
+	case len(args) == 0:
+		return false
+	case args[0] == "run":
+		return true
+	case args[0] == "entrypoint":
+		plan, err := entrypoint.NewPlan(os.LookupEnv, args[1:])
+		return err == nil && plan.Sidecar
+	}
+	return false
 }
 
 func dispatch(args []string, stdout, stderr io.Writer) int {

@@ -151,3 +151,45 @@ func TestSecuredBackends(t *testing.T) {
 		}
 	}
 }
+
+// TestSidecarRunsWithQuietSysmon: `kar run` runs under
+// GODEBUG=schedtrace=2147483647 (sidecar/sysmon.go) after the GODEBUG it
+// was given, and the component gets GODEBUG as kar was given it; a
+// schedtrace of the user's own is kept, and kar does not add its own.
+func TestSidecarRunsWithQuietSysmon(t *testing.T) {
+	b := testenv.Backend(t)
+	cases := []struct {
+		name, given    string // GODEBUG given to kar run ("" for none)
+		kar, component string // what kar and the component then run under
+	}{
+		{"none", "", "GODEBUG=schedtrace=2147483647", "godebug=[unset]"},
+		{"users", "GODEBUG=madvdontneed=1", "GODEBUG=madvdontneed=1,schedtrace=2147483647", "godebug=[madvdontneed=1]"},
+		{"own schedtrace", "GODEBUG=schedtrace=0", "GODEBUG=schedtrace=0", "godebug=[schedtrace=0]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := karEnv(b)
+			if c.given != "" {
+				env = append(env, c.given)
+			}
+			p := testenv.Start(t, "godebug", env, "", testenv.KarBin(t), "run", "-app", "godebug",
+				"sh", "-c", `echo "godebug=[${GODEBUG-unset}]"; while [ ! -e /nonexistent-stop ]; do sleep 0.05; done`)
+			p.WaitOutput(t, "[STDOUT] "+c.component, 20*time.Second)
+			// The kernel keeps the environment a process was started with.
+			environ, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID()) + "/environ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, kv := range strings.Split(string(environ), "\x00") {
+				if strings.HasPrefix(kv, "GODEBUG=") {
+					got = append(got, kv)
+				}
+			}
+			if len(got) != 1 || got[0] != c.kar {
+				t.Errorf("kar runs under %q, want %q", got, c.kar)
+			}
+			p.Kill()
+		})
+	}
+}

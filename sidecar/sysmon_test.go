@@ -1,0 +1,28 @@
+package sidecar
+
+import "testing"
+
+func TestGODEBUGSettings(t *testing.T) {
+	for _, c := range []struct {
+		godebug    string
+		rest       string
+		ours       bool
+		schedtrace bool
+	}{
+		{"", "", false, false},
+		{"schedtrace=2147483647", "", true, true},
+		{"madvdontneed=1,schedtrace=2147483647", "madvdontneed=1", true, true},
+		{"schedtrace=2147483647,gctrace=1", "gctrace=1", true, true},
+		{"schedtrace=1000", "schedtrace=1000", false, true},
+		{"gctrace=1", "gctrace=1", false, false},
+		{"xschedtrace=5", "xschedtrace=5", false, false},
+	} {
+		rest, ours := withoutSetting(c.godebug, sysmonSetting)
+		if rest != c.rest || ours != c.ours {
+			t.Errorf("withoutSetting(%q) = %q, %v; want %q, %v", c.godebug, rest, ours, c.rest, c.ours)
+		}
+		if got := hasSetting(c.godebug, "schedtrace"); got != c.schedtrace {
+			t.Errorf("hasSetting(%q, schedtrace) = %v, want %v", c.godebug, got, c.schedtrace)
+		}
+	}
+}
