@@ -193,7 +193,9 @@ func (e *env) startChain(lib string, concurrent bool) (c *runningChain, err erro
 	topic := fmt.Sprintf("chain-%s-%d", lib, e.nextRound())
 	callerPort, _ := freePort()
 	callerAddr := "127.0.0.1:" + strconv.Itoa(callerPort)
-	componentAddr, _, stopComponent, err := e.startServer("bareserver")
+	// The component is the same as kar's: a child of kar run gets the
+	// environment kar was given.
+	componentAddr, _, stopComponent, err := e.startServer("bareserver", os.Environ())
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +217,7 @@ func (e *env) startChain(lib string, concurrent bool) (c *runningChain, err erro
 		{"chaincaller", lib, e.brokers, topic, callerAddr},
 	} {
 		cmd := exec.Command(e.self, args...)
+		cmd.Env = standInEnv()
 		stdin, _ := cmd.StdinPipe()
 		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr

@@ -19,6 +19,13 @@ package main
 // Kafka requester and responder (kgo), plus the server side of one hop (a
 // caller sidecar answers its component) and the client side of another (a
 // server sidecar calls its component).
+//
+// The parts in the sidecars' places (the floor's pairs, the chain's relays)
+// run under the GODEBUG setting kar's sidecars run under (internal/sysmon):
+// Go's sysmon costs bare Go processes what it cost the sidecars, and a
+// floor without the setting would be slower than those parts can go. The
+// component, the client and the backend are kar's as well as the floors',
+// and stay as they are.
 
 import (
 	"bufio"
@@ -38,7 +45,12 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kar-runtime/kar/internal/sysmon"
 )
+
+// standInEnv is the environment of a process in a sidecar's place.
+func standInEnv() []string { return sysmon.Env(os.Environ()) }
 
 // floorResult is what the floor measured.
 type floorResult struct {
@@ -168,7 +180,7 @@ const idleGap = 500 * time.Microsecond
 // idleHopFloor times n bare hops from this process to a bare server, each
 // after both have rested idleGap.
 func (e *env) idleHopFloor(n int) (time.Duration, error) {
-	addr, _, stop, err := e.startServer("bareserver")
+	addr, _, stop, err := e.startServer("bareserver", standInEnv())
 	if err != nil {
 		return 0, err
 	}
@@ -221,6 +233,7 @@ func (f floorResult) print(inflight int) {
 func (e *env) kafkaFloor(lib string, n, inflight int) (time.Duration, float64, error) {
 	topic := fmt.Sprintf("floor-%s-%d-%d", lib, inflight, e.nextRound())
 	resp := exec.Command(e.self, "kresponder", lib, e.brokers, topic)
+	resp.Env = standInEnv()
 	rin, _ := resp.StdinPipe()
 	rout, _ := resp.StdoutPipe()
 	resp.Stderr = os.Stderr
@@ -238,7 +251,7 @@ func (e *env) kafkaFloor(lib string, n, inflight int) (time.Duration, float64, e
 // server process of kind server, inflight at a time, and returns the p50
 // and the CPU per request of each side.
 func (e *env) hopFloor(client, server string, n, inflight int) (time.Duration, float64, float64, error) {
-	addr, pid, stop, err := e.startServer(server)
+	addr, pid, stop, err := e.startServer(server, standInEnv())
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -247,11 +260,12 @@ func (e *env) hopFloor(client, server string, n, inflight int) (time.Duration, f
 }
 
 // startServer starts this program as an HTTP server of kind ("bareserver",
-// "component") on a free port and waits until it listens; stop kills it.
-func (e *env) startServer(kind string) (addr string, pid int, stop func(), err error) {
+// "component") with environment env on a free port and waits until it
+// listens; stop kills it.
+func (e *env) startServer(kind string, env []string) (addr string, pid int, stop func(), err error) {
 	port, _ := freePort()
 	srv := exec.Command(e.self, kind)
-	srv.Env = append(os.Environ(), "KAR_APP_PORT="+strconv.Itoa(port))
+	srv.Env = append(env, "KAR_APP_PORT="+strconv.Itoa(port))
 	if err := srv.Start(); err != nil {
 		return "", 0, nil, err
 	}
@@ -275,6 +289,7 @@ func (e *env) runRequester(peer int, args ...string) (time.Duration, float64, er
 // same span is read from /proc. CPU figures are per round trip.
 func (e *env) runRequesterCPU(peer int, args ...string) (time.Duration, float64, float64, error) {
 	cmd := exec.Command(e.self, args...)
+	cmd.Env = standInEnv()
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

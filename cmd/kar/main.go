@@ -12,7 +12,7 @@ import (
 	"syscall"
 
 	"github.com/kar-runtime/kar/entrypoint"
-	"github.com/kar-runtime/kar/sidecar"
+	"github.com/kar-runtime/kar/internal/sysmon"
 )
 
 // exitUsage is the exit code for bad flags, configuration or arguments.
@@ -50,7 +50,7 @@ func main() {
 	args := os.Args[1:]
 	if sidecarProcess(args) {
 		// Here and not in runRun: dispatch runs in tests' processes too.
-		if err := sidecar.ExecQuietSysmon(); err != nil {
+		if err := sysmon.Exec(); err != nil {
 			fmt.Fprintf(os.Stderr, "kar: %v; going on without it\n", err)
 		}
 	}

@@ -153,7 +153,7 @@ func TestSecuredBackends(t *testing.T) {
 }
 
 // TestSidecarRunsWithQuietSysmon: `kar run` runs under
-// GODEBUG=schedtrace=2147483647 (sidecar/sysmon.go) after the GODEBUG it
+// GODEBUG=schedtrace=2147483647 (internal/sysmon) after the GODEBUG it
 // was given, and the component gets GODEBUG as kar was given it; a
 // schedtrace of the user's own is kept, and kar does not add its own.
 func TestSidecarRunsWithQuietSysmon(t *testing.T) {

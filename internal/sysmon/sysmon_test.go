@@ -1,6 +1,9 @@
-package sidecar
+package sysmon
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestGODEBUGSettings(t *testing.T) {
 	for _, c := range []struct {
@@ -17,12 +20,33 @@ func TestGODEBUGSettings(t *testing.T) {
 		{"gctrace=1", "gctrace=1", false, false},
 		{"xschedtrace=5", "xschedtrace=5", false, false},
 	} {
-		rest, ours := withoutSetting(c.godebug, sysmonSetting)
+		rest, ours := withoutSetting(c.godebug, Setting)
 		if rest != c.rest || ours != c.ours {
 			t.Errorf("withoutSetting(%q) = %q, %v; want %q, %v", c.godebug, rest, ours, c.rest, c.ours)
 		}
 		if got := hasSetting(c.godebug, "schedtrace"); got != c.schedtrace {
 			t.Errorf("hasSetting(%q, schedtrace) = %v, want %v", c.godebug, got, c.schedtrace)
+		}
+	}
+}
+
+func TestEnv(t *testing.T) {
+	for _, c := range []struct {
+		env  []string
+		want string // its GODEBUG after Env
+	}{
+		{[]string{"A=1"}, "GODEBUG=" + Setting},
+		{[]string{"GODEBUG=gctrace=1", "A=1"}, "GODEBUG=gctrace=1," + Setting},
+		{[]string{"GODEBUG=schedtrace=0"}, "GODEBUG=schedtrace=0"},
+	} {
+		var got []string
+		for _, kv := range Env(c.env) {
+			if strings.HasPrefix(kv, "GODEBUG=") {
+				got = append(got, kv)
+			}
+		}
+		if len(got) != 1 || got[0] != c.want {
+			t.Errorf("Env(%q) has %q, want %q", c.env, got, c.want)
 		}
 	}
 }

@@ -1,4 +1,6 @@
-package sidecar
+// Package sysmon runs a kar sidecar's process with Go's sysmon thread kept
+// from its deep sleep (GODEBUG=schedtrace=2147483647), and says how.
+package sysmon
 
 import (
 	"fmt"
@@ -7,7 +9,7 @@ import (
 	"syscall"
 )
 
-// A sidecar runs with GODEBUG=schedtrace=2147483647, set by ExecQuietSysmon
+// A sidecar runs with GODEBUG=schedtrace=2147483647, set by Exec
 // before it starts, for what that setting does to Go's sysmon thread.
 //
 // sysmon wakes every 20 µs to 10 ms to take back processors stuck in
@@ -34,16 +36,16 @@ import (
 //
 // The runtime reads schedtrace only when the process starts, and the
 // go command refuses it as a //go:debug directive, hence the exec.
-const sysmonSetting = "schedtrace=2147483647"
+const Setting = "schedtrace=2147483647"
 
-// ExecQuietSysmon replaces the process with itself under sysmonSetting,
-// unless GODEBUG sets schedtrace already (the user's own choice is kept).
-// In the process it started, it takes the setting out of GODEBUG again, so
-// that the component and every other child get the GODEBUG kar was given.
-// It returns only when it did not exec: nil, or why it could not.
-func ExecQuietSysmon() error {
+// Exec replaces the process with itself under Setting, unless GODEBUG
+// sets schedtrace already (the user's own choice is kept). In the process
+// it started, it takes Setting out of GODEBUG again, so that the component
+// and every other child get the GODEBUG kar was given. It returns only
+// when it did not exec: nil, or why it could not.
+func Exec() error {
 	godebug := os.Getenv("GODEBUG")
-	if rest, ours := withoutSetting(godebug, sysmonSetting); ours {
+	if rest, ours := withoutSetting(godebug, Setting); ours {
 		// The runtime has read it; changing GODEBUG now changes only
 		// what children see (schedtrace is read once, at start).
 		if rest == "" {
@@ -56,14 +58,28 @@ func ExecQuietSysmon() error {
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("cannot find kar's executable to run it with %s: %w", sysmonSetting, err)
+		return fmt.Errorf("cannot find kar's executable to run it with %s: %w", Setting, err)
 	}
-	with := sysmonSetting
+	return fmt.Errorf("cannot run kar with %s: %w", Setting, syscall.Exec(exe, os.Args, Env(os.Environ())))
+}
+
+// Env is env with Setting added to its GODEBUG, unless that sets
+// schedtrace already: how the bench runs its stand-ins for sidecars.
+func Env(env []string) []string {
+	var godebug string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+			godebug = v
+		}
+	}
+	if hasSetting(godebug, "schedtrace") {
+		return env
+	}
+	with := Setting
 	if godebug != "" {
-		with = godebug + "," + sysmonSetting
+		with = godebug + "," + Setting
 	}
-	env := append(withoutVar(os.Environ(), "GODEBUG"), "GODEBUG="+with)
-	return fmt.Errorf("cannot run kar with %s: %w", sysmonSetting, syscall.Exec(exe, os.Args, env))
+	return append(withoutVar(env, "GODEBUG"), "GODEBUG="+with)
 }
 
 // withoutSetting removes the comma-separated setting from godebug, saying
