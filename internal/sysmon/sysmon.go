@@ -14,17 +14,17 @@ import (
 //
 // sysmon wakes every 20 µs to 10 ms to take back processors stuck in
 // system calls. Once every processor is idle it sleeps until woken, and the
-// next system call wakes it (a futex call on that call's path) and starts it
-// over at 20 µs, for at least 50 sleeps. A sidecar under load goes idle
-// between bursts thousands of times a second, so its sysmon kept sleeping
-// 20 µs at a time: 3,700–4,400 nanosleeps a second in each sidecar of the
-// bench, each about 10 µs of CPU on this machine (a timer armed, a thread
-// switched out and back), plus the futex calls. With schedtrace set, sysmon
-// never takes that deep sleep (so that it can print the trace on time), so
-// it is never woken and started over; it backs off to 10 ms as it does in a
-// process that stays busy. Measured on the bench (README, Performance): a
-// quarter of the threads put to sleep per call, and 14–22% less CPU per
-// service call (2–11% per actor call).
+// next system call wakes it (a futex call on that call's path) and starts
+// it over at 20 µs sleeps, doubled only after 50 of them. A sidecar under
+// load goes idle between bursts thousands of times a second, so its sysmon
+// kept sleeping 20 µs at a time: 3,700–4,400 nanosleeps a second in each
+// sidecar of the bench, each about 10 µs of CPU on this machine (a timer
+// armed, a thread switched out and back), plus the futex calls. With
+// schedtrace set, sysmon never takes that deep sleep (so that it can print
+// the trace on time), so it is never woken and started over; it backs off
+// to 10 ms as it does in a process that stays busy. Measured on the bench
+// (README, Performance): a quarter of the threads put to sleep per call,
+// and 14–22% less CPU per service call (2–11% per actor call).
 //
 // What it costs: an idle sidecar's sysmon wakes every 10 ms where it slept
 // until the next timer (measured: 2.9 against 2.5 ms of CPU a second, of
