@@ -5,9 +5,12 @@ package main
 // caller over HTTP, which produces the request and waits for its response
 // on another partition; a bare responder reads the request, calls the
 // bare component over HTTP and produces the response. Each part is the
-// fastest of its kind (the bare HTTP client and server, the quicker of
-// sarama and kgo), and the bench times it with the same client and loop as
-// kar's sequential calls.
+// fastest of its kind (the bare HTTP client and server; the quickest of
+// sarama, kgo and the wire client of wire.go), and the bench times it with
+// the same client and loop as kar's sequential calls. Under load only
+// sarama's and kgo's ends are timed: there a client must put the records
+// of many calls in one request, which their producers do and the wire
+// client, one record per request, does not.
 //
 // Why it is measured besides the floor of parts (floor.go): each hop of a
 // sequential call reaches a process that has been idle since the call
@@ -43,13 +46,23 @@ import (
 type chainKafka struct {
 	// produce writes a record and waits for its acknowledgement.
 	produce func(key, value []byte) error
-	// each calls fn for every record read, for ever.
+	// send writes a record without waiting for it where the library
+	// lets records go in batches (kgo), and as produce does elsewhere.
+	send func(key, value []byte)
+	// each calls fn for every record read, until reading fails.
 	each func(fn func(key, value []byte))
 }
 
-func newChainKafka(lib, brokers, topic string, produceTo, consume int32) (*chainKafka, error) {
+func newChainKafka(lib, brokers, topic string, produceTo, consume int32) (k *chainKafka, err error) {
+	defer func() {
+		if k != nil && k.send == nil {
+			k.send = func(key, value []byte) { k.produce(key, value) }
+		}
+	}()
 	ctx := context.Background()
 	switch lib {
+	case "wire":
+		return newWireKafka(brokers, topic, produceTo, consume)
 	case "sarama":
 		cfg := floorConfig()
 		cons, err := sarama.NewConsumer([]string{brokers}, cfg)
@@ -85,6 +98,9 @@ func newChainKafka(lib, brokers, topic string, produceTo, consume int32) (*chain
 		return &chainKafka{
 			produce: func(key, value []byte) error {
 				return cl.ProduceSync(ctx, &kgo.Record{Partition: produceTo, Key: key, Value: value}).FirstErr()
+			},
+			send: func(key, value []byte) {
+				cl.Produce(ctx, &kgo.Record{Partition: produceTo, Key: key, Value: value}, nil)
 			},
 			each: func(fn func(key, value []byte)) {
 				for {

@@ -7,7 +7,8 @@ package main
 //   - The Kafka round trip (request produced to one partition, read by a
 //     responder that produces the response to another, read back) is timed
 //     with both client libraries in reach, sarama and franz-go's kgo, and
-//     the faster one counts.
+//     with the wire client (wire.go: sarama's requests on connections of
+//     their own, as kar's sidecars go), and the quickest one counts.
 //   - A loopback HTTP hop on a kept-alive connection is timed with three
 //     client/server pairs (net/http → net/http, a bare HTTP/1.1 client →
 //     net/http, bare client → bare server), and the fastest one counts.
@@ -29,7 +30,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -54,15 +54,15 @@ func standInEnv() []string { return sysmon.Env(os.Environ()) }
 
 // floorResult is what the floor measured.
 type floorResult struct {
-	kafka, saramaRT, kgoRT time.Duration
-	hop                    time.Duration
-	hops                   []hopResult
+	kafka, saramaRT, kgoRT, wireRT time.Duration
+	hop                            time.Duration
+	hops                           []hopResult
 	// idleHop is a bare hop to a server idle for idleGap before it (the
 	// client idle too), as every hop of a sequential call through the
-	// mesh is; chain is the chain floor (chain.go), the quicker of
-	// chainSarama and chainKgo.
-	idleHop                      time.Duration
-	chain, chainSarama, chainKgo time.Duration
+	// mesh is; chain is the chain floor (chain.go), the quickest of
+	// chainSarama, chainKgo and chainWire.
+	idleHop                                 time.Duration
+	chain, chainSarama, chainKgo, chainWire time.Duration
 	// cpuKafka is the CPU per round trip of requester and responder
 	// together with inflight round trips in flight; cpuHopServer and
 	// cpuHopClient are those of each side of one hop, likewise.
@@ -89,14 +89,19 @@ func (e *env) measureFloorAll(n, inflight int, dur time.Duration) (floorResult, 
 	if f.saramaRT, err = fastest(n, e.measureFloor); err != nil {
 		return f, fmt.Errorf("sarama round trip: %w", err)
 	}
-	f.kgoRT, err = fastest(n, func(n int) (time.Duration, error) {
-		p50, _, err := e.kafkaFloor("kgo", n, 1)
-		return p50, err
-	})
-	if err != nil {
-		return f, fmt.Errorf("kgo round trip: %w", err)
+	for _, c := range []struct {
+		lib string
+		p50 *time.Duration
+	}{{"kgo", &f.kgoRT}, {"wire", &f.wireRT}} {
+		*c.p50, err = fastest(n, func(n int) (time.Duration, error) {
+			p50, _, err := e.kafkaFloor(c.lib, n, 1)
+			return p50, err
+		})
+		if err != nil {
+			return f, fmt.Errorf("%s round trip: %w", c.lib, err)
+		}
 	}
-	f.kafka = min(f.saramaRT, f.kgoRT)
+	f.kafka = min(f.saramaRT, f.kgoRT, f.wireRT)
 	if _, f.cpuKafka, err = e.kafkaFloor("kgo", 20*n, inflight); err != nil {
 		return f, fmt.Errorf("kgo round trips in flight: %w", err)
 	}
@@ -126,12 +131,12 @@ func (e *env) measureFloorAll(n, inflight int, dur time.Duration) (floorResult, 
 	for _, c := range []struct {
 		lib string
 		p50 *time.Duration
-	}{{"sarama", &f.chainSarama}, {"kgo", &f.chainKgo}} {
+	}{{"sarama", &f.chainSarama}, {"kgo", &f.chainKgo}, {"wire", &f.chainWire}} {
 		if *c.p50, err = fastest(n, func(n int) (time.Duration, error) { return e.chainFloor(c.lib, n) }); err != nil {
 			return f, fmt.Errorf("chain floor (%s): %w", c.lib, err)
 		}
 	}
-	f.chain = min(f.chainSarama, f.chainKgo)
+	f.chain = min(f.chainSarama, f.chainKgo, f.chainWire)
 	if f.chainLoadSarama, err = e.chainCPU("sarama", inflight, dur); err != nil {
 		return f, fmt.Errorf("chain under load (sarama): %w", err)
 	}
@@ -203,7 +208,7 @@ func (e *env) idleHopFloor(n int) (time.Duration, error) {
 
 func (f floorResult) print(inflight int) {
 	fmt.Printf("floor (bare parts, separate processes, fastest of each, best of %d rounds):\n", floorRounds)
-	fmt.Printf("  Kafka round trip (request+response) p50: sarama %s, kgo %s → %s\n", ms(f.saramaRT), ms(f.kgoRT), ms(f.kafka))
+	fmt.Printf("  Kafka round trip (request+response) p50: sarama %s, kgo %s, wire %s → %s\n", ms(f.saramaRT), ms(f.kgoRT), ms(f.wireRT), ms(f.kafka))
 	var hs []string
 	for _, h := range f.hops {
 		hs = append(hs, fmt.Sprintf("%s %s", h.name, ms(h.p50)))
@@ -213,8 +218,8 @@ func (f floorResult) print(inflight int) {
 	fmt.Printf("  the same bare hop after both ends rested %s, p50: %s\n", idleGap, ms(f.idleHop))
 	fmt.Printf("  floor CPU per round trip, %d in flight: Kafka requester+responder (kgo) %s + HTTP server side %s + HTTP client side %s = %s\n",
 		inflight, us(f.cpuKafka), us(f.cpuHopServer), us(f.cpuHopClient), us(f.cpu()))
-	fmt.Printf("chain floor (a sequential call through bare parts in the mesh's five processes), p50: sarama %s, kgo %s → %s = %.2f× floor\n",
-		ms(f.chainSarama), ms(f.chainKgo), ms(f.chain), float64(f.chain)/float64(f.total()))
+	fmt.Printf("chain floor (a sequential call through bare parts in the mesh's five processes), p50: sarama %s, kgo %s, wire %s → %s = %.2f× floor\n",
+		ms(f.chainSarama), ms(f.chainKgo), ms(f.chainWire), ms(f.chain), float64(f.chain)/float64(f.total()))
 	fmt.Printf("chain floor CPU per call, %d in flight (its caller relay + responder relay, loaded as kar is): sarama %s + %s (%.0f calls/s), kgo %s + %s (%.0f calls/s) → %s = %.2f× the floor's CPU per round trip\n",
 		inflight, us(f.chainLoadSarama.caller), us(f.chainLoadSarama.responder), f.chainLoadSarama.rate,
 		us(f.chainLoadKgo.caller), us(f.chainLoadKgo.responder), f.chainLoadKgo.rate, us(f.chainLoad.cpu()), f.chainLoad.cpu()/f.cpu())
@@ -377,39 +382,26 @@ func kgoClient(brokers, topic string, consume int32) (*kgo.Client, error) {
 // kafkaResponder is the floor's responder process: every record read on
 // partition 0 goes back on partition 1, as a serving sidecar answers.
 func kafkaResponder(lib, brokers, topic string) {
-	if lib != "kgo" {
-		fmt.Println("error unknown library", lib)
-		os.Exit(1)
-	}
-	ctx := context.Background()
 	if err := createFloorTopic(brokers, topic); err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	cl, err := kgoClient(brokers, topic, 0)
+	k, err := newChainKafka(lib, brokers, topic, 1, 0)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
 	go func() { io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
 	fmt.Println("ready")
-	for {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			cl.Produce(ctx, &kgo.Record{Partition: 1, Key: r.Key, Value: r.Value}, nil)
-		})
-	}
+	k.each(k.send)
+	os.Exit(1) // each returns only when reading failed
 }
 
 // kafkaRequester is the floor's requester process: each round trip
 // produces a keyed request to partition 0 and waits for its response on
 // partition 1.
 func kafkaRequester(lib, brokers, topic string, n, inflight int) {
-	if lib != "kgo" {
-		fmt.Println("error unknown library", lib)
-		os.Exit(1)
-	}
-	ctx := context.Background()
-	cl, err := kgoClient(brokers, topic, 1)
+	k, err := newChainKafka(lib, brokers, topic, 0, 1)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -417,17 +409,16 @@ func kafkaRequester(lib, brokers, topic string, n, inflight int) {
 	var mu sync.Mutex
 	waiting := map[string]chan struct{}{}
 	go func() {
-		for {
-			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-				mu.Lock()
-				ch := waiting[string(r.Key)]
-				delete(waiting, string(r.Key))
-				mu.Unlock()
-				if ch != nil {
-					close(ch)
-				}
-			})
-		}
+		k.each(func(key, _ []byte) {
+			mu.Lock()
+			ch := waiting[string(key)]
+			delete(waiting, string(key))
+			mu.Unlock()
+			if ch != nil {
+				close(ch)
+			}
+		})
+		os.Exit(1) // each returns only when reading failed
 	}()
 	var seq atomic.Int64
 	requesterLoop(n, inflight, func() error {
@@ -436,9 +427,7 @@ func kafkaRequester(lib, brokers, topic string, n, inflight int) {
 		mu.Lock()
 		waiting[key] = ch
 		mu.Unlock()
-		errc := make(chan error, 1)
-		cl.Produce(ctx, &kgo.Record{Partition: 0, Key: []byte(key), Value: []byte(`{"x":1}`)}, func(_ *kgo.Record, err error) { errc <- err })
-		if err := <-errc; err != nil {
+		if err := k.produce([]byte(key), []byte(`{"x":1}`)); err != nil {
 			return err
 		}
 		select {

@@ -82,27 +82,29 @@ func main() {
 			return
 		}
 	}
-	n := flag.Int("n", 2000, "sequential calls per latency figure")
-	dur := flag.Duration("duration", 5*time.Second, "length of each throughput run")
-	inflight := flag.Int("inflight", 64, "calls in flight for the throughput figure")
-	reps := flag.Int("reps", 5, "repetitions of the start-up figures")
-	actors := flag.Bool("actors", true, "also measure actor calls")
-	scrape := flag.Duration("scrape", 0, "scrape both sidecars' /metrics this often while measuring, as Prometheus would (0: never)")
-	startup := flag.Bool("startup", true, "also measure the start-up figures (one-shot kar rest, kar run, new replica, joins and leaves)")
-	withFloor := flag.Bool("floor", true, "measure the floor (without it, ratios to the floor print as +Inf: for A/B runs of two builds)")
+	var o options
+	flag.IntVar(&o.n, "n", 2000, "sequential calls per latency figure, over all rounds")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds the sequential calls are timed in, each with its floors (rounds.go)")
+	flag.DurationVar(&o.dur, "duration", 5*time.Second, "length of each throughput run")
+	flag.IntVar(&o.inflight, "inflight", 64, "calls in flight for the throughput figure")
+	flag.IntVar(&o.reps, "reps", 5, "repetitions of the start-up figures")
+	flag.BoolVar(&o.actors, "actors", true, "also measure actor calls")
+	flag.DurationVar(&o.scrape, "scrape", 0, "scrape both sidecars' /metrics this often while measuring, as Prometheus would (0: never)")
+	flag.BoolVar(&o.startup, "startup", true, "also measure the start-up figures (one-shot kar rest, kar run, new replica, joins and leaves)")
+	flag.BoolVar(&o.withFloor, "floor", true, "measure the floor (without it, ratios to the floor print as +Inf: for A/B runs of two builds)")
 	soakFor := flag.Duration("soak", 0, "instead of the figures, load a server sidecar this long and sample its memory (soak.go)")
 	soakEvery := flag.Duration("soak.every", 5*time.Second, "how often -soak samples the server sidecar's memory")
 	soakPerID := flag.Int("soak.per_id", 100, "calls of an actor worker to one id before -soak moves it to a new one (0: never)")
-	callPath := flag.Bool("callpath", false, "also trace both sidecars over sequential calls and print where a call's time goes (callpath.go)")
+	flag.BoolVar(&o.callPath, "callpath", false, "also trace both sidecars over sequential calls and print where a call's time goes (callpath.go)")
 	flag.Parse()
 	if *soakFor > 0 {
-		if err := runSoak(*soakFor, *soakEvery, *inflight, *soakPerID); err != nil {
+		if err := runSoak(*soakFor, *soakEvery, o.inflight, *soakPerID); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if *callPath {
+	if o.callPath {
 		// The traces are taken from the sidecars' pprof.
 		for _, name := range []string{"BENCH_PPROF_CALLER", "BENCH_PPROF_SERVER"} {
 			if os.Getenv(name) == "" {
@@ -111,7 +113,7 @@ func main() {
 			}
 		}
 	}
-	if err := run(*n, *dur, *inflight, *reps, *actors, *startup, *withFloor, *callPath, *scrape); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -223,7 +225,16 @@ func startEnv() (e *env, stop func(), err error) {
 	return e, func() { e.stopAll(); stopBackend() }, nil
 }
 
-func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloor, callPath bool, scrape time.Duration) error {
+// options are the bench's flags (main).
+type options struct {
+	n, rounds, inflight, reps            int
+	dur, scrape                          time.Duration
+	actors, startup, withFloor, callPath bool
+}
+
+func run(o options) error {
+	n, dur, inflight, reps := o.n, o.dur, o.inflight, o.reps
+	actors, startup, withFloor, callPath, scrape := o.actors, o.startup, o.withFloor, o.callPath, o.scrape
 	e, stop, err := startEnv()
 	if err != nil {
 		return err
@@ -238,7 +249,6 @@ func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloo
 		}
 		floor.print(inflight)
 	}
-	floorTotal := floor.total()
 
 	// The mesh: one server component, one caller sidecar.
 	serverPort, _ := freePort()
@@ -261,9 +271,25 @@ func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloo
 	if err := e.waitCall(url, 30*time.Second); err != nil {
 		return err
 	}
-	lat := e.sequential(url, n)
-	p50 := percentile(lat, 50)
-	fmt.Printf("sequential service call: p50 %s, p99 %s = %.2f× floor (issue 16: ≤ 1.2×; original 2.4×), %.2f× chain floor\n", ms(p50), ms(percentile(lat, 99)), float64(p50)/float64(floorTotal), float64(p50)/float64(floor.chain))
+	aurl := func(i int) string { return fmt.Sprintf("%s/kar/v1/actor/Counter/c%d/call/incr", callerURL, i) }
+	actorURL := ""
+	if actors {
+		if err := e.waitCall(aurl(0), 30*time.Second); err != nil {
+			fmt.Printf("actor calls: not measured (%v)\n", err)
+			actors = false
+		} else {
+			actorURL = aurl(0)
+		}
+	}
+	rs, err := e.sequentialRounds(o.rounds, n, url, actorURL, withFloor)
+	if err != nil {
+		return fmt.Errorf("sequential calls: %w", err)
+	}
+	printRounds(rs)
+	figure(rs, func(r seqRound) []time.Duration { return r.service }).print("service", " (issue 16: ≤ 1.2×; original 2.4×)")
+	if actors {
+		figure(rs, func(r seqRound) []time.Duration { return r.actor }).print("actor", "")
+	}
 	if callPath {
 		if err := e.callPath(url, os.Getenv("BENCH_PPROF_CALLER"), os.Getenv("BENCH_PPROF_SERVER")); err != nil {
 			fmt.Printf("where a sequential call's time goes: not measured (%v)\n", err)
@@ -281,21 +307,13 @@ func run(n int, dur time.Duration, inflight, reps int, actors, startup, withFloo
 	_, rssService := memory(server.Process.Pid)
 
 	if actors {
-		aurl := func(i int) string { return fmt.Sprintf("%s/kar/v1/actor/Counter/c%d/call/incr", callerURL, i) }
-		if err := e.waitCall(aurl(0), 30*time.Second); err != nil {
-			fmt.Printf("actor calls: not measured (%v)\n", err)
-		} else {
-			alat := e.sequential(aurl(0), n)
-			ap50 := percentile(alat, 50)
-			fmt.Printf("sequential actor call: p50 %s, p99 %s = %.2f× floor, %.2f× chain floor\n", ms(ap50), ms(percentile(alat, 99)), float64(ap50)/float64(floorTotal), float64(ap50)/float64(floor.chain))
-			a0 := e.snapshot(sides)
-			stopProf := profileLoad("actor", dur)
-			acalls, aelapsed := e.throughputActors(aurl, inflight, dur)
-			stopProf()
-			a1 := e.snapshot(sides)
-			fmt.Printf("actor calls/s, %d instances: %.0f (original here ~3,700)\n", inflight, float64(acalls)/aelapsed.Seconds())
-			a1.sub(a0).print(acalls, floor.cpu(), floor.chainLoad.cpu())
-		}
+		a0 := e.snapshot(sides)
+		stopProf := profileLoad("actor", dur)
+		acalls, aelapsed := e.throughputActors(aurl, inflight, dur)
+		stopProf()
+		a1 := e.snapshot(sides)
+		fmt.Printf("actor calls/s, %d instances: %.0f (original here ~3,700)\n", inflight, float64(acalls)/aelapsed.Seconds())
+		a1.sub(a0).print(acalls, floor.cpu(), floor.chainLoad.cpu())
 	}
 
 	hwm, rss := memory(server.Process.Pid)
@@ -396,11 +414,8 @@ func karBin() (string, error) {
 func (e *env) startKar(app string, flags []string, component bool) (*exec.Cmd, error) {
 	port, _ := freePort()
 	args := append([]string{"run", "-app", app, "-app_port", strconv.Itoa(port)}, flags...)
-	if component {
-		args = append(args, e.self, "bareserver")
-	} else {
-		args = append(args, e.self, "bareserver")
-	}
+	// The component is the bare server (floor.go), as the chain floor's.
+	args = append(args, e.self, "bareserver")
 	cmd := exec.Command(e.kar, args...)
 	cmd.Env = append(os.Environ(), e.beEnv...)
 	e.logTo(cmd)
