@@ -86,6 +86,7 @@ func main() {
 	flag.IntVar(&o.n, "n", 2000, "sequential calls per latency figure, over all rounds")
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds the sequential calls are timed in, each with its floors (rounds.go)")
 	flag.DurationVar(&o.dur, "duration", 5*time.Second, "length of each throughput run")
+	flag.IntVar(&o.cpuRounds, "cpurounds", 3, "rounds of loads that time the sidecars' CPU back to back with the chain's relays after the run's loads, each load a third of -duration (rounds.go; 0: none)")
 	flag.IntVar(&o.inflight, "inflight", 64, "calls in flight for the throughput figure")
 	flag.IntVar(&o.reps, "reps", 5, "repetitions of the start-up figures")
 	flag.BoolVar(&o.actors, "actors", true, "also measure actor calls")
@@ -227,7 +228,7 @@ func startEnv() (e *env, stop func(), err error) {
 
 // options are the bench's flags (main).
 type options struct {
-	n, rounds, inflight, reps            int
+	n, rounds, cpuRounds, inflight, reps int
 	dur, scrape                          time.Duration
 	actors, startup, withFloor, callPath bool
 }
@@ -320,6 +321,18 @@ func run(o options) error {
 	fmt.Printf("server sidecar memory: RSS %.1f MiB after service load, %.1f MiB after actor load, peak %.1f MiB (DESIGN: ≤ 30 MiB, flat)\n", rssService, rss, hwm)
 	anon, file := rssParts(server.Process.Pid)
 	fmt.Printf("  of which its own (anonymous: heap, stacks, runtime) %.1f MiB, and pages of files (the kar executable, libc; shared with every process mapping them) %.1f MiB\n", anon, file)
+	if withFloor && o.cpuRounds > 0 {
+		var actorLoad func(int) string
+		if actors {
+			actorLoad = aurl
+		}
+		rs, err := e.cpuRounds(o.cpuRounds, dur/3, inflight, sides, url, actorLoad)
+		if err != nil {
+			return err
+		}
+		printCPURounds(rs, inflight)
+	}
+
 	if !startup {
 		return nil
 	}

@@ -142,3 +142,73 @@ func (f roundsFigure) print(kind, target string) {
 	fmt.Printf("sequential %s call: p50 %s, p99 %s = %.2f× floor (median of the rounds' ratios; %s; range %.2f-%.2f×)%s, %.2f× chain floor\n",
 		kind, ms(f.p50), ms(f.p99), f.toFloor, strings.Join(f.perRound, ", "), f.floorLo, f.floorHi, target, f.toChain)
 }
+
+// CPU per call under load, in rounds alternated with the chain's relays.
+//
+// The CPU a call costs moves with the machine as its latency does (the
+// same build gave 57 and 82 µs per service call in two runs an hour
+// apart, and bare relays 50 and 68), and the chain's relays are loaded
+// at the start of a run, the sidecars half a minute later. So after the
+// run's loads the bench loads both again in rounds, back to back, and
+// prints the median of the rounds' ratios of the sidecars' CPU per call to
+// the relays'.
+
+// cpuRound is what one round of loads cost per call: the chain's two
+// relays (the cheaper of sarama's and kgo's ends) and both sidecars, for
+// service calls and for actor calls (0 when not measured).
+type cpuRound struct{ chain, service, actor float64 }
+
+// cpuRounds loads the chain and the sidecars s rounds times, each load
+// per long with inflight calls in flight. actorURL is nil when actor calls
+// are not measured.
+func (e *env) cpuRounds(rounds int, per time.Duration, inflight int, s sidecars, serviceURL string, actorURL func(int) string) ([]cpuRound, error) {
+	var out []cpuRound
+	for range rounds {
+		var r cpuRound
+		for _, lib := range []string{"sarama", "kgo"} {
+			l, err := e.chainCPU(lib, inflight, per)
+			if err != nil {
+				return nil, fmt.Errorf("chain under load (%s): %w", lib, err)
+			}
+			if r.chain == 0 || l.cpu() < r.chain {
+				r.chain = l.cpu()
+			}
+		}
+		r.service = e.sidecarsCPU(s, func(int) string { return serviceURL }, inflight, per)
+		if actorURL != nil {
+			r.actor = e.sidecarsCPU(s, actorURL, inflight, per)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// sidecarsCPU loads the sidecars s with calls to url for dur and returns
+// their CPU seconds per call together.
+func (e *env) sidecarsCPU(s sidecars, url func(int) string, inflight int, dur time.Duration) float64 {
+	caller, server := procCPU(s.caller), procCPU(s.server)
+	calls, _ := e.load(url, inflight, dur)
+	if calls == 0 {
+		return 0
+	}
+	return (procCPU(s.caller) - caller + procCPU(s.server) - server) / float64(calls)
+}
+
+func printCPURounds(rs []cpuRound, inflight int) {
+	fmt.Printf("CPU per call of both sidecars, %d in flight, in %d rounds, each load back to back with the chain's relays under the same load:\n", inflight, len(rs))
+	var service, actor []float64
+	for i, r := range rs {
+		line := fmt.Sprintf("  round %d: chain relays %s; service %s (%.2f×)", i+1, us(r.chain), us(r.service), r.service/r.chain)
+		service = append(service, r.service/r.chain)
+		if r.actor > 0 {
+			line += fmt.Sprintf(", actor %s (%.2f×)", us(r.actor), r.actor/r.chain)
+			actor = append(actor, r.actor/r.chain)
+		}
+		fmt.Println(line)
+	}
+	line := fmt.Sprintf("  median of the rounds' ratios to the relays: service %.2f× (%.2f-%.2f×)", medianFloat(service), slices.Min(service), slices.Max(service))
+	if len(actor) > 0 {
+		line += fmt.Sprintf(", actor %.2f× (%.2f-%.2f×)", medianFloat(actor), slices.Min(actor), slices.Max(actor))
+	}
+	fmt.Println(line)
+}
