@@ -25,6 +25,26 @@ const connBufferSize = 4 << 10
 // idle sidecar ping about once a second over its subscriptions).
 const PubSubCheck = 10 * time.Second
 
+// PoolSize is how many connections to Redis a client keeps for commands at
+// most (on each node of a cluster), and PipelinePoolSize how many more
+// go-redis keeps for pipelines (a wider burst of them takes connections of
+// the main pool); the notices' pub/sub connection comes on top.
+//
+// go-redis keeps every connection its pools opened until the client
+// closes: a burst of Redis commands (a burst of actor activations, each
+// claiming its placement) left a sidecar holding as many as it had at once,
+// up to the 64 of the pool it had, each a client of Redis and about 12 KB
+// of the sidecar's heap (a quarter of its live heap under the bench's actor
+// load, which doubled its collections); 200 such sidecars would pass
+// Redis's default limit of 10,000 clients. Past the bound a command waits
+// for a connection (go-redis queues it, at most PoolTimeout: ReadTimeout +
+// 1 s), and one waits a Redis round trip or a few: 16 connections carry far
+// more commands a second than a sidecar sends.
+const (
+	PoolSize         = 16
+	PipelinePoolSize = 4
+)
+
 // Connect returns a Redis client for cfg and checks that Redis answers:
 // a cluster client (go-redis's ClusterClient, following the cluster's
 // slots from the seed nodes of REDIS_HOST) with REDIS_CLUSTER, else a
@@ -37,16 +57,17 @@ func Connect(ctx context.Context, cfg config.Backend) (redis.UniversalClient, er
 		return nil, err
 	}
 	opts := &redis.Options{
-		Addr:            addrs[0],
-		Username:        cfg.RedisUser,
-		Password:        cfg.RedisPassword,
-		DialTimeout:     2 * time.Second,
-		ReadTimeout:     5 * time.Second,
-		WriteTimeout:    5 * time.Second,
-		MaxRetries:      3,
-		MinRetryBackoff: 20 * time.Millisecond,
-		MaxRetryBackoff: 500 * time.Millisecond,
-		PoolSize:        64,
+		Addr:             addrs[0],
+		Username:         cfg.RedisUser,
+		Password:         cfg.RedisPassword,
+		DialTimeout:      2 * time.Second,
+		ReadTimeout:      5 * time.Second,
+		WriteTimeout:     5 * time.Second,
+		MaxRetries:       3,
+		MinRetryBackoff:  20 * time.Millisecond,
+		MaxRetryBackoff:  500 * time.Millisecond,
+		PoolSize:         PoolSize,
+		PipelinePoolSize: PipelinePoolSize,
 		// Keep the client lean: no client-side identity handshake, RESP2
 		// (supported by every managed Redis and by the embedded server).
 		Protocol:        2,

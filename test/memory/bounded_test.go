@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kar-runtime/kar/adapter/store"
 	"github.com/kar-runtime/kar/internal/testenv"
 )
 
@@ -49,15 +50,7 @@ func TestBoundedByActiveWork(t *testing.T) {
 
 	rdb := redis.NewClient(&redis.Options{Addr: b.RedisAddr()})
 	defer rdb.Close()
-	// redisConns counts the sidecar's connections to Redis: every client
-	// but this test's.
-	redisConns := func() int {
-		list, err := rdb.ClientList(context.Background()).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Count(list, "\n") - 1
-	}
+	redisConns := func() int { return sidecarConns(t, rdb) }
 
 	var next atomic.Int64 // the next actor id
 	// round calls ids new actor ids and makes as many service calls, in
@@ -107,6 +100,55 @@ func TestBoundedByActiveWork(t *testing.T) {
 	if growth > 0.35e6 {
 		t.Errorf("live heap grew by %.2f MB (less what more connections to Redis hold) over two rounds of 2000 new actor ids each: something is kept per id", growth/1e6)
 	}
+}
+
+// TestRedisConnectionsBounded sends bursts of 64 calls at once, each to an
+// actor id never used before, so that each claims its instance's placement
+// in Redis at the same moment, and then counts the sidecar's connections to
+// Redis. go-redis keeps every connection a burst made it open, for as long
+// as the sidecar lives: with a pool of 64 a sidecar kept 40-64 of them
+// after such a burst, each a client Redis serves and about 12 KB of the
+// sidecar's heap (a quarter of its live heap under the bench's actor load,
+// and twice the collections), and 200 such sidecars would pass Redis's
+// default limit of 10,000 clients. The bound is go-redis's two pools' (for
+// commands and for pipelines) and the one connection of the sidecar's
+// notices (store.Notices).
+func TestRedisConnectionsBounded(t *testing.T) {
+	b := testenv.Backend(t)
+	app := newComponent(t)
+	port := testenv.FreePort(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	testenv.Start(t, "sidecar", append(b.Env(), "KAR_APP=conntest"), "", testenv.KarBin(t), "run", "-actors", "Counter",
+		"-app_port", strconv.Itoa(app), "-runtime_port", strconv.Itoa(port))
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	testenv.Eventually(t, 60*time.Second, func() bool { return call(c, base+"/kar/v1/actor/Counter/warm/call/incr") == nil },
+		"the sidecar to serve its actor type")
+	rdb := redis.NewClient(&redis.Options{Addr: b.RedisAddr()})
+	defer rdb.Close()
+
+	var next atomic.Int64
+	for range 5 {
+		load(t, c, 64, 64, func(int) string {
+			return fmt.Sprintf("%s/kar/v1/actor/Counter/b%d/call/incr", base, next.Add(1))
+		})
+	}
+	if n, bound := sidecarConns(t, rdb), store.PoolSize+store.PipelinePoolSize+1; n > bound {
+		list, _ := rdb.ClientList(context.Background()).Result()
+		t.Errorf("after 5 bursts of 64 new actor instances the sidecar holds %d connections to Redis; the bound is %d (its pools and its notices):\n%s", n, bound, list)
+	} else {
+		t.Logf("%d connections to Redis after 5 bursts of 64 new actor instances (bound %d)", n, bound)
+	}
+}
+
+// sidecarConns counts the connections to Redis of the test's one sidecar:
+// every client Redis serves but rdb's own.
+func sidecarConns(t *testing.T, rdb *redis.Client) int {
+	t.Helper()
+	list, err := rdb.ClientList(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(list, "\n") - 1
 }
 
 // activeWork is how many new actor ids a batch of TestBoundedByActiveWork
