@@ -19,8 +19,8 @@ import (
 // hand-off to a runnable goroutine wakes an idle thread (a futex call and
 // a context switch) to run it elsewhere, where one thread runs the next
 // step itself once the current one waits. On this project's bench one
-// thread took a quarter off a sequential call's latency (docs in README,
-// Performance); a sidecar that needs more than a core gets more.
+// thread took a quarter off a sequential call's latency
+// (docs/performance.md); a sidecar that needs more than a core gets more.
 func followLoad(ctx context.Context, max int, period time.Duration) {
 	if max <= 1 {
 		return

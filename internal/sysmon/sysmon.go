@@ -23,7 +23,7 @@ import (
 // schedtrace set, sysmon never takes that deep sleep (so that it can print
 // the trace on time), so it is never woken and started over; it backs off
 // to 10 ms as it does in a process that stays busy. Measured on the bench
-// (README, Performance): a quarter of the threads put to sleep per call,
+// (docs/performance.md): a quarter of the threads put to sleep per call,
 // and 14–22% less CPU per service call (2–11% per actor call).
 //
 // What it costs: an idle sidecar's sysmon wakes every 10 ms where it slept
