@@ -251,7 +251,7 @@ func (e *env) startChain(lib string, concurrent bool) (c *runningChain, err erro
 	if err := e.waitCall(url, 30*time.Second); err != nil {
 		return nil, err
 	}
-	e.sequential(url, 200) // warm-up
+	e.sequential(url, warmUp)
 	return &runningChain{url: url, responder: pids[0], caller: pids[1], stop: stop}, nil
 }
 

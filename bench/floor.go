@@ -330,7 +330,7 @@ func selfCPU() float64 {
 // requesterLoop warms up, prints "go", runs n round trips (do), inflight at
 // a time, and prints the p50, the count and its CPU seconds.
 func requesterLoop(n, inflight int, do func() error) {
-	for i := 0; i < 200; i++ {
+	for range warmUp {
 		if err := do(); err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)

@@ -96,6 +96,7 @@ func main() {
 	soakFor := flag.Duration("soak", 0, "instead of the figures, load a server sidecar this long and sample its memory (soak.go)")
 	soakEvery := flag.Duration("soak.every", 5*time.Second, "how often -soak samples the server sidecar's memory")
 	soakPerID := flag.Int("soak.per_id", 100, "calls of an actor worker to one id before -soak moves it to a new one (0: never)")
+	flag.BoolVar(&o.outside, "outside", true, "also time each round's sequential service call and bare hop with wrk, when it is on PATH (outside.go)")
 	flag.BoolVar(&o.callPath, "callpath", false, "also trace both sidecars over sequential calls and print where a call's time goes (callpath.go)")
 	flag.Parse()
 	if *soakFor > 0 {
@@ -184,6 +185,7 @@ type env struct {
 	logs    []*tail.Buffer // each kar process's stderr, for waitCall's error
 	client  *http.Client
 	bare    bareClient
+	outside *outsider // nil: no outside harness (outside.go)
 	// topics counts the topics the floor's rounds made: each round
 	// reads its own from the start.
 	topics int
@@ -231,6 +233,7 @@ type options struct {
 	n, rounds, cpuRounds, inflight, reps int
 	dur, scrape                          time.Duration
 	actors, startup, withFloor, callPath bool
+	outside                              bool // wrk times the sequential call and the hop too (outside.go)
 }
 
 func run(o options) error {
@@ -242,6 +245,16 @@ func run(o options) error {
 	}
 	defer stop()
 	fmt.Printf("kar benchmark: %s (%s); redis-server and the Kafka-protocol broker (kfake) in their own process at %s; %d CPUs\n\n", e.kar, buildOf(e.kar), e.brokers, numCPU())
+	if o.outside {
+		dir, err := os.MkdirTemp("", "kar-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if e.outside, err = newOutsider(dir); err != nil {
+			fmt.Printf("outside harness: not run (%v)\n\n", err)
+		}
+	}
 
 	var floor floorResult
 	if withFloor {
@@ -290,6 +303,9 @@ func run(o options) error {
 	figure(rs, func(r seqRound) []time.Duration { return r.service }).print("service", " (issue 16: ≤ 1.2×; original 2.4×)")
 	if actors {
 		figure(rs, func(r seqRound) []time.Duration { return r.actor }).print("actor", "")
+	}
+	if e.outside != nil {
+		printOutside(rs)
 	}
 	if callPath {
 		if err := e.callPath(url, os.Getenv("BENCH_PPROF_CALLER"), os.Getenv("BENCH_PPROF_SERVER")); err != nil {

@@ -30,7 +30,14 @@ import (
 type seqRound struct {
 	kafka, hop, chain time.Duration
 	service, actor    []time.Duration
+	// outService and outHop are wrk's p50s of the service call and the
+	// bare hop (outside.go), 0 when wrk did not time them.
+	outService, outHop time.Duration
 }
+
+// warmUp is how many calls each kind of call makes untimed in a round
+// before its timed ones, as the floors' clients do.
+const warmUp = 200
 
 func (r seqRound) floor() time.Duration { return r.kafka + 2*r.hop }
 
@@ -47,8 +54,20 @@ func (e *env) sequentialRounds(rounds, n int, serviceURL, actorURL string, withF
 				return nil, err
 			}
 		}
+		// Warmed up as the floors' clients are (the chain's 200 calls,
+		// the requesters' 200 round trips): the round's first calls
+		// follow the teardown of the chain's processes.
+		e.sequential(serviceURL, warmUp)
 		r.service = e.sequential(serviceURL, per)
+		if e.outside != nil {
+			var err error
+			if r.outService, r.outHop, err = e.outsideRound(serviceURL); err != nil {
+				fmt.Printf("outside harness: stopped (%v)\n", err)
+				e.outside = nil
+			}
+		}
 		if actorURL != "" {
+			e.sequential(actorURL, warmUp)
 			r.actor = e.sequential(actorURL, per)
 		}
 		out = append(out, r)
@@ -131,6 +150,9 @@ func printRounds(rs []seqRound) {
 		line := fmt.Sprintf("  round %d: floor %s (Kafka %s + 2 × %s), chain floor (wire) %s; service p50 %s", i+1, ms(r.floor()), ms(r.kafka), ms(r.hop), ms(r.chain), ms(percentile(r.service, 50)))
 		if len(r.actor) > 0 {
 			line += ", actor p50 " + ms(percentile(r.actor, 50))
+		}
+		if r.outService > 0 {
+			line += fmt.Sprintf("; wrk: service p50 %s, bare hop %s", ms(r.outService), ms(r.outHop))
 		}
 		fmt.Println(line)
 	}
