@@ -48,9 +48,12 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY . .
 ARG VERSION=dev
+# kar links the sidecar's GODEBUG setting in (internal/sysmon.LinkerFlags).
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
-      -o /out/ ./cmd/kar ./cmd/kar-dev ./cmd/kar-injector ./cmd/kar-scaler
+      -o /out/ ./cmd/kar-dev ./cmd/kar-injector ./cmd/kar-scaler && \
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X runtime.godebugDefault=schedtrace=2147483647 -X github.com/kar-runtime/kar/internal/sysmon.linked=schedtrace=2147483647" \
+      -o /out/ ./cmd/kar
 
 # ---- kar: the sidecar image ----
 FROM ${STATIC_IMAGE} AS kar

@@ -34,16 +34,35 @@ import (
 // itself prints every 2^31 ms (24.8 days) of the machine's uptime: on a
 // machine up longer than that, once when the sidecar starts.
 //
-// The runtime reads schedtrace only when the process starts, and the
-// go command refuses it as a //go:debug directive, hence the exec.
+// The runtime reads schedtrace only when the process starts, and the go
+// command refuses it as a //go:debug directive. kar's builds (Makefile,
+// Dockerfile, scripts/test.sh) link it in as the runtime's default
+// GODEBUG instead, with LinkerFlags: the runtime applies that default
+// before the environment's GODEBUG, so a user's own schedtrace still
+// wins. A kar built without it (a plain `go build`) runs itself again
+// under the setting (Exec), which costs a second start of the process:
+// 25 ms of a `kar run` on the machine of docs/performance.md.
 const Setting = "schedtrace=2147483647"
 
-// Exec replaces the process with itself under Setting, unless GODEBUG
-// sets schedtrace already (the user's own choice is kept). In the process
+// LinkerFlags are the -ldflags arguments that link Setting in as the
+// runtime's default GODEBUG (the go command links a module's own default
+// GODEBUG the same way; kar's module has none) and tell Exec so through
+// linked (the build information does not keep -ldflags under -trimpath).
+const LinkerFlags = "-X runtime.godebugDefault=" + Setting + " -X github.com/kar-runtime/kar/internal/sysmon.linked=" + Setting
+
+// linked is Setting when LinkerFlags linked it in.
+var linked string
+
+// Exec replaces the process with itself under Setting, unless kar was
+// linked with it or GODEBUG sets schedtrace already (the user's own choice
+// is kept). In the process
 // it started, it takes Setting out of GODEBUG again, so that the component
 // and every other child get the GODEBUG kar was given. It returns only
 // when it did not exec: nil, or why it could not.
 func Exec() error {
+	if linked == Setting {
+		return nil // the runtime applied it at start
+	}
 	godebug := os.Getenv("GODEBUG")
 	if rest, ours := withoutSetting(godebug, Setting); ours {
 		// The runtime has read it; changing GODEBUG now changes only

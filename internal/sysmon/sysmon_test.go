@@ -1,6 +1,8 @@
 package sysmon
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -47,6 +49,20 @@ func TestEnv(t *testing.T) {
 		}
 		if len(got) != 1 || got[0] != c.want {
 			t.Errorf("Env(%q) has %q, want %q", c.env, got, c.want)
+		}
+	}
+}
+
+// TestBuildsLinkSetting: every build of kar that ships or is tested links
+// Setting in, so that a sidecar does not start twice (Exec).
+func TestBuildsLinkSetting(t *testing.T) {
+	for _, f := range []string{"Makefile", "Dockerfile", "scripts/test.sh"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), LinkerFlags) {
+			t.Errorf("%s does not build kar with %q", f, LinkerFlags)
 		}
 	}
 }

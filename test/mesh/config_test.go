@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kar-runtime/kar/devenv"
+	"github.com/kar-runtime/kar/internal/sysmon"
 	"github.com/kar-runtime/kar/internal/testenv"
 )
 
@@ -152,19 +154,37 @@ func TestSecuredBackends(t *testing.T) {
 	}
 }
 
-// TestSidecarRunsWithQuietSysmon: `kar run` runs under
-// GODEBUG=schedtrace=2147483647 (internal/sysmon) after the GODEBUG it
-// was given, and the component gets GODEBUG as kar was given it; a
-// schedtrace of the user's own is kept, and kar does not add its own.
+// TestSidecarRunsWithQuietSysmon: a sidecar runs under
+// GODEBUG=schedtrace=2147483647 (internal/sysmon). A kar built as it ships
+// (sysmon.LinkerFlags) has it linked in and starts once, under the GODEBUG
+// it was given; a kar built without it runs itself again with the setting
+// added to GODEBUG. Either way the component gets GODEBUG as kar was given
+// it, and a schedtrace of the user's own is kept.
 func TestSidecarRunsWithQuietSysmon(t *testing.T) {
 	b := testenv.Backend(t)
+	dir := t.TempDir()
+	build := func(name string, ldflags ...string) string {
+		out := filepath.Join(dir, name)
+		args := append([]string{"build", "-trimpath", "-o", out}, ldflags...)
+		cmd := exec.Command("go", append(args, "github.com/kar-runtime/kar/cmd/kar")...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", name, err, b)
+		}
+		return out
+	}
+	linked := build("kar-linked", "-ldflags", sysmon.LinkerFlags)
+	plain := build("kar-plain")
 	cases := []struct {
-		name, given    string // GODEBUG given to kar run ("" for none)
+		name, bin      string
+		given          string // GODEBUG given to kar run ("" for none)
 		kar, component string // what kar and the component then run under
 	}{
-		{"none", "", "GODEBUG=schedtrace=2147483647", "godebug=[unset]"},
-		{"users", "GODEBUG=madvdontneed=1", "GODEBUG=madvdontneed=1,schedtrace=2147483647", "godebug=[madvdontneed=1]"},
-		{"own schedtrace", "GODEBUG=schedtrace=0", "GODEBUG=schedtrace=0", "godebug=[schedtrace=0]"},
+		{"linked, none", linked, "", "", "godebug=[unset]"},
+		{"linked, users", linked, "GODEBUG=madvdontneed=1", "GODEBUG=madvdontneed=1", "godebug=[madvdontneed=1]"},
+		{"plain, none", plain, "", "GODEBUG=schedtrace=2147483647", "godebug=[unset]"},
+		{"plain, users", plain, "GODEBUG=madvdontneed=1", "GODEBUG=madvdontneed=1,schedtrace=2147483647", "godebug=[madvdontneed=1]"},
+		{"plain, own schedtrace", plain, "GODEBUG=schedtrace=0", "GODEBUG=schedtrace=0", "godebug=[schedtrace=0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -172,21 +192,22 @@ func TestSidecarRunsWithQuietSysmon(t *testing.T) {
 			if c.given != "" {
 				env = append(env, c.given)
 			}
-			p := testenv.Start(t, "godebug", env, "", testenv.KarBin(t), "run", "-app", "godebug",
+			p := testenv.Start(t, "godebug", env, "", c.bin, "run", "-app", "godebug",
 				"sh", "-c", `echo "godebug=[${GODEBUG-unset}]"; while [ ! -e /nonexistent-stop ]; do sleep 0.05; done`)
 			p.WaitOutput(t, "[STDOUT] "+c.component, 20*time.Second)
-			// The kernel keeps the environment a process was started with.
+			// The kernel keeps the environment a process was started with:
+			// exec'd again, kar has the setting in it.
 			environ, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID()) + "/environ")
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
+			got := ""
 			for _, kv := range strings.Split(string(environ), "\x00") {
 				if strings.HasPrefix(kv, "GODEBUG=") {
-					got = append(got, kv)
+					got = kv
 				}
 			}
-			if len(got) != 1 || got[0] != c.kar {
+			if got != c.kar {
 				t.Errorf("kar runs under %q, want %q", got, c.kar)
 			}
 			p.Kill()
