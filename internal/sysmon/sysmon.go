@@ -55,10 +55,10 @@ var linked string
 
 // Exec replaces the process with itself under Setting, unless kar was
 // linked with it or GODEBUG sets schedtrace already (the user's own choice
-// is kept). In the process
-// it started, it takes Setting out of GODEBUG again, so that the component
-// and every other child get the GODEBUG kar was given. It returns only
-// when it did not exec: nil, or why it could not.
+// is kept). In the process it started, it takes Setting out of GODEBUG
+// again, so that the component and every other child get the GODEBUG kar
+// was given. It returns only when it did not exec: nil, or why it could
+// not.
 func Exec() error {
 	if linked == Setting {
 		return nil // the runtime applied it at start
