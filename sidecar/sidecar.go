@@ -145,13 +145,28 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	}
 	runtimePort := ln.Addr().(*net.TCPAddr).Port
 
+	// The component starts before the sidecar connects and joins: a new
+	// replica's first request waits for both, and the component is most
+	// often the slower. Calls it makes early wait in the REST API's
+	// backlog, then for the join.
+	proc, err := launch(argv, cfg, runtimePort, stdout, stderr)
+	if err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, "kar run:", err)
+		return ExitConfig
+	}
+	app := appclient.New(cfg.AppPort, cfg.H2C)
+	var listening <-chan error
+	if cfg.Service != "" || len(cfg.Actors) > 0 {
+		listening = whenListening(app, cfg.AppReadyTimeout)
+	}
+
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	be, err := Connect(cctx, cfg.Backend, cfg.App)
 	cancel()
 	if err != nil {
 		ln.Close()
-		fmt.Fprintln(stderr, "kar run:", oneLine(err))
-		return ExitConfig
+		return abandon(ctx, proc, sigs, stderr, "kar run:", err)
 	}
 	defer be.Close()
 	// One pub/sub connection for the mesh's, the reminders' and the
@@ -169,7 +184,6 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		defer msrv.Close()
 	}
 
-	app := appclient.New(cfg.AppPort, cfg.H2C)
 	host := cfg.Hostname
 	if host == "" {
 		host, _ = os.Hostname()
@@ -185,8 +199,8 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		Handler:          serviceHandler(app, met, &tr), Logger: log, Metrics: met, Notices: notices,
 	}, be.Redis, be.Kafka)
 	if err != nil {
-		fmt.Fprintln(stderr, "kar run:", err)
-		return ExitConfig
+		ln.Close()
+		return abandon(ctx, proc, sigs, stderr, "kar run:", err)
 	}
 	if tr, err = tracing.New(ctx, cfg.App, m.ID(), Version); err != nil {
 		// Traces are an aid: a sidecar without them still serves.
@@ -243,39 +257,12 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		}
 	}()
 
-	// The component starts while the sidecar joins: both take time, and
-	// requests it makes early wait for the join.
-	var proc *launcher.Process
-	if len(argv) > 0 {
-		env := []string{"KAR_RUNTIME_PORT=" + strconv.Itoa(runtimePort), "KAR_APP_PORT=" + strconv.Itoa(cfg.AppPort), "KAR_APP=" + cfg.App,
-			"KAR_REQUEST_TIMEOUT=" + requestTimeoutMs(cfg.CallTimeout())}
-		if proc, err = launcher.Start(argv, env, stdout, stderr); err != nil {
-			fmt.Fprintln(stderr, "kar run:", err)
-			srv.Close(context.Background())
-			return ExitConfig
-		}
-	}
 	jctx, jcancel := context.WithTimeout(ctx, 30*time.Second)
 	err = m.Join(jctx)
 	jcancel()
 	if err != nil {
-		// Interrupted while joining (Ctrl-C): stop as after the join.
-		interrupted := ctx.Err() != nil
-		if !interrupted {
-			fmt.Fprintln(stderr, "kar run: cannot join the mesh:", oneLine(err))
-		}
-		code := 0
-		if proc != nil {
-			forwardPending(sigs, proc)
-			proc.Signal(syscall.SIGTERM)
-			<-proc.Done()
-			code = proc.ExitCode()
-		}
 		srv.Close(context.Background())
-		if interrupted {
-			return code
-		}
-		return ExitConfig
+		return abandon(ctx, proc, sigs, stderr, "kar run: cannot join the mesh:", err)
 	}
 	close(ready)
 	if err := dropStartupPages(); err != nil {
@@ -283,7 +270,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	}
 	stopLoops := runLoops(m, rems, evs, met, be.Redis, keys, tr, log)
 	if cfg.Service != "" || len(cfg.Actors) > 0 {
-		go announceWhenListening(m, app, cfg, log)
+		go announceWhenListening(m, listening, cfg, log)
 	}
 	code := waitForExit(m, proc, sigs, shutdown, log)
 	stopLoops()
@@ -361,15 +348,59 @@ func runLoops(m *mesh.Mesh, rems *reminders.Store, evs *events.Service, met *met
 	}
 }
 
+// launch starts argv, if any, as the component, with the environment
+// kar-sdk reads.
+func launch(argv []string, cfg *config.Run, runtimePort int, stdout, stderr io.Writer) (*launcher.Process, error) {
+	if len(argv) == 0 {
+		return nil, nil
+	}
+	env := []string{"KAR_RUNTIME_PORT=" + strconv.Itoa(runtimePort), "KAR_APP_PORT=" + strconv.Itoa(cfg.AppPort), "KAR_APP=" + cfg.App,
+		"KAR_REQUEST_TIMEOUT=" + requestTimeoutMs(cfg.CallTimeout())}
+	return launcher.Start(argv, env, stdout, stderr)
+}
+
+// abandon ends a start that failed once the component was launched: it
+// stops the component and returns ExitConfig, having said why. When the
+// start was interrupted (Ctrl-C), it says nothing and returns the
+// component's exit code, as kar does when stopped after the join.
+func abandon(ctx context.Context, proc *launcher.Process, sigs <-chan os.Signal, stderr io.Writer, prefix string, err error) int {
+	interrupted := ctx.Err() != nil
+	if !interrupted {
+		fmt.Fprintln(stderr, prefix, oneLine(err))
+	}
+	code := 0
+	if proc != nil {
+		forwardPending(sigs, proc)
+		proc.Signal(syscall.SIGTERM)
+		<-proc.Done()
+		code = proc.ExitCode()
+	}
+	if interrupted {
+		return code
+	}
+	return ExitConfig
+}
+
+// whenListening waits, from the component's start and beside the join,
+// until the component accepts connections (or timeout passes), and then
+// says so on the channel it returns.
+func whenListening(app *appclient.Client, timeout time.Duration) <-chan error {
+	listening := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		listening <- app.WaitListening(ctx)
+	}()
+	return listening
+}
+
 // announceWhenListening announces the sidecar's service and actor types
 // once its component listens, so that no request routed here waits on a
 // component still starting.
-func announceWhenListening(m *mesh.Mesh, app *appclient.Client, cfg *config.Run, log *slog.Logger) {
-	wctx, wcancel := context.WithTimeout(context.Background(), cfg.AppReadyTimeout)
-	if err := app.WaitListening(wctx); err != nil {
+func announceWhenListening(m *mesh.Mesh, listening <-chan error, cfg *config.Run, log *slog.Logger) {
+	if err := <-listening; err != nil {
 		log.Warn("component not listening yet; joining anyway", "port", cfg.AppPort)
 	}
-	wcancel()
 	var services []string
 	if cfg.Service != "" {
 		services = []string{cfg.Service}

@@ -103,6 +103,7 @@ func (c *Client) Do(ctx context.Context, method, path, query string, header http
 // ctx ends.
 func (c *Client) WaitListening(ctx context.Context) error {
 	addr := "127.0.0.1:" + strconv.Itoa(c.port)
+	start := time.Now()
 	for {
 		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
@@ -112,7 +113,19 @@ func (c *Client) WaitListening(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(listenPoll(time.Since(start))):
 		}
 	}
+}
+
+// listenPoll is how long WaitListening waits between two tries, after
+// waiting so long already. A new replica's first request waits for the
+// component to listen, so a component that starts fast is tried every
+// millisecond (a refused connection on the loopback costs a few µs); one
+// that takes longer is tried less often.
+func listenPoll(waited time.Duration) time.Duration {
+	if waited < 250*time.Millisecond {
+		return time.Millisecond
+	}
+	return 5 * time.Millisecond
 }

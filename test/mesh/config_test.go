@@ -1,6 +1,8 @@
 package mesh_test
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,6 +118,51 @@ func TestSignalForwarding(t *testing.T) {
 	out := p2.Output()
 	if !strings.Contains(out, "[STDOUT] out") || !strings.Contains(out, "[STDERR] err") {
 		t.Errorf("relay format:\n%s", out)
+	}
+}
+
+// TestComponentStartsWhileSidecarConnects: the component starts before its
+// sidecar has reached the backends, so that a new replica's two starts
+// overlap (its first request waits for both); and a sidecar that cannot
+// reach them stops the component it started and says why.
+func TestComponentStartsWhileSidecarConnects(t *testing.T) {
+	b := testenv.Backend(t)
+	redis := testenv.StartProxy(t, b.RedisAddr())
+	redis.Stall() // the sidecar's connections are accepted, and nothing passes
+	greeter := `require('http').createServer((req, res) => res.end('Hello early!')).listen(process.env.KAR_APP_PORT, '127.0.0.1', () => console.log('greeter ready'))`
+	p := testenv.Start(t, "early", karEnv(b, "REDIS_PORT="+strconv.Itoa(redis.Port())), "",
+		testenv.KarBin(t), "run", "-app", "early", "-service", "greeter", "-app_port", strconv.Itoa(testenv.FreePort(t)), "node", "-e", greeter)
+	p.WaitOutput(t, "[STDOUT] greeter ready", 30*time.Second)
+	if n := countService(t, b, "early", "greeter"); n != 0 {
+		t.Fatalf("%d sidecars of greeter while Redis was stalled", n)
+	}
+	redis.Restore()
+	waitServes(t, b, "early", "greeter", 1)
+	if out, errOut, code := rest(t, b, "-app", "early", "get", "greeter", "hello"); code != 0 || !strings.Contains(out, "Hello early!") {
+		t.Fatalf("kar rest: %d %q %q", code, out, errOut)
+	}
+
+	// Redis refuses: kar stops its component and exits 2, saying why.
+	deadPort := strconv.Itoa(testenv.FreePort(t))
+	q := testenv.Start(t, "refused", karEnv(b, "REDIS_PORT="+deadPort), "",
+		testenv.KarBin(t), "run", "-app", "early", "sh", "-c", "echo pid $$; exec sleep 60")
+	code, err := q.Wait(30 * time.Second)
+	if err != nil || code != 2 {
+		t.Fatalf("exit %d, %v; want 2:\n%s", code, err, q.Output())
+	}
+	out := q.Output()
+	if !strings.Contains(out, "cannot reach Redis") {
+		t.Errorf("kar does not say why it stopped:\n%s", out)
+	}
+	var pid int
+	if i := strings.Index(out, "[STDOUT] pid "); i < 0 {
+		t.Fatalf("the component did not start:\n%s", out)
+	} else if _, err := fmt.Sscan(out[i+len("[STDOUT] pid "):], &pid); err != nil {
+		t.Fatalf("no pid in %q: %v", out[i:], err)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("the component (pid %d) outlived its sidecar: kill 0: %v", pid, err)
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
