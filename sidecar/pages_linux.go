@@ -11,7 +11,8 @@ import (
 )
 
 // dropStartupPages unmaps the pages of the kar executable's code and
-// read-only data that are resident now, once the sidecar has joined.
+// read-only data that are resident now, once the sidecar's start is over
+// (startover.go).
 //
 // Those pages count in the process's RSS for as long as it lives, and most
 // of them served only its start: every package's init (the CloudEvents,
@@ -19,7 +20,7 @@ import (
 // sidecar never runs), the flag and configuration parsing, the first
 // connections. Measured on a loaded server sidecar, the executable
 // accounted for 18.5 MiB of its 32 MiB RSS, and dropping its pages after
-// the join took 4–5 MiB off for good: the pages the sidecar goes on using
+// the start took 4–5 MiB off for good: the pages the sidecar goes on using
 // come back on their next access (a minor fault, from the page cache; no
 // disk read, since the file stays cached), the others do not.
 //

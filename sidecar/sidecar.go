@@ -188,6 +188,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 	if host == "" {
 		host, _ = os.Hostname()
 	}
+	over := newStartOver()
 	// The tracer is made before the mesh (its handler uses it) and named
 	// after it once it exists.
 	var tr *tracing.Tracer
@@ -196,7 +197,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		LeaseTTL: cfg.LeaseTTL, MissingComponentTimeout: cfg.MissingComponentTimeout,
 		ActorBusyTimeout: cfg.ActorBusyTimeout, ActorCollectorInterval: cfg.ActorCollectorInterval,
 		DeliveryAttempts: cfg.DeliveryAttempts,
-		Handler:          serviceHandler(app, met, &tr), Logger: log, Metrics: met, Notices: notices,
+		Handler:          serviceHandler(app, met, &tr, over), Logger: log, Metrics: met, Notices: notices,
 	}, be.Redis, be.Kafka)
 	if err != nil {
 		ln.Close()
@@ -265,9 +266,7 @@ func Run(ctx context.Context, cfg *config.Run, argv []string, stdout, stderr io.
 		return abandon(ctx, proc, sigs, stderr, "kar run: cannot join the mesh:", err)
 	}
 	close(ready)
-	if err := dropStartupPages(); err != nil {
-		log.Debug("cannot drop the executable's startup pages", "err", err)
-	}
+	go over.dropPagesWhenOver(ctx, log)
 	stopLoops := runLoops(m, rems, evs, met, be.Redis, keys, tr, log)
 	if cfg.Service != "" || len(cfg.Actors) > 0 {
 		go announceWhenListening(m, listening, cfg, log)
@@ -602,7 +601,7 @@ func deliverEvent(m *mesh.Mesh, met *metrics.Metrics, tr *tracing.Tracer) events
 // serviceHandler delivers a request from the mesh to the component, and
 // times the service calls and actor method calls (not activations) under
 // KAR's path label.
-func serviceHandler(app *appclient.Client, met *metrics.Metrics, trp **tracing.Tracer) mesh.Handler {
+func serviceHandler(app *appclient.Client, met *metrics.Metrics, trp **tracing.Tracer, over *startOver) mesh.Handler {
 	return func(ctx context.Context, req *mesh.Envelope) (*mesh.Envelope, error) {
 		var running *metrics.Target
 		header := req.Header
@@ -621,6 +620,7 @@ func serviceHandler(app *appclient.Client, met *metrics.Metrics, trp **tracing.T
 		start := time.Now()
 		r, err := app.Do(ctx, req.Method, req.Path, req.Query, header, req.Body)
 		running.End(time.Since(start))
+		over.answered()
 		if r != nil {
 			span.End(r.Status, err)
 		} else {
