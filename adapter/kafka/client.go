@@ -310,6 +310,16 @@ func (c *Client) ProduceAsync(topic string, partition int32, value []byte, done 
 	c.w.produce(topic, partition, value, done)
 }
 
+// Warm opens the connections that produces to topic's partitions go on,
+// so that the first record produced to one does not wait for its
+// connection: a new replica's first answer and a new caller's first
+// request did.
+func (c *Client) Warm(topic string) {
+	if c.w != nil {
+		c.w.warm(topic)
+	}
+}
+
 // produceOp is what Produce hands to sarama for one record, kept in a pool
 // (three allocations per record otherwise). It goes back to the pool only
 // once sarama has reported the record's outcome: a Produce that gave up

@@ -538,6 +538,24 @@ func (w *writer) locate(p *wpart, wait time.Duration) {
 	w.send(s)
 }
 
+// warm opens the connections to the leaders of topic's partitions ahead of
+// their first record. A failure is left to that record, which dials again.
+func (w *writer) warm(topic string) {
+	ps, err := w.c.Partitions(topic)
+	if err != nil {
+		return
+	}
+	dialed := map[int32]bool{}
+	for _, p := range ps {
+		leader, err := w.c.Leader(topic, p)
+		if err != nil || dialed[leader.ID()] {
+			continue
+		}
+		dialed[leader.ID()] = true
+		w.connFor(topicPartition{topic, p}, false)
+	}
+}
+
 // renewAfterLoss takes a new producer id after a batch the broker may hold
 // was given up: the partition's numbering is lost.
 func (w *writer) renewAfterLoss() {

@@ -204,3 +204,37 @@ func TestWriterIdlePartitionFollowsItsLeaderAfterAFailedConnection(t *testing.T)
 		t.Errorf("partition 1 holds %v, want [before after]", got)
 	}
 }
+
+// Warm opens the writer's connections to every leader of the topic's
+// partitions: the first record produced to each opens none.
+func TestWarmOpensTheWritersConnections(t *testing.T) {
+	const topic = "warm"
+	k, c, ctx := onThreeBrokers(t, topic, 6)
+	var dials atomic.Int32 // every connection sarama opens starts with ApiVersions
+	k.ControlKey(int16(kmsg.ApiVersions), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		dials.Add(1)
+		return nil, nil, false
+	})
+	leaders := map[int32]bool{}
+	for p := range int32(6) {
+		b, err := c.Client.Leader(topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaders[b.ID()] = true
+	}
+	c.Warm(topic)
+	warmed := dials.Load()
+	if int(warmed) < len(leaders) {
+		t.Fatalf("Warm opened %d connections, want one to each of the %d leaders", warmed, len(leaders))
+	}
+	for p := range int32(6) {
+		if err := c.Produce(ctx, topic, p, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := dials.Load(); n != warmed {
+		t.Errorf("the first records opened %d more connections after Warm", n-warmed)
+	}
+}

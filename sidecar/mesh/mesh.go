@@ -196,6 +196,9 @@ func (m *Mesh) Join(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// The writer's connections open while the join goes on (its Redis
+	// round trips), not when the first record is produced.
+	go m.kc.Warm(m.topic)
 	if err := m.watchMembers(ctx); err != nil {
 		return err
 	}
