@@ -28,11 +28,13 @@ const MaxMessageBytes = 1000000
 // would wait out the fetch.
 type Client struct {
 	sarama.Client
-	// producer is swapped by ResetProducer; Produce reads it under mu.
+	// producer, sarama's, serves Produce for a cluster older than Kafka
+	// 0.11 (nil otherwise); ResetProducer swaps it, Produce reads it under
+	// mu.
 	mu       sync.RWMutex
 	producer sarama.AsyncProducer
 	// w writes Produce's records (writer.go); nil for a cluster older
-	// than Kafka 0.11, which sarama's producer then serves.
+	// than Kafka 0.11.
 	w    *writer
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -143,23 +145,8 @@ func Connect(ctx context.Context, cfg config.Backend, app string) (*Client, erro
 		closeAll(rs)
 		return nil, explain(cfg, err)
 	}
-	p, err := sarama.NewAsyncProducerFromClient(rs[0].c)
-	if err != nil && sc.Producer.Idempotent && !isNetErr(err) {
-		// The cluster refused a producer id (an old broker, or an ACL
-		// without IdempotentWrite): go on without, as before, rather
-		// than not at all. No producer exists yet, so nothing else
-		// reads the flag while it changes.
-		slog.Warn("Kafka refused an idempotent producer; a record the producer retries may be written twice", "err", err)
-		sc.Producer.Idempotent = false
-		p, err = sarama.NewAsyncProducerFromClient(rs[0].c)
-	}
-	if err != nil {
-		closeAll(rs)
-		return nil, explain(cfg, fmt.Errorf("kafka producer: %w", err))
-	}
-	c := &Client{Client: rs[0].c, producer: p, done: make(chan struct{}), meshTopic: Topic(app), replicas: int16(cfg.KafkaReplicationFactor)}
+	c := &Client{Client: rs[0].c, done: make(chan struct{}), meshTopic: Topic(app), replicas: int16(cfg.KafkaReplicationFactor)}
 	c.meshConfig, _ = cfg.TopicConfig() // checked by cfg.Validate
-	c.watch(p)
 	if sc.Version.IsAtLeast(sarama.V0_11_0_0) {
 		c.w = newWriter(c, sc)
 		if err := c.w.start(); err != nil {
@@ -172,13 +159,13 @@ func Connect(ctx context.Context, cfg config.Backend, app string) (*Client, erro
 
 // producerConfig sets what kar's producer needs for a record the mesh
 // accepted to survive a broker: acks=all (every in-sync replica has it),
-// and, where the cluster speaks Kafka 0.11 or later, sarama's idempotent
-// producer, so that a batch sarama sends again (its acknowledgement was
-// lost, or the partition's leader moved meanwhile) is written once and in
-// order. Idempotence needs one request in flight per broker connection
-// (Net.MaxOpenRequests=1): sarama's producer then batches what arrives
-// while a produce is out, so the broker sees fewer, larger requests
-// (docs/scaling.md gives the measured cost). Only the mesh client gets it;
+// and, where the cluster speaks Kafka 0.11 or later, an idempotent
+// producer (the writer's), so that a batch sent again (its
+// acknowledgement was lost, or the partition's leader moved meanwhile) is
+// written once and in order. Idempotence needs one request in flight per
+// broker connection (Net.MaxOpenRequests=1): the writer then batches what
+// arrives while a produce is out, so the broker sees fewer, larger
+// requests (docs/scaling.md gives the measured cost). Only the mesh client gets it;
 // kar's read-only clients (kar get, the scaler) keep sarama's pipelining.
 func producerConfig(sc *sarama.Config, cfg config.Backend) {
 	// acks=all is set for every client in SaramaConfig.
@@ -205,16 +192,13 @@ func (c *Client) watch(p sarama.AsyncProducer) {
 // Records the old producer still holds fail and are retried by their
 // callers.
 func (c *Client) ResetProducer() error {
-	p, err := sarama.NewAsyncProducerFromClient(c.Client)
-	if err != nil {
-		return fmt.Errorf("kafka producer: %w", err)
-	}
 	c.mu.Lock()
 	old := c.producer
-	c.producer = p
+	c.producer = nil // the next record makes a fresh one (input)
 	c.mu.Unlock()
-	c.watch(p)
-	go old.AsyncClose()
+	if old != nil {
+		go old.AsyncClose()
+	}
 	if c.w != nil {
 		return c.w.reset()
 	}
@@ -346,8 +330,12 @@ func producerReset(err error) bool {
 // produce hands msg to the producer and waits for its outcome on done.
 // back tells whether that outcome came, so that sarama holds msg no more.
 func (c *Client) produce(ctx context.Context, msg *sarama.ProducerMessage, done chan error) (back bool, err error) {
+	in, err := c.input()
+	if err != nil {
+		return true, err
+	}
 	select {
-	case c.input() <- msg:
+	case in <- msg:
 	case <-ctx.Done():
 		return true, ctx.Err()
 	case <-c.done:
@@ -361,11 +349,54 @@ func (c *Client) produce(ctx context.Context, msg *sarama.ProducerMessage, done 
 	}
 }
 
-// input is the current producer's input channel.
-func (c *Client) input() chan<- *sarama.ProducerMessage {
+// input is the input channel of sarama's producer, which is made when a
+// record first needs it: the mesh's records go through the writer, and
+// sarama's producer serves only ProduceMessages (events) and a cluster
+// older than Kafka 0.11. Made at every start, it took a producer id of its
+// own and ran goroutines that, in most sidecars, never produced.
+func (c *Client) input() (chan<- *sarama.ProducerMessage, error) {
 	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.producer.Input()
+	p := c.producer
+	c.mu.RUnlock()
+	if p != nil {
+		return p.Input(), nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.done:
+		return nil, errClosed
+	default:
+	}
+	if c.producer == nil {
+		p, err := c.newProducer()
+		if err != nil {
+			return nil, err
+		}
+		c.producer = p
+		c.watch(p)
+	}
+	return c.producer.Input(), nil
+}
+
+// newProducer makes sarama's producer. A cluster that refuses it a
+// producer id (an old broker, or an ACL without IdempotentWrite) gets one
+// without idempotence, as the writer does (writer.start). c.mu held.
+func (c *Client) newProducer() (sarama.AsyncProducer, error) {
+	sc := c.Client.Config()
+	if c.w != nil && sc.Producer.Idempotent && !c.w.isIdempotent() {
+		sc.Producer.Idempotent = false // the writer was refused one already
+	}
+	p, err := sarama.NewAsyncProducerFromClient(c.Client)
+	if err != nil && sc.Producer.Idempotent && !isNetErr(err) {
+		slog.Warn("Kafka refused an idempotent producer; a record the producer retries may be written twice", "err", err)
+		sc.Producer.Idempotent = false
+		p, err = sarama.NewAsyncProducerFromClient(c.Client)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	return p, nil
 }
 
 func (c *Client) acks(p sarama.AsyncProducer) {
@@ -537,7 +568,10 @@ func (c *Client) Close() error {
 	c.mu.RLock()
 	p := c.producer
 	c.mu.RUnlock()
-	err := p.Close()
+	var err error
+	if p != nil {
+		err = p.Close()
+	}
 	c.wg.Wait()
 	if cerr := c.Client.Close(); err == nil {
 		err = cerr

@@ -27,13 +27,17 @@ func (c *Client) ProduceMessages(ctx context.Context, msgs ...*sarama.ProducerMe
 // produceAll writes msgs and returns those refused for producerReset and
 // the first failure.
 func (c *Client) produceAll(ctx context.Context, msgs []*sarama.ProducerMessage) (resend []*sarama.ProducerMessage, err error) {
+	in, err := c.input()
+	if err != nil {
+		return nil, err
+	}
 	done := make(chan *sarama.ProducerError, len(msgs))
 	sent := 0
 enqueue:
 	for _, m := range msgs {
 		m.Metadata = done
 		select {
-		case c.input() <- m:
+		case in <- m:
 			sent++
 		case <-ctx.Done():
 			err = ctx.Err()

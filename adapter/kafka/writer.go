@@ -180,6 +180,14 @@ func (w *writer) start() error {
 	return err
 }
 
+// isIdempotent tells whether the writer numbers its batches (start turns
+// it off when the cluster refuses a producer id).
+func (w *writer) isIdempotent() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.idempotent
+}
+
 // renewID takes a new producer id: the sequence numbers of every partition
 // start over under it.
 func (w *writer) renewID() error {

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kar-runtime/kar/internal/testenv"
+	"github.com/kar-runtime/kar/sidecar/config"
 )
 
 // The writer keeps one produce request in flight per broker: records
@@ -236,5 +237,32 @@ func TestWarmOpensTheWritersConnections(t *testing.T) {
 	}
 	if n := dials.Load(); n != warmed {
 		t.Errorf("the first records opened %d more connections after Warm", n-warmed)
+	}
+}
+
+// A client takes one producer id, its writer's: sarama's producer, which
+// took one of its own at every start and never produced, is made only for
+// a cluster older than Kafka 0.11.
+func TestConnectTakesOneProducerID(t *testing.T) {
+	b := testenv.Backend(t, testenv.EmbeddedRedis())
+	k := b.KafkaCluster()
+	var ids atomic.Int32
+	k.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		ids.Add(1)
+		return nil, nil, false
+	})
+	c := connectTo(t, b, "ids", config.Backend{})
+	if n := ids.Load(); n != 1 {
+		t.Errorf("Connect took %d producer ids, want 1", n)
+	}
+	// The writer's id serves: a record is produced and acknowledged.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.EnsureTopic(ctx, "ids", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Produce(ctx, "ids", 0, []byte("x")); err != nil {
+		t.Fatal(err)
 	}
 }
