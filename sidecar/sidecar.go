@@ -358,6 +358,11 @@ func launch(argv []string, cfg *config.Run, runtimePort int, stdout, stderr io.W
 	return launcher.Start(argv, env, stdout, stderr)
 }
 
+// abandonGrace is how long a component has to exit after SIGTERM when kar
+// cannot go on starting, before kar kills it: kar then exits, and a
+// component that ignored the signal would outlive it or hold it.
+const abandonGrace = 5 * time.Second
+
 // abandon ends a start that failed once the component was launched: it
 // stops the component and returns ExitConfig, having said why. When the
 // start was interrupted (Ctrl-C), it says nothing and returns the
@@ -371,7 +376,13 @@ func abandon(ctx context.Context, proc *launcher.Process, sigs <-chan os.Signal,
 	if proc != nil {
 		forwardPending(sigs, proc)
 		proc.Signal(syscall.SIGTERM)
-		<-proc.Done()
+		select {
+		case <-proc.Done():
+		case <-time.After(abandonGrace):
+			fmt.Fprintf(stderr, "kar run: the component did not exit %v after SIGTERM; killing it\n", abandonGrace)
+			proc.Signal(syscall.SIGKILL)
+			<-proc.Done()
+		}
 		code = proc.ExitCode()
 	}
 	if interrupted {

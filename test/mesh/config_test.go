@@ -150,10 +150,28 @@ func TestComponentStartsWhileSidecarConnects(t *testing.T) {
 	if err != nil || code != 2 {
 		t.Fatalf("exit %d, %v; want 2:\n%s", code, err, q.Output())
 	}
-	out := q.Output()
-	if !strings.Contains(out, "cannot reach Redis") {
-		t.Errorf("kar does not say why it stopped:\n%s", out)
+	if !strings.Contains(q.Output(), "cannot reach Redis") {
+		t.Errorf("kar does not say why it stopped:\n%s", q.Output())
 	}
+	checkGone(t, q.Output())
+
+	// A component that ignores SIGTERM is killed after a grace: kar exits
+	// all the same, and leaves nothing running.
+	r := testenv.Start(t, "deaf", karEnv(b, "REDIS_PORT="+deadPort), "",
+		testenv.KarBin(t), "run", "-app", "early", "sh", "-c", "trap '' TERM; echo pid $$; exec sleep 60")
+	if code, err := r.Wait(40 * time.Second); err != nil || code != 2 {
+		t.Fatalf("exit %d, %v; want 2:\n%s", code, err, r.Output())
+	}
+	if !strings.Contains(r.Output(), "killing it") {
+		t.Errorf("kar does not say it killed the component:\n%s", r.Output())
+	}
+	checkGone(t, r.Output())
+}
+
+// checkGone reads the pid a component printed ("pid N") in kar's output
+// and checks that the process is gone (killing it if not).
+func checkGone(t *testing.T, out string) {
+	t.Helper()
 	var pid int
 	if i := strings.Index(out, "[STDOUT] pid "); i < 0 {
 		t.Fatalf("the component did not start:\n%s", out)
