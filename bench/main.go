@@ -681,6 +681,7 @@ func (e *env) churn(url string, reps int) stallResult {
 	)
 	var phase atomic.Int32
 	var worst [4]atomic.Int64 // of the current window of each phase
+	var calls atomic.Int64    // calls done, counted once their worst is kept
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -705,15 +706,21 @@ func (e *env) churn(url string, reps int) stallResult {
 					break
 				}
 			}
+			calls.Add(1)
 		}
 	}()
 	var res stallResult
-	// in runs one window of phase ph and keeps its worst call.
+	// in runs one window of phase ph and keeps its worst call, counting
+	// the call still out when the window closes (it began in the window).
 	in := func(ph int32, list *[]time.Duration, window func()) {
 		worst[ph].Store(0)
 		phase.Store(ph)
 		window()
 		phase.Store(steady)
+		out := calls.Load()
+		for deadline := time.Now().Add(10 * time.Second); calls.Load() == out && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Microsecond)
+		}
 		*list = append(*list, time.Duration(worst[ph].Load()))
 	}
 	for i := 0; i < reps; i++ {
