@@ -30,6 +30,7 @@ type usage struct {
 	// paid again by the wake-up that follows, so they count the
 	// goroutine hand-offs that found no thread awake.
 	callerSleeps, serverSleeps float64
+	kafka                      kafkaCount
 }
 
 // memCount: allocations, bytes allocated, GC cycles and the CPU seconds
@@ -46,6 +47,7 @@ func (e *env) snapshot(s sidecars) usage {
 		server:  procCPU(s.server),
 		client:  selfCPU(),
 		backend: e.backendCPU(),
+		kafka:   e.kafkaCount(),
 	}
 	out, _ := exec.Command("pgrep", "-P", strconv.Itoa(s.server)).Output()
 	for _, f := range strings.Fields(string(out)) {
@@ -99,6 +101,7 @@ func (u usage) sub(o usage) usage {
 		callerSleeps: u.callerSleeps - o.callerSleeps, serverSleeps: u.serverSleeps - o.serverSleeps,
 		callerAllocs: u.callerAllocs.sub(o.callerAllocs),
 		serverAllocs: u.serverAllocs.sub(o.serverAllocs),
+		kafka:        u.kafka.sub(o.kafka),
 	}
 }
 
@@ -123,6 +126,7 @@ func (u usage) print(calls int64, floorCPU, chainCPU float64) {
 	// replaced a read that returned EAGAIN and is not in the count.
 	fmt.Printf("  read and write system calls per call (recvfrom not counted): caller sidecar %.1f, server sidecar %.1f; threads put to sleep per call: %.2f, %.2f\n",
 		u.callerSys/n, u.serverSys/n, u.callerSleeps/n, u.serverSleeps/n)
+	u.kafka.print(calls)
 }
 
 // sleeps is the count of voluntary context switches of every thread of

@@ -171,8 +171,9 @@ func serveBackend() {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
+	counts := countKafka(be.KafkaCluster())
 	fmt.Println(strings.Join(be.Env(), " "))
-	io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
+	answerCounts(counts) // until the parent closes stdin
 	be.Close()
 }
 
@@ -182,6 +183,11 @@ type env struct {
 	beEnv   []string
 	brokers string
 	backend *exec.Cmd
+	// beIn, beOut: the backend's stdin and stdout, to ask for its
+	// broker's counts (kafkacount.go); beMu keeps one question at a time.
+	beIn    io.Writer
+	beOut   io.Reader
+	beMu    sync.Mutex
 	procs   []*exec.Cmd
 	logs    []*tail.Buffer // each kar process's stderr, for waitCall's error
 	client  *http.Client
@@ -813,7 +819,7 @@ func (e *env) startBackend() (func(), error) {
 		return nil, err
 	}
 	stop := func() { stdin.Close(); cmd.Wait() }
-	e.backend = cmd
+	e.backend, e.beIn, e.beOut = cmd, stdin, stdout
 	line, err := readLine(stdout)
 	if err != nil || strings.HasPrefix(line, "error") {
 		stop()
