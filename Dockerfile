@@ -48,12 +48,10 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY . .
 ARG VERSION=dev
-# kar links the sidecar's GODEBUG setting in (internal/sysmon.LinkerFlags).
+# As every build of kar: scripts/build.sh (static, kar with the sidecar's
+# GODEBUG setting linked in).
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
-      -o /out/ ./cmd/kar-dev ./cmd/kar-injector ./cmd/kar-scaler && \
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X runtime.godebugDefault=schedtrace=2147483647 -X github.com/kar-runtime/kar/internal/sysmon.linked=schedtrace=2147483647" \
-      -o /out/ ./cmd/kar
+    VERSION=${VERSION} scripts/build.sh /out ./cmd/kar-dev ./cmd/kar-injector ./cmd/kar-scaler ./cmd/kar
 
 # ---- kar: the sidecar image ----
 FROM ${STATIC_IMAGE} AS kar

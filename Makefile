@@ -25,14 +25,9 @@ IMAGES := kar kar-injector kar-scaler kar-dev kar-js kar-go $(addprefix examples
 
 .PHONY: build test docker docker-build docker-push docker-kar docker-injector docker-scaler docker-dev docker-bases docker-examples
 
-# The binaries as the images build them (Dockerfile): static, no symbol
-# table. A static kar maps no libc: 2 MiB less resident per sidecar.
-# SYSMON links the sidecar's GODEBUG setting into kar (internal/sysmon).
-SYSMON = -X runtime.godebugDefault=schedtrace=2147483647 -X github.com/kar-runtime/kar/internal/sysmon.linked=schedtrace=2147483647
+# The binaries as the images build them (scripts/build.sh says how).
 build:
-	mkdir -p bin
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/ ./cmd/...
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION) $(SYSMON)" -o bin/ ./cmd/kar
+	VERSION=$(VERSION) scripts/build.sh
 
 test:
 	scripts/test.sh

@@ -3,7 +3,7 @@
 // `kar rest`, a new replica's first request, the stall of other members
 // during joins and leaves, CPU per call and the server sidecar's RSS.
 //
-//	go build -o bin/ ./cmd/... && go run ./bench [-n 2000] [-duration 5s] [-scrape 1s] [-startup=false] [-floor=false]
+//	scripts/build.sh && go run ./bench [-n 2000] [-duration 5s] [-scrape 1s] [-startup=false] [-floor=false]
 //
 // KAR_BIN=path/kar measures another build; BENCH_PPROF_CALLER=127.0.0.1:6060
 // and BENCH_PPROF_SERVER=127.0.0.1:6061 serve pprof on the caller and the
@@ -443,7 +443,7 @@ func buildOf(path string) string {
 			return "static, as the images build it"
 		}
 	}
-	return "a cgo build, unlike the images: `make build` builds kar as they do"
+	return "a cgo build, unlike the images: `scripts/build.sh` builds kar as they do"
 }
 
 func karBin() (string, error) {
@@ -455,7 +455,7 @@ func karBin() (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("no kar binary: run `go build -o bin/ ./cmd/...` first or set KAR_BIN")
+	return "", fmt.Errorf("no kar binary: run `scripts/build.sh` first or set KAR_BIN")
 }
 
 func (e *env) startKar(app string, flags []string, component bool) (*exec.Cmd, error) {

@@ -22,7 +22,7 @@ import (
 // the run after its first minute (warm-up): a sidecar whose maps grow with
 // the ids it has seen shows a positive slope.
 //
-//	go build -o bin/ ./cmd/... && go run ./bench -soak 10m [-soak.every 5s] [-soak.per_id 100] [-inflight 64]
+//	scripts/build.sh && go run ./bench -soak 10m [-soak.every 5s] [-soak.per_id 100] [-inflight 64]
 func (e *env) soak(dur, every time.Duration, inflight, perID int) error {
 	serverPort, _ := freePort()
 	server, err := e.startKar("bench", []string{"-service", "echo", "-actors", "Counter", "-runtime_port", strconv.Itoa(serverPort)}, true)

@@ -11,8 +11,7 @@ fi
 for tool in go node npm; do
   command -v "$tool" >/dev/null || { echo "hello.sh: $tool is not installed" >&2; exit 1; }
 done
-mkdir -p bin
-go build -o bin/ ./cmd/...
+scripts/build.sh
 export PATH="$PWD/bin:$PATH"
 (cd examples/service-hello-js && npm install --prod --no-audit --no-fund --loglevel=error >/dev/null)
 

@@ -28,7 +28,7 @@ if [ -z "$kar" ]; then
   elif command -v kar >/dev/null 2>&1; then
     kar=$(command -v kar)
   else
-    echo "$me: kar not found: build it with \`go build -o bin/ ./cmd/...\` in the repository, or put kar on PATH" >&2
+    echo "$me: kar not found: build it with \`scripts/build.sh\` in the repository, or put kar on PATH" >&2
     exit 1
   fi
 fi

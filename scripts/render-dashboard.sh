@@ -30,8 +30,7 @@ for p in python3 /usr/bin/python3; do
 done
 [ -n "$py" ] || { echo "render-dashboard.sh: python3-matplotlib is not installed" >&2; exit 1; }
 
-mkdir -p bin
-go build -o bin/ ./cmd/...
+scripts/build.sh
 for ex in service-hello-js actors-js; do
   [ -d "examples/$ex/node_modules" ] || (cd "examples/$ex" && npm install --prod --no-audit --no-fund --loglevel=error >/dev/null)
 done

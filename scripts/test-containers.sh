@@ -30,8 +30,7 @@ for tool in podman runc catatonit mmdebstrap docker-compose redis-server; do
   command -v "$tool" >/dev/null || { echo "$(basename "$0"): $tool is not installed" >&2; exit 1; }
 done
 
-mkdir -p bin
-go build -o bin/ ./cmd/...
+scripts/build.sh
 # The compose test runs the hello world's Node.js processes on the host.
 (cd examples/service-hello-js && npm install --no-audit --no-fund --loglevel=error >/dev/null)
 export KAR_BIN="$PWD/bin/kar" KAR_CONTAINERS=1

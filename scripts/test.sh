@@ -4,11 +4,8 @@
 # the Kafka-protocol broker, real kar processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p bin
-# Built as the images build kar (Dockerfile, make build): the tests run what
-# ships: kar with the sidecar's GODEBUG setting linked in (internal/sysmon).
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/ ./cmd/...
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X runtime.godebugDefault=schedtrace=2147483647 -X github.com/kar-runtime/kar/internal/sysmon.linked=schedtrace=2147483647" -o bin/ ./cmd/kar
+# Built as the images build kar: the tests run what ships.
+scripts/build.sh
 for d in examples/*/; do
   if [ -f "$d/package.json" ]; then
     (cd "$d" && npm install --no-audit --no-fund --loglevel=error >/dev/null)

@@ -21,7 +21,7 @@
 // The scaler's own cost per poll is `go test -run '^$' -bench SourceRead
 // -benchtime 500x ./autoscale/`.
 //
-//	go build -o bin/ ./cmd/... && go run ./bench/autoscale [-svg docs/autoscaling.svg]
+//	scripts/build.sh && go run ./bench/autoscale [-svg docs/autoscaling.svg]
 package main
 
 import (
@@ -76,7 +76,7 @@ func run() error {
 		kar, _ = filepath.Abs("bin/kar")
 	}
 	if _, err := os.Stat(kar); err != nil {
-		return fmt.Errorf("no kar binary: run `go build -o bin/ ./cmd/...` first or set KAR_BIN")
+		return fmt.Errorf("no kar binary: run `scripts/build.sh` first or set KAR_BIN")
 	}
 	ctx := context.Background()
 	be, err := devenv.Start(ctx, devenv.Options{Redis: devenv.RedisServer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

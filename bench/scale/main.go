@@ -3,7 +3,7 @@
 // subscriptions, and the Redis commands and Kafka requests each kind of
 // call costs — the inputs of docs/scaling.md's model.
 //
-//	go build -o bin/ ./cmd/... && go run ./bench/scale -what sidecars|actors|subs|ops|all [flags]
+//	scripts/build.sh && go run ./bench/scale -what sidecars|actors|subs|ops|all [flags]
 //
 // It starts its own redis-server (on a free port) and a Kafka-protocol
 // broker in its own process (kfake), which counts every request it
@@ -207,7 +207,7 @@ func karBin() (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("no kar binary: run `go build -o bin/ ./cmd/...` first or set KAR_BIN")
+	return "", fmt.Errorf("no kar binary: run `scripts/build.sh` first or set KAR_BIN")
 }
 
 func numCPU() int {

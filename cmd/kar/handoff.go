@@ -26,7 +26,7 @@ func handOff(binary, name string) func(ctx context.Context, args []string, stdou
 		if path == "" {
 			p, err := exec.LookPath(binary)
 			if err != nil {
-				fmt.Fprintf(stderr, "kar %s: needs the %s binary next to kar or on PATH (build both with `go build -o bin/ ./cmd/...`)\n", name, binary)
+				fmt.Fprintf(stderr, "kar %s: needs the %s binary next to kar or on PATH (build both with `scripts/build.sh` in kar's repository)\n", name, binary)
 				return exitUsage
 			}
 			path = p

@@ -35,8 +35,9 @@ import (
 // machine up longer than that, once when the sidecar starts.
 //
 // The runtime reads schedtrace only when the process starts, and the go
-// command refuses it as a //go:debug directive. kar's builds (Makefile,
-// Dockerfile, scripts/test.sh) link it in as the runtime's default
+// command refuses it as a //go:debug directive. kar's builds
+// (scripts/build.sh, which the Makefile, the Dockerfile and the scripts
+// call) link it in as the runtime's default
 // GODEBUG instead, with LinkerFlags: the runtime applies that default
 // before the environment's GODEBUG, so a user's own schedtrace still
 // wins. A kar built without it (a plain `go build`) runs itself again

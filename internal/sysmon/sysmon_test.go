@@ -54,15 +54,43 @@ func TestEnv(t *testing.T) {
 }
 
 // TestBuildsLinkSetting: every build of kar that ships or is tested links
-// Setting in, so that a sidecar does not start twice (Exec).
+// Setting in, so that a sidecar does not start twice (Exec). One recipe,
+// scripts/build.sh, has LinkerFlags; the Makefile, the Dockerfile and the
+// scripts build kar only through it.
 func TestBuildsLinkSetting(t *testing.T) {
-	for _, f := range []string{"Makefile", "Dockerfile", "scripts/test.sh"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", f))
+	root := filepath.Join("..", "..")
+	recipe, err := os.ReadFile(filepath.Join(root, "scripts", "build.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(recipe), LinkerFlags) {
+		t.Errorf("scripts/build.sh does not build kar with %q", LinkerFlags)
+	}
+	scripts, err := filepath.Glob(filepath.Join(root, "scripts", "*.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	builders := 0
+	for _, f := range append(scripts, filepath.Join(root, "Makefile"), filepath.Join(root, "Dockerfile"), filepath.Join(root, ".ci", "run")) {
+		if filepath.Base(f) == "build.sh" {
+			continue
+		}
+		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(b), LinkerFlags) {
-			t.Errorf("%s does not build kar with %q", f, LinkerFlags)
+		// A command continued over lines (a Dockerfile's RUN) is one line.
+		text := strings.ReplaceAll(string(b), "\\\n", " ")
+		for i, line := range strings.Split(text, "\n") {
+			if strings.Contains(line, "go build") && strings.Contains(line, "./cmd/") {
+				t.Errorf("%s, command %d, builds kar's commands itself (%s): call scripts/build.sh", f, i+1, strings.TrimSpace(line))
+			}
 		}
+		if strings.Contains(string(b), "scripts/build.sh") {
+			builders++
+		}
+	}
+	if builders == 0 {
+		t.Error("nothing calls scripts/build.sh")
 	}
 }
